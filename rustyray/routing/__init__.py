@@ -1,0 +1,84 @@
+"""Routing: priorities, delivery guarantees, fan-out accounting and message handlers (sans-I/O)."""
+
+from rustyray.routing.config import RoutingConfig
+from rustyray.routing.delivery import (
+    DedupSnapshot,
+    DedupWindow,
+    DeliveryCounters,
+    DeliveryGuarantee,
+    DeliveryTracker,
+    Settled,
+    backoff_delay,
+)
+from rustyray.routing.dispatch_core import (
+    Broadcast,
+    BroadcastResult,
+    Consensus,
+    NodeOutcome,
+    OutcomeStatus,
+    QuorumCollector,
+    QuorumResult,
+    QuorumStatus,
+    ScatterGather,
+    ScatterGatherResult,
+    validate_quorum,
+)
+from rustyray.routing.errors import (
+    DuplicateMessageIdError,
+    HandlerError,
+    InvalidPayloadError,
+    InvalidQuorumError,
+    OutboxFullError,
+    RoutingError,
+    UnknownMessageTypeError,
+)
+from rustyray.routing.handlers import (
+    BUILTIN_HANDLERS,
+    HandlerContext,
+    HandlerRegistry,
+    NodeContext,
+    default_registry,
+    query_rows,
+)
+from rustyray.routing.messages import RouteAck, RouteEnvelope
+from rustyray.routing.priority import PeerOutboxes, Priority, PriorityOutbox
+
+__all__ = [
+    "BUILTIN_HANDLERS",
+    "Broadcast",
+    "BroadcastResult",
+    "Consensus",
+    "DedupSnapshot",
+    "DedupWindow",
+    "DeliveryCounters",
+    "DeliveryGuarantee",
+    "DeliveryTracker",
+    "DuplicateMessageIdError",
+    "HandlerContext",
+    "HandlerError",
+    "HandlerRegistry",
+    "InvalidPayloadError",
+    "InvalidQuorumError",
+    "NodeContext",
+    "NodeOutcome",
+    "OutboxFullError",
+    "OutcomeStatus",
+    "PeerOutboxes",
+    "Priority",
+    "PriorityOutbox",
+    "QuorumCollector",
+    "QuorumResult",
+    "QuorumStatus",
+    "RouteAck",
+    "RouteEnvelope",
+    "RoutingConfig",
+    "RoutingError",
+    "ScatterGather",
+    "ScatterGatherResult",
+    "Settled",
+    "UnknownMessageTypeError",
+    "backoff_delay",
+    "default_registry",
+    "query_rows",
+    "validate_quorum",
+]

@@ -1,0 +1,14 @@
+"""The subsystem services every node runs, in start order.
+
+A service is an asyncio adapter that owns one subsystem on one node: it registers
+message handlers on the node, drives its sans-I/O core from timers and frames, and
+exposes ``api_<operation>`` coroutines that the management API calls through
+``Node.call_api``. Entries are ``(name, "module:Class")`` so that importing this
+list costs nothing until a node starts.
+"""
+
+from __future__ import annotations
+
+SERVICES: list[tuple[str, str]] = [
+    ("transport", "rustyray.transport.service:TransportService"),
+]

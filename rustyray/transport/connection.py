@@ -1,0 +1,187 @@
+"""One connection interface over TCP and QUIC.
+
+A ``Connection`` carries frames both ways. It owns a ``FrameDecoder``, counts bytes
+and frames, and hands every decoded frame to its ``handler``. A malformed frame
+(``RemoteProtocolError``) closes only this connection, logs the typed reason and
+reports it through ``handler.connection_lost(conn, exc)``; nothing propagates into
+the node.
+
+Why ``asyncio.Protocol`` rather than streams: the per-frame path (decode, dispatch,
+encode, write) is the hot path for throughput, and protocol callbacks avoid a
+reader task, a buffer copy and an await per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from rustyray.protocol.compression import Compression
+from rustyray.protocol.errors import ProtocolError
+from rustyray.protocol.frame import Frame, FrameDecoder, encode_frame
+from rustyray.protocol.messages import Message
+
+log = logging.getLogger(__name__)
+_conn_ids = itertools.count(1)
+
+
+class ConnectionHandler(Protocol):
+    """What a connection reports to its owner (the node)."""
+
+    def frame_received(self, conn: Connection, frame: Frame) -> None: ...
+
+    def connection_lost(self, conn: Connection, exc: BaseException | None) -> None: ...
+
+
+class Connection:
+    """Transport-independent half of a framed connection."""
+
+    protocol_name = "TCP"
+
+    def __init__(self, *, outbound: bool) -> None:
+        self.conn_id = f"conn-{next(_conn_ids)}"
+        self.outbound = outbound
+        self.peer_node_id: str | None = None
+        self.peer_address: str = ""
+        self.local_address: str = ""
+        self.compression = Compression.NONE
+        self.tls_version: str | None = None
+        self.cipher: str | None = None
+        self.created_at = time.time()
+        self.last_used = time.monotonic()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.frames_sent = 0
+        self.frames_received = 0
+        self.handler: ConnectionHandler | None = None
+        self.close_reason: str | None = None
+        self.error: ProtocolError | None = None
+        self._decoder = FrameDecoder()
+        self._closed = asyncio.get_running_loop().create_future()
+        self._pending: list[Frame] = []
+        self._handshake_waiter: asyncio.Future[Frame] | None = None
+
+    # --- receiving -----------------------------------------------------------------
+    def _data(self, data: bytes) -> None:
+        self.bytes_received += len(data)
+        self.last_used = time.monotonic()
+        try:
+            self._decoder.feed(data)
+            while (frame := self._decoder.next_frame()) is not None:
+                self.frames_received += 1
+                self._deliver(frame)
+        except ProtocolError as exc:
+            self.error = exc
+            log.warning("closing %s from %s: %s (%s)", self.conn_id, self.peer_address, exc, exc.code)
+            self.abort(f"protocol error: {exc.code}")
+
+    def _deliver(self, frame: Frame) -> None:
+        if self._handshake_waiter is not None and not self._handshake_waiter.done():
+            self._handshake_waiter.set_result(frame)
+        elif self.handler is not None:
+            self.handler.frame_received(self, frame)
+        else:
+            self._pending.append(frame)
+
+    async def first_frame(self, timeout: float) -> Frame:
+        """Wait for the first frame (the handshake) before any handler is attached."""
+        if self._pending:
+            return self._pending.pop(0)
+        self._handshake_waiter = asyncio.get_running_loop().create_future()
+        waiter = self._handshake_waiter
+        closed = self._closed
+        done, _ = await asyncio.wait({waiter, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done:
+            return waiter.result()
+        waiter.cancel()
+        if self.error is not None:
+            raise self.error
+        raise ConnectionError(f"connection closed before the handshake ({self.close_reason or 'timeout'})")
+
+    def attach(self, handler: ConnectionHandler) -> None:
+        """Attach the owner; frames that arrived before are delivered now, in order."""
+        self.handler = handler
+        pending, self._pending = self._pending, []
+        for frame in pending:
+            handler.frame_received(self, frame)
+        if self._closed.done():
+            handler.connection_lost(self, self.error)
+
+    # --- sending -------------------------------------------------------------------
+    def send_message(self, message: Message, msg_id: int, flags: int = 0) -> int:
+        """Encode and write one frame; returns its size. Raises ConnectionError when closed."""
+        data = encode_frame(message, msg_id, flags=flags, compression=self.compression)
+        self.write(data)
+        self.frames_sent += 1
+        return len(data)
+
+    def write(self, data: bytes) -> None:
+        if self.is_closed:
+            raise ConnectionError(f"{self.conn_id} is closed ({self.close_reason})")
+        self.bytes_sent += len(data)
+        self.last_used = time.monotonic()
+        self._write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is above its high-water mark."""
+
+    # --- lifecycle -----------------------------------------------------------------
+    @property
+    def is_closed(self) -> bool:
+        return self._closed.done()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self._closed)
+
+    def _mark_closed(self, exc: BaseException | None) -> None:
+        if self._closed.done():
+            return
+        self._closed.set_result(None)
+        if self.close_reason is None:
+            self.close_reason = str(exc) if exc else "closed"
+        if self.handler is not None:
+            self.handler.connection_lost(self, self.error or exc)
+
+    def close(self, reason: str = "closed") -> None:
+        """Graceful close: pending writes are flushed."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._close(abort=False)
+
+    def abort(self, reason: str) -> None:
+        """Immediate close, dropping anything unsent (used on protocol errors)."""
+        if self.close_reason is None:
+            self.close_reason = reason
+        self._close(abort=True)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "connection_id": self.conn_id,
+            "protocol": self.protocol_name,
+            "node": self.peer_node_id,
+            "peer_address": self.peer_address,
+            "direction": "outbound" if self.outbound else "inbound",
+            "state": "Closed" if self.is_closed else "Connected",
+            "encrypted": self.tls_version is not None,
+            "tls_version": self.tls_version,
+            "compression": self.compression.api_name,
+            "bytes_sent": self.bytes_sent,
+            "bytes_received": self.bytes_received,
+            "frames_sent": self.frames_sent,
+            "frames_received": self.frames_received,
+            "idle_ms": round((time.monotonic() - self.last_used) * 1000, 1),
+        }
+
+    # --- transport specifics -------------------------------------------------------
+    def _write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _close(self, *, abort: bool) -> None:
+        raise NotImplementedError
+
+
+OnConnection = Callable[[Connection], None]
