@@ -175,9 +175,8 @@ class Node:
                                 handshake_timeout=cfg.transport.connect_timeout_s)
         await self._bind(self._tcp, cfg.transport.tcp_port or int(saved.get("tcp_port", 0)))
         if cfg.transport.enable_quic:
-            from rustyray.transport.quic import QuicListener
-
             from rustyray.security.quic_tls import require_client_certificate
+            from rustyray.transport.quic import QuicListener
 
             self._quic = QuicListener(self._on_inbound, configuration=self._quic_config(is_client=False),
                                       on_server_quic=require_client_certificate)

@@ -11,4 +11,6 @@ from __future__ import annotations
 
 SERVICES: list[tuple[str, str]] = [
     ("transport", "rustyray.transport.service:TransportService"),
+    ("membership", "rustyray.membership.service:MembershipService"),
+    ("manager", "rustyray.manager.service:ManagerService"),
 ]

@@ -1,0 +1,1 @@
+"""Network manager: the node-wide coordination layer of the management API."""

@@ -1,0 +1,61 @@
+"""The node actor: one long-lived async Ray actor per cluster member.
+
+Why the node starts from ``__init__``: an async actor's constructor runs inside
+its event loop, so a node that Ray restarts (``max_restarts``) binds its
+listeners, reloads its state directory and rejoins without anyone calling it.
+Every management call goes through ``call``, which returns a tagged tuple instead
+of raising so that an ``ApiError`` keeps its status and field across Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+
+from rustyray.config import NodeConfig
+from rustyray.errors import ApiError
+from rustyray.node import Node
+
+NAMESPACE = "rustyray"
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("quic").setLevel(logging.WARNING)
+
+
+@ray.remote
+class NodeActor:
+    def __init__(self, config: NodeConfig) -> None:
+        _configure_logging()
+        self.node = Node(config)
+        self._boot = asyncio.get_running_loop().create_task(self.node.start())
+
+    async def ready(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until the node is listening; returns its info (raises if start failed)."""
+        await asyncio.wait_for(asyncio.shield(self._boot), timeout)
+        return self.node.info()
+
+    async def info(self) -> dict[str, Any]:
+        return self.node.info()
+
+    async def call(self, service: str, method: str, kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        """Run ``service.api_<method>(**kwargs)``: ``("ok", result)`` or ``("error", status, message, field)``."""
+        if not self._boot.done():
+            await asyncio.wait_for(asyncio.shield(self._boot), 60)
+        try:
+            return ("ok", await self.node.call_api(service, method, kwargs))
+        except ApiError as exc:
+            return ("error", exc.status, exc.message, exc.field)
+        except TypeError as exc:  # wrong or missing arguments from the API layer
+            return ("error", 422, str(exc), None)
+        except Exception as exc:  # a bug or an unexpected failure: report it, keep the node alive
+            logging.getLogger(__name__).exception("%s.%s failed", service, method)
+            return ("error", 500, f"{service}.{method} failed: {type(exc).__name__}: {exc}", None)
+
+    async def stop(self, graceful: bool = True) -> bool:
+        await self.node.stop(graceful=graceful)
+        return True

@@ -1,0 +1,59 @@
+"""The management API as a Ray Serve application (FastAPI ingress).
+
+Routes live in ``serve_apps/routes``; each router is mounted under
+``/api/v1/network``. The FastAPI app is built inside the replica
+(``__serve_build_asgi_app__``) rather than at import time: Serve pickles a
+module-level app, which loses the annotations strawberry's GraphQL router needs
+(ray-project/ray#50677).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from fastapi import FastAPI
+
+from serve_apps.common import PREFIX, install_error_handlers
+
+ROUTERS = [
+    "serve_apps.routes.core",
+]
+
+
+def build_app(gateway: Any) -> FastAPI:
+    """The FastAPI app over a gateway (``RayGateway`` in Serve, ``LocalGateway`` in tests)."""
+    app = FastAPI(title="RustyRay management API", version="1", docs_url="/docs", openapi_url="/openapi.json")
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    for name in ROUTERS:
+        module = importlib.import_module(name)
+        app.include_router(module.router, prefix=PREFIX)
+        extra = getattr(module, "mount", None)
+        if extra is not None:
+            extra(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def deployment(max_ongoing_requests: int = 256) -> Any:
+    """The Serve deployment class bound to its options (imports ray lazily)."""
+    from ray import serve
+
+    from serve_apps.gateway import RayGateway
+
+    @serve.deployment(name="NetworkAPI", num_replicas=1, max_ongoing_requests=max_ongoing_requests,
+                      ray_actor_options={"num_cpus": 0.1})
+    @serve.ingress()
+    class NetworkAPI:
+        def __init__(self) -> None:
+            self.gateway = RayGateway()
+
+        def __serve_build_asgi_app__(self) -> FastAPI:
+            return build_app(self.gateway)
+
+    return NetworkAPI

@@ -1,0 +1,194 @@
+"""How the management API reaches nodes.
+
+``RayGateway`` talks to node actors by name in the ``rustyray`` namespace and to
+the cluster registry; ``LocalGateway`` holds in-process ``Node`` objects so that
+the whole API can be tested in one event loop without Ray. Both pick the *fronted*
+node (the one a request without ``?node=`` goes to): the first live node in
+natural order, re-picked when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from rustyray.errors import ApiError
+
+
+def natural_key(node_id: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", node_id))
+
+
+class Gateway(Protocol):
+    async def node_ids(self) -> list[str]: ...
+
+    async def call(self, node_id: str, service: str, method: str, /, **kwargs: Any) -> Any: ...
+
+    async def info(self, node_id: str, timeout: float = 2.0) -> dict[str, Any] | None: ...
+
+    async def fronted(self, requested: str | None = None) -> str: ...
+
+    async def spawn_node(self, node_id: str, seeds: list[str], host: str | None, port: int) -> dict[str, Any]: ...
+
+    async def stop_node(self, node_id: str) -> None: ...
+
+
+class _FrontingMixin:
+    _front: str | None = None
+
+    async def node_ids(self) -> list[str]:
+        raise NotImplementedError
+
+    async def info(self, node_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    async def fronted(self, requested: str | None = None) -> str:
+        ids = await self.node_ids()
+        if requested is not None:
+            if requested not in ids:
+                raise ApiError(404, f"unknown node {requested!r}; known nodes: {', '.join(ids) or 'none'}", "node")
+            return requested
+        if self._front in ids and await self.info(self._front, 1.0) is not None:
+            return self._front  # type: ignore[return-value]
+        for node_id in ids:
+            if await self.info(node_id, 1.0) is not None:
+                self._front = node_id
+                return node_id
+        raise ApiError(503, "no node of the cluster is reachable")
+
+
+class LocalGateway(_FrontingMixin):
+    """In-process nodes (tests, single-process demos)."""
+
+    def __init__(self, nodes: dict[str, Any], spawner: Callable[..., Awaitable[Any]] | None = None) -> None:
+        self.nodes = nodes
+        self._spawner = spawner
+
+    async def node_ids(self) -> list[str]:
+        return sorted(self.nodes, key=natural_key)
+
+    async def info(self, node_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
+        node = self.nodes.get(node_id)
+        return node.info() if node is not None and node.running else None
+
+    async def call(self, node_id: str, service: str, method: str, /, **kwargs: Any) -> Any:
+        node = self.nodes.get(node_id)
+        if node is None:
+            raise ApiError(404, f"unknown node {node_id!r}", "node")
+        if not node.running:
+            raise ApiError(503, f"node {node_id!r} is not running", "node")
+        try:
+            return await node.call_api(service, method, kwargs)
+        except TypeError as exc:
+            raise ApiError(422, str(exc)) from None
+
+    async def spawn_node(self, node_id: str, seeds: list[str], host: str | None, port: int) -> dict[str, Any]:
+        if self._spawner is None:
+            raise ApiError(501, "this gateway cannot start nodes")
+        node = await self._spawner(node_id, seeds, host, port)
+        self.nodes[node_id] = node
+        return node.info()
+
+    async def stop_node(self, node_id: str) -> None:
+        node = self.nodes.pop(node_id, None)
+        if node is not None:
+            await node.stop()
+
+
+class RayGateway(_FrontingMixin):
+    """Node actors on the Ray cluster (production)."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, Any] = {}
+
+    def _registry(self) -> Any:
+        from rustyray.ray_edge.cluster import get_registry
+
+        return get_registry()
+
+    async def settings(self) -> dict[str, Any]:
+        return await self._registry().get_settings.remote()
+
+    async def node_ids(self) -> list[str]:
+        nodes = await self._registry().list_nodes.remote()
+        return sorted(nodes, key=natural_key)
+
+    def _handle(self, node_id: str) -> Any:
+        handle = self._handles.get(node_id)
+        if handle is None:
+            from rustyray.ray_edge.cluster import get_node
+
+            try:
+                handle = get_node(node_id)
+            except ValueError:
+                raise ApiError(503, f"node {node_id!r} is not running (its actor is gone)", "node") from None
+            self._handles[node_id] = handle
+        return handle
+
+    async def info(self, node_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
+        try:
+            return await asyncio.wait_for(self._handle(node_id).info.remote(), timeout)
+        except Exception:
+            self._handles.pop(node_id, None)
+            return None
+
+    async def call(self, node_id: str, service: str, method: str, /, **kwargs: Any) -> Any:
+        import ray.exceptions
+
+        try:
+            result = await self._handle(node_id).call.remote(service, method, kwargs)
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+            self._handles.pop(node_id, None)
+            raise ApiError(503, f"node {node_id!r} is unavailable: {type(exc).__name__}", "node") from None
+        if result[0] == "ok":
+            return result[1]
+        _, status, message, field = result
+        raise ApiError(status, message, field)
+
+    async def spawn_node(self, node_id: str, seeds: list[str], host: str | None, port: int) -> dict[str, Any]:
+        from rustyray.ray_edge import cluster
+
+        settings = await self.settings()
+        overrides: dict[str, Any] = {"tcp_port": port}
+        if host:
+            overrides["host"] = host
+        pg = await asyncio.to_thread(cluster.create_placement_group, 1, f"rustyray-pg-{node_id}")
+        registry = self._registry()
+        await registry.add_placement_group.remote(f"rustyray-pg-{node_id}")
+        handle = cluster.spawn_node(settings, node_id, pg=pg, seeds=tuple(seeds), overrides=overrides)
+        try:
+            info = await asyncio.wait_for(handle.ready.remote(), 60)
+        except Exception as exc:
+            import ray
+
+            ray.kill(handle, no_restart=True)
+            raise ApiError(409, f"node {node_id!r} could not start: {exc}", "node_id") from None
+        self._handles[node_id] = handle
+        await registry.add_node.remote(node_id, {"address": info["address"], "joined": True})
+        return info
+
+    async def stop_node(self, node_id: str) -> None:
+        import ray
+
+        handle = self._handles.pop(node_id, None)
+        if handle is None:
+            try:
+                from rustyray.ray_edge.cluster import get_node
+
+                handle = get_node(node_id)
+            except ValueError:
+                handle = None
+        if handle is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(handle.stop.remote(True), 10)
+            ray.kill(handle, no_restart=True)
+        await self._registry().remove_node.remote(node_id)
+        try:
+            from ray.util import get_placement_group, remove_placement_group
+
+            remove_placement_group(get_placement_group(f"rustyray-pg-{node_id}"))
+        except Exception:
+            pass
