@@ -1,0 +1,75 @@
+"""Configuration of the routing subsystem (outboxes, retries, deduplication)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Knobs for ``PriorityOutbox``, ``DeliveryTracker`` and ``DedupWindow``.
+
+    Defaults suit a LAN cluster; ``local()`` shrinks the timings for tests and
+    single-host clusters.
+    """
+
+    outbox_max_size: int = 1024
+    """Messages queued per peer before ``push`` raises ``OutboxFullError``; bounds memory per slow peer."""
+
+    retry_initial_s: float = 0.2
+    """Seconds before the first retransmission of an unacknowledged message."""
+
+    retry_max_s: float = 5.0
+    """Upper bound (seconds) on the gap between two retransmissions, before jitter."""
+
+    retry_multiplier: float = 2.0
+    """Growth factor of the retry gap per attempt (exponential backoff); 1.0 means fixed gaps."""
+
+    retry_jitter: float = 0.1
+    """Fraction (0..1) of each gap randomised up or down, so senders that lost one peer de-synchronise."""
+
+    default_deadline_s: float = 30.0
+    """Seconds a message may stay unacknowledged before it is reported failed, when the caller gives none."""
+
+    dedup_max_entries: int = 100_000
+    """Keys remembered by a receiver's ``DedupWindow``; the oldest are evicted beyond this (bounds memory)."""
+
+    dedup_max_age_s: float = 600.0
+    """Seconds a key is remembered; must exceed senders' delivery deadlines or late retries slip through."""
+
+    @classmethod
+    def lan(cls) -> RoutingConfig:
+        """Defaults for a data-centre LAN."""
+        return cls()
+
+    @classmethod
+    def local(cls) -> RoutingConfig:
+        """Fast timings for one host and tests: retries after 10 ms, deadline 2 s."""
+        return cls(
+            outbox_max_size=256,
+            retry_initial_s=0.01,
+            retry_max_s=0.2,
+            default_deadline_s=2.0,
+            dedup_max_entries=10_000,
+            dedup_max_age_s=60.0,
+        )
+
+    def validate(self) -> RoutingConfig:
+        """Raise ValueError naming the first bad field; return self for chaining."""
+        if self.outbox_max_size < 1:
+            raise ValueError("outbox_max_size must be >= 1")
+        if self.retry_initial_s <= 0:
+            raise ValueError("retry_initial_s must be > 0")
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be >= retry_initial_s")
+        if self.retry_multiplier < 1.0:
+            raise ValueError("retry_multiplier must be >= 1.0")
+        if not 0.0 <= self.retry_jitter < 1.0:
+            raise ValueError("retry_jitter must be in [0, 1)")
+        if self.default_deadline_s <= 0:
+            raise ValueError("default_deadline_s must be > 0")
+        if self.dedup_max_entries < 1:
+            raise ValueError("dedup_max_entries must be >= 1")
+        if self.dedup_max_age_s <= 0:
+            raise ValueError("dedup_max_age_s must be > 0")
+        return self
