@@ -722,6 +722,14 @@ class Node:
             except Exception:
                 log.exception("peer listener failed")
 
+    # ------------------------------------------------------------------ membership hooks
+    def live_members(self) -> list[str]:
+        """Ids of members believed alive, this node included (membership decides when it runs)."""
+        membership = self.services.get("membership")
+        if membership is not None and hasattr(membership, "live_members"):
+            return membership.live_members()
+        return sorted({self.node_id} | {p.node_id for p in self.peers.values() if p.connected})
+
     # ------------------------------------------------------------------ introspection
     def stats_snapshot(self) -> dict[str, Any]:
         live = list(self.connections.values())
