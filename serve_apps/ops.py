@@ -1,0 +1,91 @@
+"""Cluster operations shared by REST and GraphQL (one implementation, two front doors).
+
+``join_cluster`` starts a new node actor on the Ray cluster (through the gateway),
+lets it join through the given seeds and waits until the fronted node's view
+includes it; ``leave_cluster`` makes a node leave gracefully and stops its actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from rustyray.errors import ApiError
+from serve_apps.gateway import natural_key
+
+
+async def cluster_members(gw: Any, node: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(fronted node id, members as that node sees them: node, state, address, ...)."""
+    front = await gw.fronted(node)
+    view = await gw.call(front, "membership", "members")
+    return front, view["members"]
+
+
+async def next_node_id(gw: Any) -> str:
+    ids = set(await gw.node_ids())
+    i = 1
+    while f"node{i}" in ids:
+        i += 1
+    return f"node{i}"
+
+
+async def join_cluster(gw: Any, *, node_id: str | None = None, seed_nodes: list[str] | None = None,
+                       host: str | None = None, port: int = 0, timeout: float = 30.0) -> dict[str, Any]:
+    """Start ``node_id`` (default: the next free ``nodeN``) and join it through ``seed_nodes``."""
+    node_id = node_id or await next_node_id(gw)
+    if node_id in await gw.node_ids():
+        raise ApiError(409, f"node {node_id!r} is already a member", "node_id")
+    seeds = list(seed_nodes or [])
+    if not seeds:
+        front, members = await cluster_members(gw)
+        seeds = [m["address"] for m in members if m.get("address") and m.get("state") == "Alive"][:3]
+    info = await gw.spawn_node(node_id, seeds, host, port)
+    deadline = time.monotonic() + timeout
+    size = 0
+    while time.monotonic() < deadline:
+        front, members = await cluster_members(gw)
+        alive = [m for m in members if m.get("state") == "Alive"]
+        size = len(alive)
+        if any(m["node"] == node_id for m in alive):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise ApiError(504, f"{node_id} started but did not appear in the membership within {timeout:.0f}s")
+    view = await gw.call(front, "membership", "view")
+    return {"success": True, "node_id": node_id, "address": info.get("address"), "cluster_size": size,
+            "joined_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "membership_version": view.get("view_version")}
+
+
+async def leave_cluster(gw: Any, *, node_id: str | None = None, reason: str = "requested",
+                        timeout: float = 30.0) -> dict[str, Any]:
+    """Make ``node_id`` (default: the fronted node) leave gracefully, then stop its actor."""
+    ids = await gw.node_ids()
+    if node_id is None:
+        node_id = await gw.fronted(None)
+    elif node_id not in ids:
+        raise ApiError(404, f"unknown node {node_id!r}", "node_id")
+    try:
+        await gw.call(node_id, "membership", "leave", reason=reason)
+    except ApiError as exc:
+        if exc.status not in (503,):
+            raise
+    await gw.stop_node(node_id)
+    remaining = sorted((i for i in ids if i != node_id), key=natural_key)
+    size = len(remaining)
+    version = None
+    deadline = time.monotonic() + timeout
+    while remaining and time.monotonic() < deadline:
+        try:
+            front, members = await cluster_members(gw)
+            alive = [m for m in members if m.get("state") == "Alive"]
+            if all(m["node"] != node_id for m in alive):
+                size = len(alive)
+                version = (await gw.call(front, "membership", "view")).get("view_version")
+                break
+        except ApiError:
+            pass
+        await asyncio.sleep(0.2)
+    return {"success": True, "node_id": node_id, "cluster_size": size,
+            "left_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "membership_version": version}
