@@ -63,6 +63,8 @@ def _connect_ray(args: argparse.Namespace) -> tuple[bool, str | None]:
     import ray
 
     log_to_driver = os.environ.get("RUSTYRAY_LOG_TO_DRIVER", "0") == "1"
+    if ray.is_initialized():  # embedded use (tests): the caller owns Ray
+        return False, ray.get_runtime_context().gcs_address and None
     if args.address:
         _say(f"connecting to Ray at {args.address} ...")
         ctx = ray.init(address=args.address, namespace="rustyray", log_to_driver=log_to_driver)
