@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", default=None, help="cluster TOML file ([transport], [swim], [discovery.dns], ...)")
     p.add_argument("--state-dir", default=".rustyray", help="certificates, node state and logs (default .rustyray)")
     p.add_argument("--host", default=None, help="address node listeners bind (default 127.0.0.1; 'auto' = Ray node IP)")
+    p.add_argument("--base-port", type=int, default=0,
+                   help="fixed ports: node i listens on TCP base+2(i-1) and QUIC base+2(i-1)+1 (default: any free)")
     p.add_argument("--cluster-name", default=None, help="cluster name (default from the config, else 'rustyray')")
     p.add_argument("--no-bootstrap", action="store_true",
                    help="start the nodes but do not form the cluster (POST /membership/bootstrap does it)")
@@ -158,7 +160,8 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
             ray.kill(old, no_restart=True)
         except ValueError:
             pass
-        handles[node_id] = cluster.spawn_node(settings, node_id, pg=pg, bundle_index=i)
+        ports = {"tcp_port": args.base_port + 2 * i, "quic_port": args.base_port + 2 * i + 1} if args.base_port else {}
+        handles[node_id] = cluster.spawn_node(settings, node_id, pg=pg, bundle_index=i, overrides=ports)
     _say(f"starting {len(ids)} node actors ...")
     infos = {}
     for node_id, handle in handles.items():

@@ -28,7 +28,7 @@ def test_highest_common_version_is_chosen():
 
 
 def test_listener_answer_carries_its_capabilities():
-    ack, result = answer_hello(Hello(node_id="a", capabilities=["zstd"]), node_id="b", local_caps=["lz4", "zstd"])
+    ack, _ = answer_hello(Hello(node_id="a", capabilities=["zstd"]), node_id="b", local_caps=["lz4", "zstd"])
     assert ack.accepted and ack.compression == "zstd" and ack.capabilities == ["lz4", "zstd"]
 
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the real servers that the discovery tests start on loopback ports:
+#   etcd       (Debian package etcd-server)  -> NETWORKING-023 tests
+#   dnsmasq    (Debian package dnsmasq-base) -> NETWORKING-020 tests
+# Idempotent: does nothing when both binaries are already on PATH.
+set -euo pipefail
+
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+
+if [ ${#need[@]} -eq 0 ]; then
+    echo "install_test_servers: etcd and dnsmasq already present"
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install_test_servers: installing ${need[*]}"
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends "${need[@]}"
+
+# The etcd-server package may start a system service; the tests start their own instances.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+    $SUDO systemctl stop etcd || true
+fi
+command -v etcd >/dev/null
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]
+echo "install_test_servers: done"
