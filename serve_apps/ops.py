@@ -22,6 +22,27 @@ async def cluster_members(gw: Any, node: str | None = None) -> tuple[str, list[d
     return front, view["members"]
 
 
+async def resolve_seeds(gw: Any, seeds: list[str]) -> list[str]:
+    """Validate ``host:port`` seeds; a host that is a node id (``node1:7000``) means that node's address."""
+    from rustyray.transport.tcp import parse_address
+
+    out: list[str] = []
+    ids = set(await gw.node_ids())
+    for i, seed in enumerate(seeds):
+        try:
+            host, _port = parse_address(seed, field=f"seed_nodes[{i}]")
+        except ValueError as exc:
+            raise ApiError(422, str(exc), "seed_nodes") from None
+        if host in ids:
+            info = await gw.info(host, 2.0)
+            if info is None:
+                continue  # that member is down: the other seeds must do
+            out.append(info["address"])
+        else:
+            out.append(seed)
+    return out
+
+
 async def next_node_id(gw: Any) -> str:
     ids = set(await gw.node_ids())
     i = 1
@@ -36,7 +57,7 @@ async def join_cluster(gw: Any, *, node_id: str | None = None, seed_nodes: list[
     node_id = node_id or await next_node_id(gw)
     if node_id in await gw.node_ids():
         raise ApiError(409, f"node {node_id!r} is already a member", "node_id")
-    seeds = list(seed_nodes or [])
+    seeds = await resolve_seeds(gw, seed_nodes or [])
     if not seeds:
         front, members = await cluster_members(gw)
         seeds = [m["address"] for m in members if m.get("address") and m.get("state") == "Alive"][:3]
@@ -69,8 +90,11 @@ async def leave_cluster(gw: Any, *, node_id: str | None = None, reason: str = "r
     try:
         await gw.call(node_id, "membership", "leave", reason=reason)
     except ApiError as exc:
-        if exc.status not in (503,):
+        if exc.status != 503:
             raise
+        # the node is gone: remove it from the configuration on its behalf
+        front = await gw.fronted(None)
+        await gw.call(front, "membership", "remove", node_id=node_id)
     await gw.stop_node(node_id)
     remaining = sorted((i for i in ids if i != node_id), key=natural_key)
     size = len(remaining)

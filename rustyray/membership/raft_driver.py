@@ -1,0 +1,191 @@
+"""Asyncio driver of the Raft core on one node (the etcd-io/raft ``Ready`` loop).
+
+One task owns ``ready()``/``advance()``: persist entries and hard state (in a
+worker thread: FileStorage fsyncs), then send messages, then apply committed
+entries, then advance, exactly in the order the core documents. Ticks come from a
+timer task at ``RaftConfig.tick_interval``. Messages to peers are best effort over
+the node's existing connections (Raft retries), so an unreachable peer never
+stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rustyray.membership.raft import (
+    EntryKind,
+    FileStorage,
+    NotLeader,
+    RaftConfig,
+    RaftEntry,
+    RaftNode,
+    Role,
+    decode_conf_change,
+)
+
+if TYPE_CHECKING:
+    from rustyray.node import Node
+
+log = logging.getLogger(__name__)
+
+
+class RaftDriver:
+    def __init__(self, node: Node, config: RaftConfig, storage_dir: Path, *,
+                 send: Callable[[str, Any], None], on_apply: Callable[[RaftEntry], None]) -> None:
+        self.node = node
+        self.config = config
+        self.storage = FileStorage(storage_dir)
+        self.raft: RaftNode | None = None
+        self._send = send
+        self._on_apply = on_apply
+        self._kick = asyncio.Event()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.rng = random.Random()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def has_state(self) -> bool:
+        state = self.storage.load()
+        return bool(state.entries)
+
+    def restore(self) -> None:
+        self.raft = RaftNode.restore(self.config, self.storage.load(), self.rng)
+        self._start()
+
+    def bootstrap(self, members: list[str]) -> None:
+        self.raft = RaftNode.bootstrap(self.config, sorted(members), self.rng)
+        self._start()
+
+    def join_empty(self) -> None:
+        """An empty node that waits for a leader to add it (see ``RaftNode.join``)."""
+        self.raft = RaftNode.join(self.config, self.rng)
+        self._start()
+
+    def _start(self) -> None:
+        self._tasks = [self.node.spawn(self._ticker(), name="raft tick"),
+                       self.node.spawn(self._ready_loop(), name="raft ready")]
+        self._kick.set()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self.storage.close()
+
+    @property
+    def started(self) -> bool:
+        return self.raft is not None
+
+    # -- input -------------------------------------------------------------------
+    def step(self, msg: Any) -> None:
+        if self.raft is None:
+            return
+        self.raft.step(msg)
+        self._kick.set()
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_interval
+        while True:
+            await asyncio.sleep(interval)
+            assert self.raft is not None
+            self.raft.tick()
+            if self.raft.has_ready():
+                self._kick.set()
+
+    async def _ready_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            raft = self.raft
+            assert raft is not None
+            while raft.has_ready():
+                rd = raft.ready()
+                if rd.entries or rd.hard_state is not None:
+                    await asyncio.to_thread(self.storage.save, rd)
+                for msg in rd.messages:
+                    try:
+                        self._send(msg.to_id, msg)
+                    except Exception:
+                        log.debug("raft send to %s failed", msg.to_id, exc_info=True)
+                for entry in rd.committed_entries:
+                    try:
+                        self._on_apply(entry)
+                    except Exception:
+                        log.exception("applying raft entry %d failed", entry.index)
+                raft.advance(rd)
+                self._wake_waiters(raft.status().applied_index)
+
+    def _wake_waiters(self, applied: int) -> None:
+        for index in [i for i in self._waiters if i <= applied]:
+            fut = self._waiters.pop(index)
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- proposals ---------------------------------------------------------------
+    async def wait_applied(self, index: int, timeout: float) -> None:
+        assert self.raft is not None
+        if self.raft.status().applied_index >= index:
+            return
+        fut = self._waiters.get(index)
+        if fut is None:
+            fut = self._waiters[index] = asyncio.get_running_loop().create_future()
+        await asyncio.wait_for(asyncio.shield(fut), timeout)
+
+    async def propose(self, data: bytes, timeout: float = 5.0) -> int:
+        """Propose on the leader and wait until applied here; raises ``NotLeader`` elsewhere."""
+        assert self.raft is not None
+        index = self.raft.propose(data)
+        self._kick.set()
+        await self.wait_applied(index, timeout)
+        return index
+
+    async def change(self, op: str, node_id: str, timeout: float = 10.0) -> int:
+        """Add or remove one server through the log (leader only) and wait until it applies."""
+        assert self.raft is not None
+        index = self.raft.propose_conf_change(op, node_id)
+        self._kick.set()
+        await self.wait_applied(index, timeout)
+        return index
+
+    def transfer_leadership(self, to_id: str) -> None:
+        assert self.raft is not None
+        self.raft.transfer_leadership(to_id)
+        self._kick.set()
+
+    # -- introspection -------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        return self.raft is not None and self.raft.role is Role.LEADER
+
+    @property
+    def leader(self) -> str | None:
+        return self.raft.leader if self.raft is not None else None
+
+    def members(self) -> list[str]:
+        return sorted(self.raft.members) if self.raft is not None else []
+
+    def status(self) -> dict[str, Any]:
+        if self.raft is None:
+            return {"state": "NotStarted", "term": 0, "leader": None, "members": [], "commit_index": 0,
+                    "applied_index": 0}
+        return self.raft.status().to_dict()
+
+
+def describe_entry(entry: RaftEntry) -> dict[str, Any]:
+    """A committed entry as the API shows it."""
+    out: dict[str, Any] = {"index": entry.index, "term": entry.term, "kind": entry.kind.value}
+    if entry.kind is EntryKind.CONF_CHANGE:
+        cc = decode_conf_change(entry.data)
+        out.update(op=cc.op, node_id=cc.node_id, members=sorted(cc.members))
+    return out
+
+
+__all__ = ["NotLeader", "RaftDriver", "describe_entry"]
