@@ -1,0 +1,216 @@
+"""SWIM/Lifeguard benchmark in the deterministic simulator.
+
+Scenarios, each run with Lifeguard on and off (plain SWIM):
+
+* crash: warm up, crash ``--crashes`` nodes a few seconds apart under 1 % loss;
+  time until 99 % of the surviving members declared each one Dead (p50/p99);
+  in the same run ``--joins`` new nodes join through a seed: time until 99.99 %
+  of the members know them; bytes sent per member per second (msgspec sizes).
+* loss: a long run with 1 % loss and no faults: false suspicions / false deaths.
+* stall: the same with 10 % of members stalling 200 ms at random (mean gap
+  ``--stall-gap`` s): false suspicions / false deaths.
+
+"False suspicion" counts accusations raised by a member's own failed probe
+against a healthy member; "false death" counts Dead declarations made by a
+member's own suspicion timer against a healthy member.
+
+Usage: python bench/membership.py [--full] [--sizes 100,1000] [--quick]
+Prints a table and writes bench/results/membership.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rustyray.membership.swim import SwimConfig
+from rustyray.sim.network import SimConfig
+from rustyray.sim.swim_cluster import SwimCluster
+
+RESULTS = Path(__file__).resolve().parent / "results" / "membership.json"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def crash_join_run(n: int, cfg: SwimConfig, seed: int, crashes: int, joins: int, loss: float) -> dict[str, Any]:
+    c = SwimCluster(n, cfg, SimConfig(seed=seed, loss=loss), measure_bytes=True)
+    warm = 3.0
+    c.sim.run_until(warm)
+    b0, t0 = c.sim.stats.bytes_sent, c.sim.now
+    gap = 3.0
+    victims = [f"node{(i * 7919 + 13) % n}" for i in range(crashes)]
+    crash_at: dict[str, float] = {}
+    join_at: dict[str, float] = {}
+    for i, v in enumerate(victims):
+        at = warm + i * gap
+
+        def crash(v: str = v) -> None:
+            crash_at[v] = c.sim.now
+            c.crash(v)
+
+        c.sim.call_at(at, crash)
+    for j in range(joins):
+        at = warm + 1.5 + j * gap
+        name = f"joiner{j}"
+        seed_node = f"node{(j * 31 + 5) % n}"
+
+        def join(name: str = name, seed_node: str = seed_node) -> None:
+            join_at[name] = c.sim.now
+            c.add_joiner(name, [seed_node])
+
+        c.sim.call_at(at, join)
+    horizon = warm + max(crashes, joins) * gap + cfg.suspicion_max_timeout_mult * cfg.suspicion_min(n) + 5.0
+    horizon = min(horizon, warm + max(crashes, joins) * gap + 60.0)
+    cpu0 = time.process_time()
+    step = max(5.0, (horizon - warm) / 6)
+    t = warm
+    while t < horizon:
+        t = min(horizon, t + step)
+        c.sim.run_until(t)
+        log(f"    t={t:6.1f}s  events={c.sim.stats.events:,}  cpu={time.process_time() - cpu0:5.1f}s")
+    duration = c.sim.now - t0
+    survivors = [i for i in c.ids if i not in crash_at and i not in join_at and c.sim.is_up(i)]
+    detect = []
+    missed = 0
+    for v, at in crash_at.items():
+        failed = c.observers("NodeFailed", v, at)
+        times = sorted(t for o, t in failed.items() if o not in crash_at)
+        need = -(-int(0.99 * len(survivors) * 100) // 100)
+        if len(times) >= need:
+            detect.append(times[need - 1] - at)
+        else:
+            missed += 1
+    dissem = []
+    for name, at in join_at.items():
+        seen = c.observers("NodeJoined", name, at)
+        times = sorted(t for o, t in seen.items() if o in set(survivors))
+        need = -(-int(0.9999 * len(survivors) * 10000) // 10000)
+        if len(times) >= need:
+            dissem.append(times[need - 1] - at)
+    healthy = set(survivors)
+    return {
+        "crash_to_99pct_dead_p50_s": pct(detect, 0.5),
+        "crash_to_99pct_dead_p99_s": pct(detect, 0.99),
+        "crash_samples": len(detect),
+        "crashes_not_reaching_99pct": missed,
+        "join_to_99_99pct_p50_s": pct(dissem, 0.5),
+        "join_to_99_99pct_max_s": max(dissem) if dissem else None,
+        "join_samples": len(dissem),
+        "bytes_per_member_per_s": (c.sim.stats.bytes_sent - b0) / n / duration,
+        "false_deaths": sum(v for k, v in c.declarations.items() if k in healthy),
+        "cpu_s": time.process_time() - cpu0,
+        "sim_s": duration,
+    }
+
+
+def false_positive_run(n: int, cfg: SwimConfig, seed: int, duration: float, loss: float,
+                       stall_fraction: float, stall_gap: float, stall_s: float = 0.2) -> dict[str, Any]:
+    c = SwimCluster(n, cfg, SimConfig(seed=seed, loss=loss))
+    cpu0 = time.process_time()
+    flaky = c.ids[: int(stall_fraction * n)]
+    if flaky:
+        c.stall_randomly(flaky, stall_s, stall_gap, duration)
+    step = max(5.0, duration / 6)
+    t = 0.0
+    while t < duration:
+        t = min(duration, t + step)
+        c.sim.run_until(t)
+        log(f"    t={t:6.1f}s  events={c.sim.stats.events:,}  cpu={time.process_time() - cpu0:5.1f}s")
+    return {
+        "false_suspicions": sum(c.accusations.values()),
+        "false_deaths": sum(c.declarations.values()),
+        "members_ever_declared_dead": len([k for k, v in c.declarations.items() if v]),
+        "max_awareness": max(c.node(i).awareness for i in c.ids),
+        "cpu_s": time.process_time() - cpu0,
+        "sim_s": duration,
+    }
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="also run N=10,000 (slow, several GB of RAM)")
+    ap.add_argument("--sizes", default="", help="comma-separated cluster sizes (default 100,1000)")
+    ap.add_argument("--crashes", type=int, default=10)
+    ap.add_argument("--joins", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=120.0, help="seconds of the false-positive runs")
+    ap.add_argument("--stall-gap", type=float, default=1.0, help="mean seconds between stalls of a member")
+    ap.add_argument("--stall-ms", type=float, default=200.0, help="length of one stall")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--suspicion-mult", type=int, default=None, help="override SwimConfig.suspicion_mult")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s] or [100, 1000]
+    if args.full and 10000 not in sizes:
+        sizes.append(10000)
+    base = SwimConfig.lan()
+    if args.suspicion_mult is not None:
+        base = replace(base, suspicion_mult=args.suspicion_mult)
+    modes = {"lifeguard": base, "plain_swim": replace(base, lifeguard=False)}
+    results: dict[str, Any] = {"config": {k: getattr(base, k) for k in base.__dataclass_fields__},
+                               "args": vars(args), "runs": {}}
+    for n in sizes:
+        for mode, cfg in modes.items():
+            key = f"{mode}@{n}"
+            r: dict[str, Any] = {}
+            log(f"[{key}] crash + join, 1% loss")
+            r["crash_join"] = crash_join_run(n, cfg, args.seed, args.crashes, args.joins, 0.01)
+            log(f"[{key}] long run, 1% loss")
+            r["loss"] = false_positive_run(n, cfg, args.seed + 1, args.duration, 0.01, 0.0, args.stall_gap)
+            log(f"[{key}] long run, 1% loss + 10% members stalling {args.stall_ms:.0f} ms")
+            r["stall"] = false_positive_run(n, cfg, args.seed + 2, args.duration, 0.01, 0.1, args.stall_gap,
+                                            args.stall_ms / 1000)
+            results["runs"][key] = r
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(results, indent=2))
+    # summary
+    cols = ["run", "dead p50", "dead p99", "join p50", "join max", "B/member/s", "FS loss", "FD loss",
+            "FS stall", "FD stall", "cpu s"]
+    rows = []
+    for key, r in results["runs"].items():
+        cj, lo, st = r["crash_join"], r["loss"], r["stall"]
+        rows.append([key, cj["crash_to_99pct_dead_p50_s"], cj["crash_to_99pct_dead_p99_s"],
+                     cj["join_to_99_99pct_p50_s"], cj["join_to_99_99pct_max_s"], cj["bytes_per_member_per_s"],
+                     lo["false_suspicions"], lo["false_deaths"], st["false_suspicions"], st["false_deaths"],
+                     cj["cpu_s"] + lo["cpu_s"] + st["cpu_s"]])
+    widths = [max(len(c), *(len(fmt(r[i])) for r in rows)) for i, c in enumerate(cols)]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in rows:
+        print("  ".join(fmt(v).rjust(w) for v, w in zip(row, widths, strict=True)))
+    ratios = {}
+    for n in sizes:
+        lg, pl = results["runs"].get(f"lifeguard@{n}"), results["runs"].get(f"plain_swim@{n}")
+        if lg and pl:
+            a, b = lg["stall"]["false_suspicions"], pl["stall"]["false_suspicions"]
+            ratios[n] = None if b == 0 else a / b
+    results["stall_false_suspicion_ratio_lifeguard_over_plain"] = ratios
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print("FS = false suspicions raised by a failed probe of a healthy member; FD = false Dead declarations")
+    print(f"stall false-suspicion ratio lifeguard/plain: {ratios} (target <= 0.02)")
+    print("targets: dead p99 <= 10 s at N=1000 with 1% loss; join to 99.99% of 1000 <= 2.2 s")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,844 @@
+"""SWIM membership with Lifeguard, as a sans-I/O state machine.
+
+Theory of operation. SWIM (Das, Gupta, Motivala, "SWIM: Scalable
+Weakly-consistent Infection-style Process Group Membership Protocol", DSN 2002)
+separates failure detection from dissemination:
+
+* Each protocol period (``probe_interval``) a node pings the next member of a
+  shuffled round-robin list. Without an ack within ``probe_timeout`` it asks
+  ``indirect_checks`` random members to ping the target for it (ping-req). If
+  no ack, direct or relayed, arrives by the end of the period the target
+  becomes Suspect.
+* A Suspect member that does not refute in time is declared Dead. A member
+  refutes by re-announcing itself Alive with a higher incarnation number; an
+  update about a node is only accepted if its incarnation is at least as new
+  (Alive needs a strictly higher one to override Suspect/Dead/Left).
+* Updates (Alive/Suspect/Dead/Left) are piggybacked on every probe message and
+  pushed to ``gossip_nodes`` random members every ``gossip_interval``, each
+  ``retransmit_mult * ceil(log10(n+1))`` times (``broadcast.py``).
+
+Lifeguard (Dadgar, Phillips, Currey, 2018) adds three local-health
+refinements, all switched off by ``SwimConfig.lifeguard=False``:
+
+* LHM (``awareness.py``): failed probes whose relays also stay silent (missing
+  nacks), and refutations, raise a local score that stretches our own probe
+  interval and timeout, so a slow node stops accusing healthy ones.
+* LHA-Suspicion (``suspicion.py``): a suspicion starts at a long timeout that
+  shrinks with independent confirmations from other members.
+* Buddy system: a ping to a Suspect member carries the suspicion, so the
+  member learns it at once and can refute.
+
+As in hashicorp/memberlist, join and anti-entropy use a push-pull full-state
+exchange (``SwimPushPull``).
+
+I/O contract. The node never reads a clock or touches the network: the
+adapter calls ``receive(from_id, msg, now)`` for each arriving message and
+``tick(now)`` whenever ``next_deadline()`` has passed (early or extra ticks are
+harmless), then drains ``outbox()`` -- a list of ``(to_id, message)`` -- and
+``drain_events()``. Members are addressed by node id; the adapter maps ids to
+addresses with the ``tcp_address`` / ``quic_address`` of ``members()``.
+Any transport works: messages are independent datagrams that may be lost,
+delayed or reordered.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rustyray.membership.swim.awareness import Awareness
+from rustyray.membership.swim.broadcast import BroadcastQueue
+from rustyray.membership.swim.config import SwimConfig, retransmit_limit
+from rustyray.membership.swim.errors import SwimUnexpectedMessage
+from rustyray.membership.swim.events import (
+    MemberInfo,
+    MemberState,
+    NodeFailed,
+    NodeJoined,
+    NodeLeft,
+    NodeRecovered,
+    NodeSuspected,
+    NodeUpdated,
+    SwimEvent,
+)
+from rustyray.membership.swim.messages import (
+    SwimAck,
+    SwimAlive,
+    SwimDead,
+    SwimGossip,
+    SwimLeft,
+    SwimMemberState,
+    SwimNack,
+    SwimPing,
+    SwimPingReq,
+    SwimPushPull,
+    SwimSuspect,
+)
+from rustyray.membership.swim.suspicion import Suspicion
+
+__all__ = ["SwimNode", "SwimRoster"]
+
+_ALIVE = MemberState.ALIVE
+_SUSPECT = MemberState.SUSPECT
+_DEAD = MemberState.DEAD
+_LEFT = MemberState.LEFT
+_STATE_OF = {s.value: s for s in MemberState}
+
+# timer kinds
+_T_PROBE = 0
+_T_PROBE_TIMEOUT = 1
+_T_RELAY = 2
+_T_SUSPICION = 3
+_T_GOSSIP = 4
+_T_PUSH_PULL = 5
+_T_JOIN = 6
+
+
+class SwimRoster:
+    """An immutable membership snapshot that many nodes can share (copy-on-access).
+
+    Bootstrapping every node of a large simulated cluster with its own copy of
+    n members costs O(n^2) memory; a roster is stored once and each node only
+    materialises the members it touches. A node id in the roster that equals
+    the node's own id is ignored by that node.
+    """
+
+    __slots__ = ("ids", "states")
+
+    def __init__(self, states: Iterable[SwimMemberState]) -> None:
+        self.states: dict[str, SwimMemberState] = {s.node_id: s for s in states}
+        self.ids: tuple[str, ...] = tuple(self.states)
+
+
+class _Member:
+    __slots__ = (
+        "incarnation",
+        "meta",
+        "node_id",
+        "quic_address",
+        "state",
+        "state_change",
+        "suspecters",
+        "suspicion",
+        "tcp_address",
+    )
+
+    def __init__(
+        self,
+        node_id: str,
+        incarnation: int,
+        state: MemberState,
+        tcp_address: str,
+        quic_address: str,
+        meta: Mapping[str, str],
+        now: float,
+    ) -> None:
+        self.node_id = node_id
+        self.incarnation = incarnation
+        self.state = state
+        self.tcp_address = tcp_address
+        self.quic_address = quic_address
+        self.meta = meta
+        self.state_change = now
+        self.suspicion: Suspicion | None = None
+        self.suspecters: set[str] | None = None
+
+
+class _Probe:
+    __slots__ = ("acked", "expected_nacks", "indirect", "nacks", "seq", "target")
+
+    def __init__(self, target: str, seq: int) -> None:
+        self.target = target
+        self.seq = seq
+        self.acked = False
+        self.indirect = False
+        self.expected_nacks = 0
+        self.nacks = 0
+
+
+class SwimNode:
+    """One member's SWIM/Lifeguard state machine (see the module docstring for the I/O contract)."""
+
+    def __init__(
+        self,
+        node_id: str,
+        config: SwimConfig | None = None,
+        *,
+        rng: random.Random,
+        now: float = 0.0,
+        incarnation: int = 0,
+        tcp_address: str = "",
+        quic_address: str = "",
+        meta: Mapping[str, str] | None = None,
+        roster: SwimRoster | None = None,
+    ) -> None:
+        """``incarnation``: start above the one the cluster may remember when restarting (a stale
+        Suspect/Dead about us is refuted anyway). ``roster``: members known from the start (bootstrap
+        from a trusted snapshot, e.g. a simulator or a Raft-held membership) without a join."""
+        self.node_id = node_id
+        self.config = cfg = (config or SwimConfig()).validate()
+        self._rng = rng
+        self.incarnation = incarnation
+        self.tcp_address = tcp_address
+        self.quic_address = quic_address
+        self.meta: dict[str, str] = dict(meta or {})
+        self._lifeguard = cfg.lifeguard
+        self._awareness = Awareness(cfg.awareness_max_multiplier if cfg.lifeguard else 1)
+        self._bq = BroadcastQueue()
+        self._out: list[tuple[str, Any]] = []
+        self._events: list[SwimEvent] = []
+        # member table: materialised members + a shared roster for the rest
+        self._members: dict[str, _Member] = {}
+        self._roster = roster
+        self._roster_ids: tuple[str, ...] = roster.ids if roster is not None else ()
+        self._extra_ids: list[str] = []
+        self._self_in_roster = roster is not None and node_id in roster.states
+        # probe round-robin state
+        self._probe: _Probe | None = None
+        self._round_pos = 0
+        self._round_len = 0
+        self._round_offset = 0
+        self._round_stride = 1
+        self._round_extras: list[str] = []
+        self._relays: dict[int, tuple[str, int, bool]] = {}
+        self._seq = 0
+        # timers: heap of (deadline, tiebreak, kind, key); stale entries are skipped lazily
+        self._timers: list[tuple[float, int, int, Any]] = []
+        self._timer_seq = 0
+        self._tokens = [0] * 7
+        self._gossip_armed = False
+        self._gossip_phase = rng.uniform(0.0, cfg.gossip_interval)
+        self._leaving = False
+        self._joined = roster is not None
+        self._join_seeds: list[str] = []
+        self._arm(_T_PROBE, now + rng.uniform(0.0, cfg.probe_interval))
+        if cfg.push_pull_interval > 0:
+            self._arm(_T_PUSH_PULL, now + rng.uniform(0.0, cfg.push_pull_period(self.num_members)))
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def num_members(self) -> int:
+        """Known members including ourselves and Dead/Left ones (memberlist's estimate of n)."""
+        n = len(self._roster_ids) + len(self._extra_ids)
+        return n if self._self_in_roster else n + 1
+
+    @property
+    def awareness(self) -> int:
+        """Current local health multiplier (1 = healthy)."""
+        return self._awareness.multiplier
+
+    @property
+    def leaving(self) -> bool:
+        return self._leaving
+
+    @property
+    def left(self) -> bool:
+        """``leave()`` was called and our Left update has been sent its full retransmit count."""
+        return self._leaving and self._bq.pending(self.node_id) is None
+
+    @property
+    def joined(self) -> bool:
+        """A seed answered our join (or we were built with a roster)."""
+        return self._joined
+
+    def suspicion_timeout(self) -> float:
+        """Current min suspicion timeout in seconds (``suspect_timeout_ms`` of the status API)."""
+        return self.config.suspicion_min(self.num_members)
+
+    def join(self, seed_members: Iterable[str], now: float) -> None:
+        """Send our state to each seed (push-pull join); retried every ``join_retry_interval`` until one
+        answers. A seed id only has to be routable by the adapter: the seed's real id is learnt from
+        its reply, so a placeholder such as ``"seed:host:port"`` works."""
+        self._join_seeds = [s for s in seed_members if s != self.node_id]
+        if not self._join_seeds:
+            self._joined = True
+            return
+        self._joined = False
+        self._send_join(now)
+
+    def leave(self, now: float) -> None:
+        """Announce a graceful leave; stop probing. Keep ticking until ``left`` before shutting down."""
+        if self._leaving:
+            return
+        self._leaving = True
+        self._queue(self.node_id, SwimLeft(node_id=self.node_id, incarnation=self.incarnation), now)
+
+    def set_meta(
+        self, now: float, *, tcp_address: str | None = None, quic_address: str | None = None,
+        meta: Mapping[str, str] | None = None,
+    ) -> None:
+        """Change our addresses/metadata and announce them at a new incarnation."""
+        if tcp_address is not None:
+            self.tcp_address = tcp_address
+        if quic_address is not None:
+            self.quic_address = quic_address
+        if meta is not None:
+            self.meta = dict(meta)
+        self.incarnation += 1
+        self._queue(self.node_id, self._self_alive(), now)
+
+    def outbox(self) -> list[tuple[str, Any]]:
+        """Drain the messages to send, as ``(to_id, message)``."""
+        out = self._out
+        self._out = []
+        return out
+
+    def drain_events(self) -> list[SwimEvent]:
+        ev = self._events
+        self._events = []
+        return ev
+
+    def next_deadline(self) -> float | None:
+        """Earliest time ``tick`` has work to do, or None."""
+        timers = self._timers
+        while timers:
+            d, _, kind, key = timers[0]
+            if self._live(kind, key, d):
+                return d
+            heapq.heappop(timers)
+        return None
+
+    def tick(self, now: float) -> None:
+        """Run every timer due at or before ``now``."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            d, _, kind, key = heapq.heappop(timers)
+            if not self._live(kind, key, d):
+                continue
+            if kind == _T_PROBE:
+                self._on_probe_period(now)
+            elif kind == _T_PROBE_TIMEOUT:
+                self._on_probe_timeout(now)
+            elif kind == _T_RELAY:
+                self._on_relay_timeout(key)
+            elif kind == _T_SUSPICION:
+                self._on_suspicion_timeout(key, now)
+            elif kind == _T_GOSSIP:
+                self._on_gossip(now, d)
+            elif kind == _T_PUSH_PULL:
+                self._on_push_pull(now)
+            elif kind == _T_JOIN and not self._joined:
+                self._send_join(now)
+
+    handle_timer = tick
+
+    def receive(self, from_id: str, msg: Any, now: float) -> None:
+        """Handle one message from ``from_id``."""
+        t = type(msg)
+        if t is SwimPushPull:
+            self._on_push_pull_msg(from_id, msg, now)
+            return
+        if t in _UPDATE_TYPES:
+            self._apply(msg, now)
+            return
+        if t not in _PROBE_TYPES:
+            raise SwimUnexpectedMessage(f"not a SWIM message: {t.__name__}")
+        for u in msg.updates:
+            self._apply(u, now)
+        if t is SwimPing:
+            if msg.target == self.node_id:
+                self._out.append((from_id, SwimAck(seq=msg.seq, updates=self._piggyback(now))))
+        elif t is SwimAck:
+            self._on_ack(msg.seq)
+        elif t is SwimPingReq:
+            self._on_ping_req(from_id, msg, now)
+        elif t is SwimNack:
+            p = self._probe
+            if p is not None and p.seq == msg.seq:
+                p.nacks += 1
+        # SwimGossip: updates only
+
+    def member(self, node_id: str) -> MemberInfo | None:
+        if node_id == self.node_id:
+            return self._self_info()
+        m = self._get(node_id)
+        return None if m is None else _info(m)
+
+    def members(self) -> list[MemberInfo]:
+        """Every known member including ourselves, sorted by id (O(n))."""
+        out = [self._self_info()]
+        for mid in self._all_ids():
+            if mid == self.node_id:
+                continue
+            m = self._members.get(mid)
+            if m is not None:
+                out.append(_info(m))
+            else:
+                st = self._roster.states[mid]  # type: ignore[union-attr]
+                out.append(
+                    MemberInfo(st.node_id, _STATE_OF[st.state], st.incarnation, st.tcp_address,
+                               st.quic_address, st.meta, 0, 0.0)
+                )
+        out.sort(key=lambda i: i.node_id)
+        return out
+
+    def state_of(self, node_id: str) -> MemberState | None:
+        """State of ``node_id`` as we see it, without materialising roster entries."""
+        if node_id == self.node_id:
+            return _LEFT if self._leaving else _ALIVE
+        m = self._members.get(node_id)
+        if m is not None:
+            return m.state
+        if self._roster is not None:
+            st = self._roster.states.get(node_id)
+            if st is not None:
+                return _STATE_OF[st.state]
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """NETWORKING-032 body: protocol period, suspicion timeout and per-member suspect counts."""
+        return {
+            "protocol_period_ms": round(self.config.probe_interval * 1000),
+            "suspect_timeout_ms": round(self.suspicion_timeout() * 1000),
+            "members": [
+                {"node": m.node_id, "status": m.state.value, "suspect_count": m.suspect_count}
+                for m in self.members()
+            ],
+        }
+
+    def gossip_state(self) -> dict[str, Any]:
+        """NETWORKING-025 body: members with state and incarnation, gossip interval and fanout."""
+        return {
+            "members": [
+                {"node": m.node_id, "state": m.state.value, "incarnation": m.incarnation}
+                for m in self.members()
+            ],
+            "gossip_interval_ms": round(self.config.gossip_interval * 1000),
+            "fanout": self.config.gossip_nodes,
+        }
+
+    # ------------------------------------------------------------------ timers
+
+    def _push(self, kind: int, key: Any, deadline: float) -> None:
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (deadline, self._timer_seq, kind, key))
+
+    def _arm(self, kind: int, deadline: float) -> None:
+        """(Re)arm a singleton timer; earlier entries of that kind become stale."""
+        self._tokens[kind] += 1
+        self._push(kind, self._tokens[kind], deadline)
+
+    def _live(self, kind: int, key: Any, deadline: float) -> bool:
+        if kind == _T_SUSPICION:
+            m = self._members.get(key)
+            return m is not None and m.suspicion is not None and m.suspicion.deadline == deadline
+        if kind == _T_RELAY:
+            return key in self._relays
+        if kind == _T_PROBE_TIMEOUT:
+            p = self._probe
+            return p is not None and p.seq == key and not p.acked and not p.indirect
+        return self._tokens[kind] == key
+
+    # ------------------------------------------------------------------ member table
+
+    def _get(self, node_id: str) -> _Member | None:
+        m = self._members.get(node_id)
+        if m is None and self._roster is not None and node_id != self.node_id:
+            st = self._roster.states.get(node_id)
+            if st is not None:
+                m = _Member(st.node_id, st.incarnation, _STATE_OF[st.state], st.tcp_address,
+                            st.quic_address, st.meta, 0.0)
+                self._members[node_id] = m
+        return m
+
+    def _all_ids(self) -> Iterable[str]:
+        yield from self._roster_ids
+        yield from self._extra_ids
+
+    def _id_at(self, i: int) -> str:
+        r = len(self._roster_ids)
+        return self._roster_ids[i] if i < r else self._extra_ids[i - r]
+
+    def _random_members(self, k: int, exclude: str | None, accept: Any) -> list[_Member]:
+        """Up to ``k`` distinct random members passing ``accept`` (memberlist ``kRandomNodes``)."""
+        total = len(self._roster_ids) + len(self._extra_ids)
+        out: list[_Member] = []
+        if total == 0 or k <= 0:
+            return out
+        seen: set[str] = set()
+        rand = self._rng.random
+        for _ in range(3 * total):
+            mid = self._id_at(int(rand() * total))
+            if mid == self.node_id or mid == exclude or mid in seen:
+                continue
+            seen.add(mid)
+            m = self._get(mid)
+            if m is not None and accept(m):
+                out.append(m)
+                if len(out) >= k:
+                    break
+        return out
+
+    def _next_probe_target(self) -> _Member | None:
+        """Shuffled round-robin (memberlist): every member is probed once per round."""
+        for _ in range(2):
+            while self._round_pos < self._round_len:
+                i = self._round_pos
+                self._round_pos += 1
+                r = len(self._roster_ids)
+                if i < r:
+                    mid = self._roster_ids[(self._round_offset + i * self._round_stride) % r]
+                else:
+                    mid = self._round_extras[i - r]
+                if mid == self.node_id:
+                    continue
+                m = self._get(mid)
+                if m is not None and (m.state is _ALIVE or m.state is _SUSPECT):
+                    return m
+            self._new_round()
+            if self._round_len == 0:
+                return None
+        return None
+
+    def _new_round(self) -> None:
+        r = len(self._roster_ids)
+        rng = self._rng
+        self._round_offset = rng.randrange(r) if r else 0
+        stride = 1
+        if r > 2:
+            while True:
+                stride = rng.randrange(1, r)
+                if math.gcd(stride, r) == 1:
+                    break
+        self._round_stride = stride
+        extras = list(self._extra_ids)
+        rng.shuffle(extras)
+        self._round_extras = extras
+        self._round_len = r + len(extras)
+        self._round_pos = 0
+
+    # ------------------------------------------------------------------ dissemination
+
+    def _queue(self, key: str, msg: Any, now: float) -> None:
+        self._bq.queue(key, msg)
+        if not self._gossip_armed:
+            iv = self.config.gossip_interval
+            phase = self._gossip_phase
+            nxt = phase + math.ceil((now - phase) / iv) * iv
+            if nxt <= now:
+                nxt += iv
+            self._gossip_armed = True
+            self._arm(_T_GOSSIP, nxt)
+
+    def _piggyback(self, now: float, reserved: int = 0) -> tuple[Any, ...]:
+        if not self._bq:
+            return ()
+        limit = retransmit_limit(self.config.retransmit_mult, self.num_members)
+        return self._bq.take(self.config.max_piggyback_bytes - reserved, limit)
+
+    def _on_gossip(self, now: float, deadline: float) -> None:
+        self._gossip_armed = False
+        if not self._bq:
+            return
+        dead_time = self.config.gossip_to_the_dead_time
+
+        def accept(m: _Member) -> bool:
+            s = m.state
+            return s is _ALIVE or s is _SUSPECT or (s is _DEAD and now - m.state_change <= dead_time)
+
+        for m in self._random_members(self.config.gossip_nodes, None, accept):
+            updates = self._piggyback(now)
+            if not updates:
+                break
+            self._out.append((m.node_id, SwimGossip(updates=updates)))
+        if self._bq:
+            self._gossip_armed = True
+            nxt = deadline + self.config.gossip_interval
+            self._arm(_T_GOSSIP, nxt if nxt > now else now + self.config.gossip_interval)
+
+    def _self_alive(self) -> SwimAlive:
+        return SwimAlive(node_id=self.node_id, incarnation=self.incarnation, tcp_address=self.tcp_address,
+                         quic_address=self.quic_address, meta=dict(self.meta))
+
+    def _refute(self, accused_incarnation: int, now: float) -> None:
+        self.incarnation = max(self.incarnation, accused_incarnation) + 1
+        if self._lifeguard:
+            self._awareness.apply_delta(1)
+        self._queue(self.node_id, self._self_alive(), now)
+
+    # ------------------------------------------------------------------ failure detection
+
+    def _on_probe_period(self, now: float) -> None:
+        p = self._probe
+        if p is not None and not p.acked:
+            self._probe_failed(p, now)
+        self._probe = None
+        cfg = self.config
+        self._arm(_T_PROBE, now + self._awareness.scale(cfg.probe_interval))
+        if self._leaving:
+            return
+        m = self._next_probe_target()
+        if m is None:
+            return
+        self._seq += 1
+        p = self._probe = _Probe(m.node_id, self._seq)
+        if self._lifeguard and m.state is _SUSPECT:
+            # Buddy system: tell the suspect directly so it can refute at once.
+            buddy = SwimSuspect(node_id=m.node_id, incarnation=m.incarnation, from_id=self.node_id)
+            updates = (buddy, *self._piggyback(now, reserved=80))
+        else:
+            updates = self._piggyback(now)
+        self._out.append((m.node_id, SwimPing(seq=p.seq, target=m.node_id, updates=updates)))
+        self._push(_T_PROBE_TIMEOUT, p.seq, now + self._awareness.scale(cfg.probe_timeout))
+
+    def _on_probe_timeout(self, now: float) -> None:
+        p = self._probe
+        assert p is not None and not p.acked
+        p.indirect = True
+
+        def accept(m: _Member) -> bool:
+            return m.state is _ALIVE
+
+        relays = self._random_members(self.config.indirect_checks, p.target, accept)
+        nack = self._lifeguard
+        for r in relays:
+            req = SwimPingReq(seq=p.seq, target=p.target, nack=nack, updates=self._piggyback(now))
+            self._out.append((r.node_id, req))
+        p.expected_nacks = len(relays) if nack else 0
+
+    def _probe_failed(self, p: _Probe, now: float) -> None:
+        if self._lifeguard:
+            if p.expected_nacks > 0:
+                if p.nacks < p.expected_nacks:
+                    self._awareness.apply_delta(p.expected_nacks - p.nacks)
+            else:
+                self._awareness.apply_delta(1)
+        m = self._get(p.target)
+        if m is not None and (m.state is _ALIVE or m.state is _SUSPECT):
+            self._on_suspect(SwimSuspect(node_id=m.node_id, incarnation=m.incarnation, from_id=self.node_id),
+                             now)
+
+    def _on_ack(self, seq: int) -> None:
+        p = self._probe
+        if p is not None and p.seq == seq:
+            if not p.acked:
+                p.acked = True
+                if not p.indirect and self._lifeguard:
+                    self._awareness.apply_delta(-1)
+            return
+        relay = self._relays.pop(seq, None)
+        if relay is not None:
+            origin, origin_seq, _ = relay
+            self._out.append((origin, SwimAck(seq=origin_seq)))
+
+    def _on_ping_req(self, from_id: str, msg: SwimPingReq, now: float) -> None:
+        if msg.target == self.node_id:
+            self._out.append((from_id, SwimAck(seq=msg.seq)))
+            return
+        self._seq += 1
+        self._relays[self._seq] = (from_id, msg.seq, msg.nack)
+        self._out.append((msg.target, SwimPing(seq=self._seq, target=msg.target, updates=self._piggyback(now))))
+        # memberlist: the nack timer uses the unscaled probe timeout.
+        self._push(_T_RELAY, self._seq, now + self.config.probe_timeout)
+
+    def _on_relay_timeout(self, seq: int) -> None:
+        origin, origin_seq, nack = self._relays.pop(seq)
+        if nack:
+            self._out.append((origin, SwimNack(seq=origin_seq)))
+
+    def _on_suspicion_timeout(self, node_id: str, now: float) -> None:
+        m = self._members[node_id]
+        assert m.state is _SUSPECT
+        self._on_dead(SwimDead(node_id=node_id, incarnation=m.incarnation, from_id=self.node_id), now)
+
+    # ------------------------------------------------------------------ updates
+
+    def _apply(self, u: Any, now: float) -> None:
+        t = type(u)
+        if t is SwimAlive:
+            self._on_alive(u, now, True)
+        elif t is SwimSuspect:
+            self._on_suspect(u, now)
+        elif t is SwimDead:
+            self._on_dead(u, now)
+        elif t is SwimLeft:
+            self._on_left(u, now)
+
+    def _on_alive(self, a: SwimAlive, now: float, broadcast_new: bool) -> None:
+        nid = a.node_id
+        if nid == self.node_id:
+            newer = a.incarnation > self.incarnation or (
+                a.incarnation == self.incarnation
+                and (a.tcp_address, a.quic_address, a.meta) != (self.tcp_address, self.quic_address, self.meta)
+            )
+            if newer and not self._leaving:
+                self._refute(a.incarnation, now)
+            return
+        m = self._get(nid)
+        if m is None:
+            m = _Member(nid, a.incarnation, _ALIVE, a.tcp_address, a.quic_address, a.meta, now)
+            self._members[nid] = m
+            self._extra_ids.append(nid)
+            self._events.append(NodeJoined(nid, now, a.incarnation, a.tcp_address, a.quic_address, a.meta))
+            if broadcast_new:
+                self._queue(nid, a, now)
+            return
+        if a.incarnation <= m.incarnation:
+            return
+        prev = m.state
+        changed = (a.tcp_address, a.quic_address, a.meta) != (m.tcp_address, m.quic_address, m.meta)
+        m.incarnation = a.incarnation
+        m.tcp_address, m.quic_address, m.meta = a.tcp_address, a.quic_address, a.meta
+        if prev is not _ALIVE:
+            m.state = _ALIVE
+            m.state_change = now
+            m.suspicion = None
+            m.suspecters = None
+            cls = NodeJoined if prev is _LEFT else NodeRecovered
+            self._events.append(cls(nid, now, a.incarnation, a.tcp_address, a.quic_address, a.meta))
+        elif changed:
+            self._events.append(NodeUpdated(nid, now, a.incarnation, a.tcp_address, a.quic_address, a.meta))
+        self._queue(nid, a, now)
+
+    def _on_suspect(self, s: SwimSuspect, now: float) -> None:
+        nid = s.node_id
+        if nid == self.node_id:
+            if not self._leaving and s.incarnation >= self.incarnation:
+                self._refute(s.incarnation, now)
+            return
+        m = self._get(nid)
+        if m is None or s.incarnation < m.incarnation:
+            return
+        if m.suspicion is not None:
+            assert m.suspecters is not None
+            m.suspecters.add(s.from_id)
+            if m.suspicion.confirm(s.from_id, now):
+                self._push(_T_SUSPICION, nid, m.suspicion.deadline)
+                self._queue(nid, s, now)
+            return
+        if m.state is not _ALIVE:
+            return
+        cfg = self.config
+        n = self.num_members
+        min_t = cfg.suspicion_min(n)
+        if self._lifeguard:
+            k = cfg.suspicion_mult - 2
+            if n - 2 < k:
+                k = 0
+            max_t = cfg.suspicion_max_timeout_mult * min_t
+        else:
+            k, max_t = 0, min_t
+        m.incarnation = s.incarnation
+        m.state = _SUSPECT
+        m.state_change = now
+        m.suspecters = {s.from_id}
+        m.suspicion = Suspicion(s.from_id, k, min_t, max_t, now)
+        self._push(_T_SUSPICION, nid, m.suspicion.deadline)
+        self._queue(nid, s, now)
+        self._events.append(NodeSuspected(nid, now, s.incarnation, s.from_id))
+
+    def _on_dead(self, d: SwimDead, now: float) -> None:
+        nid = d.node_id
+        if nid == self.node_id:
+            if not self._leaving and d.incarnation >= self.incarnation:
+                self._refute(d.incarnation, now)
+            return
+        m = self._get(nid)
+        if m is None or d.incarnation < m.incarnation or m.state is _DEAD or m.state is _LEFT:
+            return
+        m.incarnation = d.incarnation
+        m.state = _DEAD
+        m.state_change = now
+        m.suspicion = None
+        self._queue(nid, d, now)
+        self._events.append(NodeFailed(nid, now, d.incarnation, d.from_id))
+
+    def _on_left(self, lv: SwimLeft, now: float) -> None:
+        nid = lv.node_id
+        if nid == self.node_id:
+            if not self._leaving and lv.incarnation >= self.incarnation:
+                self._refute(lv.incarnation, now)
+            return
+        m = self._get(nid)
+        if m is None or lv.incarnation < m.incarnation or m.state is _LEFT:
+            return
+        # A Left overrides a Dead of the same incarnation: it is the more precise news.
+        m.incarnation = lv.incarnation
+        m.state = _LEFT
+        m.state_change = now
+        m.suspicion = None
+        m.suspecters = None
+        self._queue(nid, lv, now)
+        self._events.append(NodeLeft(nid, now, lv.incarnation))
+
+    # ------------------------------------------------------------------ push-pull
+
+    def _local_states(self) -> tuple[SwimMemberState, ...]:
+        me = SwimMemberState(
+            node_id=self.node_id, incarnation=self.incarnation,
+            state=(_LEFT if self._leaving else _ALIVE).value,
+            tcp_address=self.tcp_address, quic_address=self.quic_address, meta=dict(self.meta),
+        )
+        out = [me]
+        members = self._members
+        roster = self._roster
+        for mid in self._all_ids():
+            if mid == self.node_id:
+                continue
+            m = members.get(mid)
+            if m is None:
+                out.append(roster.states[mid])  # type: ignore[union-attr]
+            else:
+                out.append(SwimMemberState(node_id=mid, incarnation=m.incarnation, state=m.state.value,
+                                           tcp_address=m.tcp_address, quic_address=m.quic_address,
+                                           meta=m.meta))
+        return tuple(out)
+
+    def _send_join(self, now: float) -> None:
+        states = self._local_states()
+        for seed in self._join_seeds:
+            self._out.append((seed, SwimPushPull(states=states, join=True)))
+        self._arm(_T_JOIN, now + self.config.join_retry_interval)
+
+    def _on_push_pull(self, now: float) -> None:
+        self._arm(_T_PUSH_PULL, now + self.config.push_pull_period(self.num_members))
+        if self._leaving:
+            return
+        peers = self._random_members(1, None, lambda m: m.state is _ALIVE)
+        if peers:
+            self._out.append((peers[0].node_id, SwimPushPull(states=self._local_states())))
+
+    def _on_push_pull_msg(self, from_id: str, msg: SwimPushPull, now: float) -> None:
+        if not msg.reply:
+            self._out.append((from_id, SwimPushPull(states=self._local_states(), reply=True)))
+        else:
+            self._joined = True
+        members = self._members
+        roster_states = self._roster.states if self._roster is not None else None
+        me = self.node_id
+        for st in msg.states:
+            nid = st.node_id
+            if nid != me and nid not in members and roster_states is not None:
+                rs = roster_states.get(nid)
+                if rs is not None and st.incarnation <= rs.incarnation and st.state == rs.state:
+                    continue  # nothing new, do not materialise
+            state = st.state
+            if state == "Alive":
+                a = SwimAlive(node_id=nid, incarnation=st.incarnation, tcp_address=st.tcp_address,
+                              quic_address=st.quic_address, meta=st.meta)
+                # Re-gossip a newly learnt member only if it is the sender itself (the joiner);
+                # third parties are announced by whoever first accepted them.
+                self._on_alive(a, now, nid == from_id)
+            elif state == "Left":
+                self._on_left(SwimLeft(node_id=nid, incarnation=st.incarnation), now)
+            else:
+                # As in memberlist, a remote Dead is only grounds for suspicion; unlike memberlist the
+                # accuser is the sender (who holds that belief), not us: we probed nothing.
+                self._on_suspect(SwimSuspect(node_id=nid, incarnation=st.incarnation, from_id=from_id), now)
+
+    def _self_info(self) -> MemberInfo:
+        return MemberInfo(self.node_id, _LEFT if self._leaving else _ALIVE, self.incarnation,
+                          self.tcp_address, self.quic_address, dict(self.meta), 0, 0.0)
+
+
+def _info(m: _Member) -> MemberInfo:
+    return MemberInfo(m.node_id, m.state, m.incarnation, m.tcp_address, m.quic_address, m.meta,
+                      len(m.suspecters) if m.suspecters else 0, m.state_change)
+
+
+_UPDATE_TYPES = frozenset({SwimAlive, SwimSuspect, SwimDead, SwimLeft})
+_PROBE_TYPES = frozenset({SwimPing, SwimAck, SwimPingReq, SwimNack, SwimGossip})
