@@ -62,7 +62,7 @@ class RequestFailed(Exception):
         self.code = code
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestContext:
     """What a handler knows about the frame it is handling."""
 
@@ -142,6 +142,7 @@ class Node:
         self.connections: dict[str, Connection] = {}
         self.handlers: dict[type[Message], Handler] = {}
         self.admission_filters: list[AdmissionFilter] = []
+        self.quic_server_hooks: list[Callable[[Any], None]] = []  # per new server-side QuicConnection
         self.services: dict[str, Any] = {}
         self._service_specs = services if services is not None else _default_services()
         self._pending: dict[int, asyncio.Future[Message]] = {}
@@ -178,8 +179,13 @@ class Node:
             from rustyray.security.quic_tls import require_client_certificate
             from rustyray.transport.quic import QuicListener
 
+            def on_server_quic(quic: Any) -> None:
+                require_client_certificate(quic)
+                for hook in self.quic_server_hooks:  # e.g. the security service counts TLS refusals
+                    hook(quic)
+
             self._quic = QuicListener(self._on_inbound, configuration=self._quic_config(is_client=False),
-                                      on_server_quic=require_client_certificate)
+                                      on_server_quic=on_server_quic)
             await self._bind(self._quic, cfg.transport.quic_port or int(saved.get("quic_port", 0)))
         self._save_state()
         self.running = True
@@ -293,12 +299,17 @@ class Node:
         from rustyray.security.tls import client_context, server_context
 
         assert self.credentials is not None
-        self.server_ssl = server_context(self.credentials)
+        fresh = server_context(self.credentials)  # raises (and changes nothing) if the files are unusable
+        if self.server_ssl is None:
+            self.server_ssl = fresh
+        else:
+            # asyncio captured this very context object when the listener started: update it in place.
+            self.server_ssl.load_cert_chain(str(self.credentials.cert_path), str(self.credentials.key_path))
         self.client_ssl = client_context(self.credentials)
-        if self._tcp is not None and self._tcp.server is not None and self.config.transport.tls:
-            self._tcp._ssl = self.server_ssl
         if self._quic is not None:
             self._quic._configuration = self._quic_config(is_client=False)
+            if self._quic.server is not None:  # the running aioquic server holds its own reference
+                self._quic.server._configuration = self._quic._configuration
 
     def _quic_config(self, *, is_client: bool, server_node_id: str | None = None) -> Any:
         from rustyray.security.quic_tls import quic_configuration
@@ -677,10 +688,14 @@ class Node:
             if wants_reply:
                 self._reply(conn, frame, ErrorReply(code="handler_error", message=f"{type(exc).__name__}: {exc}"))
             return
-        if inspect.isawaitable(result):
+        if result is None:
+            if wants_reply:
+                self._reply(conn, frame, ErrorReply(code="no_reply", message=""))
+        elif isinstance(result, Message):
+            if wants_reply:
+                self._reply(conn, frame, result)
+        else:  # an awaitable: finish it in the background
             self.spawn(self._finish(conn, frame, result, wants_reply), name=f"handle {type(msg).__name__}")
-        elif wants_reply:
-            self._reply(conn, frame, result if result is not None else ErrorReply(code="no_reply", message=""))
 
     async def _finish(self, conn: Connection, frame: Frame, result: Awaitable[Message | None],
                       wants_reply: bool) -> None:

@@ -13,6 +13,8 @@ from typing import Any, Union
 
 import msgspec
 
+_registry_version = 0
+
 
 class Message(msgspec.Struct, tag=True, tag_field="type", frozen=True, kw_only=True):
     """Base of every message that crosses the wire.
@@ -20,6 +22,11 @@ class Message(msgspec.Struct, tag=True, tag_field="type", frozen=True, kw_only=T
     Subclass it in the module of the subsystem that owns the message; the class
     name is the wire tag, so names must be unique across the package.
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        global _registry_version
+        super().__init_subclass__(**kwargs)
+        _registry_version += 1  # the cached decoder is rebuilt on next use
 
 
 def all_message_types() -> list[type[Message]]:
@@ -48,12 +55,12 @@ def encode_message(msg: Message) -> bytes:
 def message_decoder() -> msgspec.msgpack.Decoder[Any]:
     """A decoder for the union of all registered messages (cached until a new type appears)."""
     global _decoder_cache
-    types = all_message_types()
-    if _decoder_cache is None or _decoder_cache[0] != len(types):
+    if _decoder_cache is None or _decoder_cache[0] != _registry_version:
+        types = all_message_types()
         if not types:
             raise TypeError("no wire message types are registered")
         union = Union[tuple(types)] if len(types) > 1 else types[0]  # noqa: UP007
-        _decoder_cache = (len(types), msgspec.msgpack.Decoder(union))
+        _decoder_cache = (_registry_version, msgspec.msgpack.Decoder(union))
     return _decoder_cache[1]
 
 

@@ -85,6 +85,8 @@ class TcpConnection(Connection, asyncio.Protocol):
         self.transport.write(data)
 
     async def drain(self) -> None:
+        if self._wbuf:
+            self.flush()
         if not self._can_write.is_set():
             await self._can_write.wait()
         if self.is_closed:
