@@ -107,7 +107,8 @@ def main() -> int:
                                         "--state-dir", tempfile.mkdtemp(prefix="rr-bench-api-")]))
         deploy_bare(port)
         base = f"http://127.0.0.1:{port}"
-        targets = [("bare Serve FastAPI", f"{base}/bare/stats"), ("rustyray /stats", f"{base}/api/v1/network/stats"),
+        targets = [("bare Serve FastAPI", f"{base}/bare/stats"),
+                   ("rustyray /stats", f"{base}/api/v1/network/stats"),
                    ("rustyray /nodes", f"{base}/api/v1/network/nodes")]
         for conc in args.concurrency:
             for name, url in targets:

@@ -333,10 +333,12 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
         by = {r["name"]: r for r in rows if r["size"] == size}
         tcp, floor = by.get("rustyray TCP"), by.get("bare asyncio (floor)")
         if tcp and floor:
-            out[f"{size}B our TCP one-way / bare asyncio"] = round(tcp["oneway_msgs_per_s"] / floor["oneway_msgs_per_s"], 3)
+            out[f"{size}B our TCP one-way / bare asyncio"] = round(
+                tcp["oneway_msgs_per_s"] / floor["oneway_msgs_per_s"], 3)
         ray_row = by.get("Ray actor calls")
         if tcp and ray_row:
-            out[f"{size}B our TCP one-way / Ray calls"] = round(tcp["oneway_msgs_per_s"] / ray_row["oneway_msgs_per_s"], 1)
+            out[f"{size}B our TCP one-way / Ray calls"] = round(
+                tcp["oneway_msgs_per_s"] / ray_row["oneway_msgs_per_s"], 1)
             out[f"{size}B our TCP p99 / Ray p99"] = round(tcp["p99_ms"] / ray_row["p99_ms"], 3)
         quic, bq = by.get("rustyray QUIC"), by.get("bare aioquic")
         if quic and bq:
