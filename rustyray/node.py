@@ -145,7 +145,7 @@ class Node:
         self.quic_server_hooks: list[Callable[[Any], None]] = []  # per new server-side QuicConnection
         self.services: dict[str, Any] = {}
         self._service_specs = services if services is not None else _default_services()
-        self._pending: dict[int, asyncio.Future[Message]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[Message], Connection]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tcp: TcpListener | None = None
@@ -245,7 +245,7 @@ class Node:
             await self._tcp.stop()
         if self._quic:
             await self._quic.stop()
-        for fut in self._pending.values():
+        for fut, _ in self._pending.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("node stopped"))
         self.running = False
@@ -644,7 +644,7 @@ class Node:
         timeout = timeout or self.config.transport.request_timeout_s
         mid = self.next_id()
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending[mid] = fut
+        self._pending[mid] = (fut, conn)
         start = time.perf_counter()
         self.stats.requests_sent += 1
         try:
@@ -669,9 +669,9 @@ class Node:
         self.stats.messages_received += 1
         msg = frame.message
         if frame.flags & Flags.RESPONSE:
-            fut = self._pending.get(frame.msg_id)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
+            pending = self._pending.get(frame.msg_id)
+            if pending is not None and not pending[0].done():
+                pending[0].set_result(msg)
             return
         handler = self.handlers.get(type(msg))
         wants_reply = bool(frame.flags & Flags.ACK_REQUESTED)
@@ -713,6 +713,9 @@ class Node:
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
         self.connections.pop(conn.conn_id, None)
+        for fut, via in list(self._pending.values()):
+            if via is conn and not fut.done():  # its answer can no longer arrive: fail now, not at the timeout
+                fut.set_exception(ConnectionError(f"connection to {conn.peer_node_id} lost ({conn.close_reason})"))
         self.stats.bytes_sent_closed += conn.bytes_sent
         self.stats.bytes_received_closed += conn.bytes_received
         if isinstance(exc, ProtocolError):
