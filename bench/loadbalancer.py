@@ -7,8 +7,8 @@ Targets are reported, not asserted:
 - ConsistentHash max/mean key load <= 1.25 with bounded loads (epsilon = 0.25);
 - fraction of keys moved when an (N+1)-th node joins within 10% of the ideal 1/(N+1).
 
-The pooled-vs-unpooled request latency on a real cluster is not measured here yet: see
-``bench_pooled_vs_unpooled`` below, the hook for it.
+Pooled vs unpooled request latency is measured between two in-process nodes on loopback
+(``bench_pooled_vs_unpooled``; no Ray).
 """
 
 from __future__ import annotations
@@ -140,13 +140,65 @@ def bench_join(n_nodes: int, hashes: list[int], sample_joiners: int) -> dict[str
 
 
 def bench_pooled_vs_unpooled(args: argparse.Namespace) -> dict[str, Any] | None:
-    """HOOK: pooled vs unpooled request latency on a real (loopback) cluster.
+    """Pooled vs unpooled Echo latency between two in-process nodes on loopback (TLS 1.3 + mTLS).
 
-    To be written with the pool adapter: open N requests through ``rustyray.pool`` leases and
-    N over fresh connections, report p50/p99 latency for each. Return a dict to have it
-    printed and stored under ``"pooled_vs_unpooled"``; None means "not measured".
+    Pooled: lease a connection from ``PoolService`` and send one request on it. Unpooled: dial
+    a fresh connection (TCP + TLS + hello), send one request, close it. No Ray.
     """
-    return None
+    import asyncio
+
+    return asyncio.run(_pooled_vs_unpooled(args.pool_requests))
+
+
+async def _pooled_vs_unpooled(requests: int) -> dict[str, Any]:
+    import asyncio
+    import tempfile
+
+    from rustyray.config import NodeConfig, TransportConfig
+    from rustyray.node import Node
+    from rustyray.protocol.control import Echo
+
+    def ms_summary(samples: list[float]) -> dict[str, float]:
+        ordered = sorted(samples)
+        return {"p50_ms": round(ordered[len(ordered) // 2], 3),
+                "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3),
+                "mean_ms": round(statistics.fmean(ordered), 3)}
+
+    with tempfile.TemporaryDirectory() as state:
+        nodes = [Node(NodeConfig(node_id=f"bench{i}", state_dir=state,
+                                 transport=TransportConfig(host="127.0.0.1", enable_quic=False)),
+                      services=[("pool", "rustyray.pool.service:PoolService")]) for i in (1, 2)]
+        for node in nodes:
+            await node.start()
+        a, b = nodes
+        try:
+            a.learn_peer(b.node_id, b.tcp_address)
+            conn = await a.connection_to(b.node_id)
+            await a.request_on(conn, Echo(data=b"warm"))
+            pool = a.services["pool"]
+            pooled: list[float] = []
+            for _ in range(requests):
+                start = time.perf_counter()
+                async with pool.lease(b.node_id) as leased:
+                    await a.request_on(leased, Echo(data=b"x" * 64))
+                pooled.append((time.perf_counter() - start) * 1000)
+            progress(f"pooled: {requests} requests")
+            unpooled: list[float] = []
+            for _ in range(requests):
+                start = time.perf_counter()
+                fresh, _ack = await a.dial("127.0.0.1", b.tcp_port, expect_node=b.node_id)
+                await a.request_on(fresh, Echo(data=b"x" * 64))
+                fresh.close("bench")
+                unpooled.append((time.perf_counter() - start) * 1000)
+                await asyncio.sleep(0)
+            progress(f"unpooled: {requests} requests")
+        finally:
+            for node in nodes:
+                await node.stop()
+    result = {"requests": requests, "transport": "TCP + TLS 1.3 (mTLS), loopback, in-process",
+              "pooled": ms_summary(pooled), "unpooled": ms_summary(unpooled)}
+    result["p50_speedup"] = round(result["unpooled"]["p50_ms"] / max(result["pooled"]["p50_ms"], 1e-6), 1)
+    return result
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -180,11 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys for the spread and join runs")
     parser.add_argument("--selections", type=int, default=200_000, help="selections per strategy")
     parser.add_argument("--joiners", type=int, default=50, help="joiner names sampled for the share spread")
+    parser.add_argument("--pool-requests", type=int, default=500, help="requests per pooled/unpooled run")
     parser.add_argument("--quick", action="store_true", help="100k keys, 50k selections")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
         args.keys, args.selections, args.joiners = 100_000, 50_000, 20
+        args.pool_requests = 100
     started = time.perf_counter()
     progress(f"keys={args.keys:,} selections={args.selections:,}")
     keys = [f"key-{i}" for i in range(args.keys)]
