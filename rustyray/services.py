@@ -11,6 +11,13 @@ from __future__ import annotations
 
 SERVICES: list[tuple[str, str]] = [
     ("transport", "rustyray.transport.service:TransportService"),
+    ("security", "rustyray.security.service:SecurityService"),
+    ("discovery", "rustyray.discovery.service:DiscoveryService"),
     ("membership", "rustyray.membership.service:MembershipService"),
+    ("autodiscovery", "rustyray.autodiscovery.service:AutodiscoveryService"),
+    ("pool", "rustyray.pool.service:PoolService"),
+    ("loadbalancer", "rustyray.loadbalancer.service:LoadBalancerService"),
+    ("routing", "rustyray.routing.service:RoutingService"),
+    ("health", "rustyray.health.service:HealthService"),
     ("manager", "rustyray.manager.service:ManagerService"),
 ]

@@ -18,6 +18,13 @@ from serve_apps.common import PREFIX, install_error_handlers
 
 ROUTERS = [
     "serve_apps.routes.core",
+    "serve_apps.routes.discovery",
+    "serve_apps.routes.membership",
+    "serve_apps.routes.routing", "serve_apps.routes.health",
+    "serve_apps.routes.loadbalancer", "serve_apps.routes.pool",
+    "serve_apps.routes.security",
+    "serve_apps.routes.autodiscovery",
+    "serve_apps.routes.metrics", "serve_apps.graphql_schema",  # GET /metrics; GraphQL via mount()
 ]
 
 

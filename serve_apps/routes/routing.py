@@ -1,0 +1,121 @@
+"""Routing endpoints (NETWORKING-007 to 010) and the manager's send/broadcast (056, 057)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from serve_apps.common import NodeParam, call
+
+router = APIRouter()
+
+TIMEOUT_MS = Field(5000, gt=0, le=300_000, description="Deadline of the whole operation, ms")
+
+
+class SendRequest(BaseModel):
+    target_node: str = Field(min_length=1)
+    message_type: str = Field(min_length=1, max_length=200)
+    priority: str = Field("Normal", description="Low | Normal | High | Critical")
+    data: dict[str, Any] = Field(default_factory=dict)
+    delivery: str = Field("AtLeastOnce", description="AtMostOnce | AtLeastOnce | ExactlyOnce")
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Required for ExactlyOnce; redeliveries with it run once",
+    )
+    timeout_ms: float = TIMEOUT_MS
+
+
+class BroadcastRequest(BaseModel):
+    message_type: str = Field(min_length=1, max_length=200)
+    priority: str = "Normal"
+    data: dict[str, Any] = Field(default_factory=dict)
+    delivery: str = "AtLeastOnce"
+    timeout_ms: float = TIMEOUT_MS
+
+
+class ScatterGatherRequest(BaseModel):
+    target_nodes: list[str] = Field(min_length=1)
+    message_type: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: str = "Normal"
+    timeout_ms: float = TIMEOUT_MS
+
+
+class QuorumRequest(BaseModel):
+    nodes: list[str] = Field(min_length=1)
+    quorum_size: int = Field(ge=1)
+    message_type: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict)
+    priority: str = "Normal"
+    timeout_ms: float = Field(3000, gt=0, le=300_000)
+
+
+class ManagerMessage(BaseModel):
+    type: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ManagerSendRequest(BaseModel):
+    target_node: str = Field(min_length=1)
+    message: ManagerMessage
+
+
+class ManagerBroadcastRequest(BaseModel):
+    message: ManagerMessage
+
+
+@router.post("/routing/send")
+async def send(body: SendRequest, request: Request, node: str | None = NodeParam) -> Any:
+    return await call(request, "routing", "send", node, **body.model_dump())
+
+
+@router.post("/routing/broadcast")
+async def broadcast(body: BroadcastRequest, request: Request, node: str | None = NodeParam) -> Any:
+    return await call(request, "routing", "broadcast", node, **body.model_dump())
+
+
+@router.post("/routing/scatter-gather")
+async def scatter_gather(body: ScatterGatherRequest, request: Request, node: str | None = NodeParam) -> Any:
+    return await call(request, "routing", "scatter_gather", node, **body.model_dump())
+
+
+@router.post("/routing/quorum")
+async def quorum(body: QuorumRequest, request: Request, node: str | None = NodeParam) -> Any:
+    return await call(request, "routing", "quorum", node, **body.model_dump())
+
+
+@router.get("/routing/delivery/stats")
+async def delivery_stats(request: Request, node: str | None = NodeParam) -> Any:
+    return await call(request, "routing", "delivery_stats", node)
+
+
+@router.get("/routing/receive-log")
+async def receive_log(request: Request, node: str | None = NodeParam) -> Any:
+    """What the node's handlers processed (counts per type, recent message ids, live handler config)."""
+    return await call(request, "routing", "receive_log", node)
+
+
+@router.post("/send")
+async def manager_send(body: ManagerSendRequest, request: Request, node: str | None = NodeParam) -> Any:
+    return await call(
+        request,
+        "manager",
+        "send",
+        node,
+        target_node=body.target_node,
+        message_type=body.message.type,
+        data=body.message.data,
+    )
+
+
+@router.post("/broadcast")
+async def manager_broadcast(
+    body: ManagerBroadcastRequest, request: Request, node: str | None = NodeParam
+) -> Any:
+    return await call(
+        request, "manager", "broadcast", node, message_type=body.message.type, data=body.message.data
+    )

@@ -1,0 +1,315 @@
+"""Routing endpoints (NETWORKING-007 to 010, 056, 057) against a live in-process 3-node cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from harness import local_cluster, wait_for
+
+from rustyray.errors import ApiError
+from rustyray.routing.priority import PeerOutboxes
+
+FAST = {"routing": {"retry_initial_s": 0.05, "retry_max_s": 0.2}}
+
+
+@pytest.fixture
+async def cluster(tmp_path):
+    async with local_cluster(3, tmp_path, sections=FAST) as c:
+        yield c
+
+
+def routing(c, node_id):
+    return c.node(node_id).services["routing"]
+
+
+async def test_direct_send_runs_the_target_handler_and_counts(cluster):
+    c = cluster
+    before = routing(c, "node2").api_receive_log()["processed_by_type"].get("QueryRequest", 0)
+    r = await c.client.post(
+        "/routing/send",
+        json={
+            "target_node": "node2",
+            "message_type": "QueryRequest",
+            "priority": "High",
+            "data": {"query": "SELECT * FROM users"},
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["success"] is True and body["routed_to"] == "node2" and body["acknowledged"] is True
+    assert body["message_id"].startswith("msg-") and body["latency_ms"] > 0
+    assert body["response"]["node"] == "node2" and body["response"]["rows"] >= 100
+    log = routing(c, "node2").api_receive_log()
+    assert log["processed_by_type"]["QueryRequest"] == before + 1
+    assert log["recent"][-1] == {
+        "message_id": f"node1/{body['message_id']}",
+        "type": "QueryRequest",
+        "priority": "High",
+        "delivery": "AtLeastOnce",
+        "attempt": 1,
+    }
+    # the handler's state moved: the next answer counts one more processed query
+    r2 = await c.client.post(
+        "/routing/send",
+        json={
+            "target_node": "node2",
+            "message_type": "QueryRequest",
+            "data": {"query": "SELECT * FROM users"},
+        },
+    )
+    assert r2.json()["response"]["queries_processed"] == body["response"]["queries_processed"] + 1
+    stats = (await c.client.get("/routing/delivery/stats")).json()
+    assert stats["AtLeastOnce"]["sent"] >= 2 and stats["AtLeastOnce"]["acknowledged"] >= 2
+    # to the fronted node itself: same handler path, no network
+    r3 = await c.client.post(
+        "/routing/send", json={"target_node": "node1", "message_type": "Heartbeat", "data": {"x": 1}}
+    )
+    assert r3.json()["success"] is True and r3.json()["response"] == {"node": "node1", "echo": {"x": 1}}
+
+
+async def test_exactly_once_answers_a_redelivery_with_the_first_result(cluster):
+    c = cluster
+    body = {
+        "target_node": "node3",
+        "message_type": "QueryRequest",
+        "delivery": "ExactlyOnce",
+        "idempotency_key": "order-42",
+        "data": {"query": "SELECT 1"},
+    }
+    first = (await c.client.post("/routing/send", json=body)).json()
+    second = (await c.client.post("/routing/send", json=body)).json()
+    assert first["success"] and second["success"]
+    assert first["duplicate"] is False and second["duplicate"] is True
+    assert second["response"] == first["response"]
+    assert routing(c, "node3").api_receive_log()["processed_by_type"]["QueryRequest"] == 1
+    stats = (await c.client.get("/routing/delivery/stats")).json()
+    assert stats["ExactlyOnce"]["sent"] == 2 and stats["ExactlyOnce"]["deduplicated"] == 1
+    assert (await c.client.get("/routing/delivery/stats", params={"node": "node3"})).json()["receiver"][
+        "duplicates_suppressed"
+    ] == 1
+
+
+async def test_broadcast_applies_config_on_every_node_and_manager_routes_share_it(cluster):
+    c = cluster
+    r = await c.client.post(
+        "/routing/broadcast",
+        json={
+            "message_type": "ConfigUpdate",
+            "priority": "Critical",
+            "data": {"setting": "max_connections", "value": "200"},
+        },
+    )
+    body = r.json()
+    assert body["total_nodes"] == 3 and body["successful_sends"] == 3 and body["failed_sends"] == 0
+    assert sorted(body["nodes_reached"]) == ["node1", "node2", "node3"] and body["broadcast_latency_ms"] > 0
+    for n in ("node1", "node2", "node3"):
+        assert routing(c, n).context.config["max_connections"] == "200"
+    r = await c.client.post(
+        "/broadcast",
+        json={"message": {"type": "ConfigUpdate", "data": {"key": "max_connections", "value": "500"}}},
+    )
+    assert r.json()["sent_to"] == 3 and r.json()["failed"] == 0
+    for n in ("node1", "node2", "node3"):
+        log = (await c.client.get("/routing/receive-log", params={"node": n})).json()
+        assert log["config"]["max_connections"] == "500" and log["processed_by_type"]["ConfigUpdate"] == 2
+    r = await c.client.post(
+        "/send",
+        json={"target_node": "node2", "message": {"type": "QueryRequest", "data": {"query": "SELECT 2"}}},
+    )
+    assert r.json()["sent"] is True and r.json()["message_id"].startswith("msg-")
+    # a stopped node leaves the broadcast's member set
+    await c.node("node3").stop()
+    await wait_for(lambda: "node3" not in c.node("node1").live_members(), 10)
+    body = (await c.client.post("/broadcast", json={"message": {"type": "Heartbeat", "data": {}}})).json()
+    assert body["total_nodes"] == 2 and body["sent_to"] == 2
+
+
+async def test_scatter_gather_collects_rows_and_marks_a_slow_node_timed_out(cluster):
+    c = cluster
+    body = {
+        "target_nodes": ["node1", "node2", "node3"],
+        "message_type": "ShardQuery",
+        "timeout_ms": 5000,
+        "data": {"query": "SELECT * FROM users WHERE shard_key IN (1,2,3)"},
+    }
+    res = (await c.client.post("/routing/scatter-gather", json=body)).json()
+    assert res["responses_received"] == 3 and res["total_sent"] == 3
+    assert [r["node"] for r in res["responses"]] == ["node1", "node2", "node3"]
+    assert all(r["status"] == "success" and r["rows"] >= 100 for r in res["responses"])
+    assert len({r["rows"] for r in res["responses"]}) > 1  # computed per node, not a constant
+
+    async def slow(ctx, data):
+        await asyncio.sleep(2.0)
+        return {"node": ctx.node_id, "rows": 1}
+
+    routing(c, "node3").registry.register("SlowShard", slow)
+    for n in ("node1", "node2"):
+        routing(c, n).registry.register("SlowShard", lambda ctx, data: {"node": ctx.node_id, "rows": 7})
+    t0 = time.perf_counter()
+    res = (
+        await c.client.post(
+            "/routing/scatter-gather", json={**body, "message_type": "SlowShard", "timeout_ms": 400}
+        )
+    ).json()
+    assert time.perf_counter() - t0 < 1.5
+    assert res["responses_received"] == 2 and res["timed_out"] == ["node3"]
+    assert {r["node"]: r["status"] for r in res["responses"]} == {
+        "node1": "success",
+        "node2": "success",
+        "node3": "timeout",
+    }
+
+
+async def test_quorum_votes_with_terms_and_fails_fast_when_impossible(cluster):
+    c = cluster
+    q = {
+        "nodes": ["node1", "node2", "node3"],
+        "quorum_size": 2,
+        "message_type": "ConsensusProposal",
+        "timeout_ms": 3000,
+        "data": {"term": 5},
+    }
+    res = (await c.client.post("/routing/quorum", json=q)).json()
+    assert res["quorum_reached"] is True and res["consensus"] == "ACCEPT" and res["responses"] >= 2
+    # every node that voted recorded term 5, so an older term is rejected
+    res = (await c.client.post("/routing/quorum", json={**q, "quorum_size": 3, "data": {"term": 3}})).json()
+    assert (
+        res["quorum_reached"] is True and res["consensus"] == "REJECT" and res["votes"].get("REJECT", 0) >= 1
+    )
+    r = await c.client.post("/routing/quorum", json={**q, "quorum_size": 4})
+    assert r.status_code == 422 and r.json()["field"] == "quorum_size"
+    await c.node("node3").stop()
+    await wait_for(lambda: not c.node("node1").peers["node3"].connected, 10)
+    t0 = time.perf_counter()
+    res = (await c.client.post("/routing/quorum", json={**q, "quorum_size": 3, "data": {"term": 9}})).json()
+    assert res["quorum_reached"] is False and res["failed_nodes"] == ["node3"]
+    assert time.perf_counter() - t0 < 1.5  # failed fast, well before the 3 s timeout
+
+
+BAD_INPUT = [
+    (
+        "/routing/send",
+        {"target_node": "node9", "message_type": "QueryRequest", "data": {"query": "x"}},
+        404,
+        "target_node",
+    ),
+    (
+        "/routing/send",
+        {
+            "target_node": "node2",
+            "message_type": "QueryRequest",
+            "delivery": "ExactlyOnce",
+            "data": {"query": "x"},
+        },
+        422,
+        "idempotency_key",
+    ),
+    (
+        "/routing/send",
+        {
+            "target_node": "node2",
+            "message_type": "QueryRequest",
+            "priority": "Urgent",
+            "data": {"query": "x"},
+        },
+        422,
+        "priority",
+    ),
+    (
+        "/routing/send",
+        {"target_node": "node2", "message_type": "QueryRequest", "delivery": "Maybe", "data": {"query": "x"}},
+        422,
+        "delivery",
+    ),
+    (
+        "/routing/send",
+        {"target_node": "node2", "message_type": "NoSuchType", "data": {}},
+        422,
+        "message_type",
+    ),
+    (
+        "/routing/send",
+        {"target_node": "node2", "message_type": "QueryRequest", "data": {}},
+        422,
+        "data.query",
+    ),
+    (
+        "/routing/send",
+        {"target_node": "node2", "message_type": "QueryRequest", "timeout_ms": 0},
+        422,
+        "timeout_ms",
+    ),
+    ("/routing/send", {"message_type": "QueryRequest"}, 422, "target_node"),
+    ("/routing/broadcast", {"message_type": "ConfigUpdate", "priority": "loud"}, 422, "priority"),
+    (
+        "/routing/scatter-gather",
+        {"target_nodes": ["node1", "nodeX"], "message_type": "ShardQuery"},
+        404,
+        "target_nodes",
+    ),
+    ("/routing/scatter-gather", {"target_nodes": [], "message_type": "ShardQuery"}, 422, "target_nodes"),
+    (
+        "/routing/quorum",
+        {"nodes": ["node1", "node2"], "quorum_size": 0, "message_type": "X"},
+        422,
+        "quorum_size",
+    ),
+    ("/routing/quorum", {"nodes": ["node1", "ghost"], "quorum_size": 1, "message_type": "X"}, 404, "nodes"),
+    (
+        "/send",
+        {"target_node": "ghost", "message": {"type": "QueryRequest", "data": {"query": "x"}}},
+        404,
+        "target_node",
+    ),
+    ("/broadcast", {"message": {"data": {}}}, 422, "message.type"),
+]
+
+
+async def test_bad_input_is_4xx_naming_the_field(cluster):
+    for path, body, status, field in BAD_INPUT:
+        r = await cluster.client.post(path, json=body)
+        assert r.status_code == status, (path, body, r.text)
+        assert r.json()["field"] == field, (path, body, r.text)
+
+
+async def test_critical_overtakes_a_low_backlog_and_a_full_outbox_refuses(cluster):
+    c = cluster
+    svc = routing(c, "node1")
+    sends = [svc.api_send("node2", "Heartbeat", {"i": i}, priority="Low") for i in range(40)]
+    sends.append(svc.api_send("node2", "Heartbeat", {"i": "urgent"}, priority="Critical"))
+    results = await asyncio.gather(*sends)
+    assert all(r["success"] for r in results)
+    batch = [e for e in routing(c, "node2").api_receive_log()["recent"] if e["type"] == "Heartbeat"][-41:]
+    assert batch[0]["priority"] == "Critical"  # queued last, delivered first
+    assert batch[0]["message_id"] == f"node1/{results[-1]['message_id']}"
+
+    svc.outboxes = PeerOutboxes(4)  # a tiny bound for this check
+    results = await asyncio.gather(
+        *(svc.api_send("node2", "Heartbeat", {"i": i}) for i in range(10)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, ApiError)]
+    assert len(refused) == 6 and all(e.status == 503 and "full" in e.message for e in refused)
+    assert sum(1 for r in results if isinstance(r, dict) and r["success"]) == 4
+    assert svc.api_delivery_stats()["outbox_rejected"] == 6
+
+
+async def test_dedup_window_survives_a_node_restart(cluster):
+    c = cluster
+    body = {
+        "target_node": "node2",
+        "message_type": "ConfigUpdate",
+        "delivery": "ExactlyOnce",
+        "idempotency_key": "cfg-1",
+        "data": {"key": "mode", "value": "fast"},
+    }
+    first = (await c.client.post("/routing/send", json=body)).json()
+    assert first["duplicate"] is False
+    await c.node("node2").stop()
+    assert (c.node("node2").config.node_dir / "dedup.bin").stat().st_size > 0
+    await c.start_node("node2")
+    await wait_for(lambda: c.node("node1").peers["node2"].connected, 15)
+    again = (await c.client.post("/routing/send", json={**body, "timeout_ms": 10000})).json()
+    assert again["success"] is True and again["duplicate"] is True and again["response"] == first["response"]
+    assert routing(c, "node2").api_receive_log()["processed_by_type"].get("ConfigUpdate", 0) == 0
