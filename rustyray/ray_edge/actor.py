@@ -33,6 +33,8 @@ class NodeActor:
         _configure_logging()
         self.node = Node(config)
         self._boot = asyncio.get_running_loop().create_task(self.node.start())
+        from rustyray.ray_edge.metrics import start_ray_metrics  # Ray dashboard / Prometheus export
+        start_ray_metrics(self.node)
 
     async def ready(self, timeout: float = 60.0) -> dict[str, Any]:
         """Wait until the node is listening; returns its info (raises if start failed)."""

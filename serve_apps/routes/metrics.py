@@ -1,0 +1,78 @@
+"""``GET /metrics`` (and ``/api/v1/network/metrics``): every node's counters in Prometheus text format.
+
+At scrape time the route asks every node for ``manager.stats`` and its info (in
+parallel, each with a timeout), then renders them through a custom
+``prometheus_client`` collector built from ``rustyray.ray_edge.metrics.METRICS``,
+the same table the in-actor Ray exporter uses. A node that does not answer is
+reported as ``rustyray_node_up{node=...} 0`` instead of failing the scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from rustyray.ray_edge.metrics import METRICS, node_values, spec_for
+from serve_apps.common import gateway
+
+router = APIRouter()
+
+SCRAPE_TIMEOUT_S = 5.0  # per node; a slower node counts as down for this scrape
+
+
+class NodeStatsCollector:
+    """A one-scrape collector over values already fetched: ``{node_id: values | None}``."""
+
+    def __init__(self, nodes: dict[str, dict[str, float] | None]) -> None:
+        self.nodes = nodes
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("rustyray_node_up", "1 if the node answered this scrape", labels=["node"])
+        for node_id, values in self.nodes.items():
+            up.add_metric([node_id], 1.0 if values is not None else 0.0)
+        yield up
+        keys = [m.key for m in METRICS]
+        keys += sorted({k for v in self.nodes.values() if v for k in v} - set(keys))
+        for key in keys:
+            spec = spec_for(key)
+            cls = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
+            family = cls(spec.name, spec.help, labels=["node"])
+            for node_id, values in self.nodes.items():
+                if values is not None and key in values:
+                    family.add_metric([node_id], values[key])
+            if family.samples:
+                yield family
+
+
+async def _node_values(gw: Any, node_id: str) -> dict[str, float] | None:
+    try:
+        stats, info = await asyncio.wait_for(
+            asyncio.gather(gw.call(node_id, "manager", "stats"), gw.info(node_id, SCRAPE_TIMEOUT_S)),
+            SCRAPE_TIMEOUT_S)
+    except Exception:
+        return None
+    return node_values(stats, info)
+
+
+async def scrape(gw: Any) -> bytes:
+    ids = await gw.node_ids()
+    values = await asyncio.gather(*(_node_values(gw, n) for n in ids))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeStatsCollector(dict(zip(ids, values, strict=True))))
+    return generate_latest(registry)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+async def metrics(request: Request) -> Response:
+    return Response(await scrape(gateway(request)), media_type=CONTENT_TYPE_LATEST)
+
+
+def mount(app: FastAPI) -> None:
+    """Also serve it at the conventional root path, where Prometheus looks by default."""
+    app.add_api_route("/metrics", metrics, methods=["GET"], response_class=Response, include_in_schema=False)
