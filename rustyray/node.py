@@ -142,6 +142,9 @@ class Node:
         self.connections: dict[str, Connection] = {}
         self.handlers: dict[type[Message], Handler] = {}
         self.admission_filters: list[AdmissionFilter] = []
+        self.handshake_hooks: list[Callable[[Connection], None]] = []
+        self.extra_capabilities: list[str] = []  # offered by services (e.g. "encryption")
+        """Called once per connection right after the hello exchange, before any other frame."""
         self.quic_server_hooks: list[Callable[[Any], None]] = []  # per new server-side QuicConnection
         self.services: dict[str, Any] = {}
         self._service_specs = services if services is not None else _default_services()
@@ -344,7 +347,7 @@ class Node:
 
     @property
     def capabilities(self) -> list[str]:
-        caps = list(self.config.transport.capabilities)
+        caps = list(self.config.transport.capabilities) + self.extra_capabilities
         if not self.config.transport.tls and "tls13" in caps:
             caps.remove("tls13")
         return caps
@@ -400,9 +403,18 @@ class Node:
             return
         conn.peer_node_id = hello.node_id
         conn.compression = result.compression
+        conn.peer_capabilities = frozenset(hello.capabilities)
+        self._run_handshake_hooks(conn)
         if hello.tcp_address and hello.node_id != self.node_id:
             self.learn_peer(hello.node_id, hello.tcp_address, hello.quic_address, hello.incarnation)
         conn.attach(self)
+
+    def _run_handshake_hooks(self, conn: Connection) -> None:
+        for hook in self.handshake_hooks:
+            try:
+                hook(conn)
+            except Exception:
+                log.exception("handshake hook failed on %s", conn.conn_id)
 
     def _identity_problem(self, conn: Connection, hello: Hello) -> str | None:
         """Over mTLS the certificate's CN must equal the node id the peer claims."""
@@ -479,6 +491,8 @@ class Node:
             raise
         conn.peer_node_id = ack.node_id
         conn.compression = negotiate(self.capabilities, ack.capabilities, [ack.negotiated_protocol]).compression
+        conn.peer_capabilities = frozenset(ack.capabilities)
+        self._run_handshake_hooks(conn)
         conn.attach(self)
         if ack.tcp_address and ack.node_id != self.node_id:
             self.learn_peer(ack.node_id, ack.tcp_address, ack.quic_address, ack.incarnation)

@@ -65,6 +65,8 @@ class Connection:
         self._closed = self._loop.create_future()
         self._wbuf: list[bytes] = []
         self._flush_scheduled = False
+        self._seal: Callable[[bytes, bytes], bytes] | None = None
+        self.peer_capabilities: frozenset[str] = frozenset()
         self._pending: list[Frame] = []
         self._handshake_waiter: asyncio.Future[Frame] | None = None
 
@@ -116,9 +118,22 @@ class Connection:
             handler.connection_lost(self, self.error)
 
     # --- sending -------------------------------------------------------------------
+    def enable_payload_encryption(self, seal: Callable[[bytes, bytes], bytes],
+                                  unseal: Callable[[bytes, bytes], bytes]) -> None:
+        """Seal every later frame's payload (frame header as associated data) and accept sealed frames.
+
+        Both sides switch right after the hello exchange, which itself stays in the clear.
+        """
+        self._seal = seal
+        self._decoder._unseal = unseal
+
+    @property
+    def payload_encrypted(self) -> bool:
+        return self._seal is not None
+
     def send_message(self, message: Message, msg_id: int, flags: int = 0) -> int:
         """Encode and write one frame; returns its size. Raises ConnectionError when closed."""
-        data = encode_frame(message, msg_id, flags=flags, compression=self.compression)
+        data = encode_frame(message, msg_id, flags=flags, compression=self.compression, seal=self._seal)
         self.write(data)
         self.frames_sent += 1
         return len(data)
@@ -194,6 +209,7 @@ class Connection:
             "direction": "outbound" if self.outbound else "inbound",
             "state": "Closed" if self.is_closed else "Connected",
             "encrypted": self.tls_version is not None,
+            "payload_encrypted": self._seal is not None,
             "tls_version": self.tls_version,
             "compression": self.compression.api_name,
             "bytes_sent": self.bytes_sent,

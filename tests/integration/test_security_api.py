@@ -289,3 +289,24 @@ async def test_rules_persist_and_reach_a_restarted_member(cluster: Any) -> None:
     listed = (await c.client.get("/security/firewall/rules", params={"node": "node3"})).json()["rules"]
     assert next(x for x in listed if x["id"] == fw["rule_id"])["threshold"] == 1000
     assert "10.9.0.0/16" in (node3.config.node_dir / "security_acl.json").read_text()  # persisted
+
+
+async def test_payload_encryption_seals_frames_between_nodes(tmp_path):
+    from harness import local_cluster
+
+    from rustyray.protocol.control import Echo, EchoReply
+    from rustyray.protocol.frame import HEADER, Flags
+
+    async with local_cluster(2, tmp_path, sections={"security": {"encrypt_payloads": True}}) as c:
+        a, b = c.node("node1"), c.node("node2")
+        conn = await a.connection_to("node2")
+        assert conn.payload_encrypted and "encryption" in conn.peer_capabilities
+        written: list[bytes] = []
+        original = conn._write
+        conn._write = lambda data: (written.append(data), original(data))[1]  # type: ignore[method-assign]
+        secret = b"top-secret-payload" * 4
+        assert await a.request("node2", Echo(data=secret)) == EchoReply(data=secret)
+        assert written and all(secret not in w for w in written)
+        assert HEADER.unpack_from(written[0])[1] & Flags.ENCRYPTED
+        tls = (await c.client.get("/security/tls/config")).json()
+        assert tls["payload_encryption"]["enabled"] and tls["connections"]["payload_sealed"] >= 1
