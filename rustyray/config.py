@@ -43,6 +43,10 @@ class TransportConfig:
     """Capabilities offered in the handshake, in preference order (first common codec wins)."""
     max_connections: int = 1024
     """Inbound connections accepted at once; beyond it new ones are refused."""
+    allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Networks this node may dial (API connects, seeds, health checks); loopback only by default."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (besides localhost) this node may dial."""
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
 
     def validate(self) -> None:
@@ -50,6 +54,9 @@ class TransportConfig:
             raise ValueError("transport.tcp_port must be 0..65535")
         if not 0 <= self.quic_port <= 65535:
             raise ValueError("transport.quic_port must be 0..65535")
+        from rustyray.transport.dial_policy import DialPolicy
+
+        DialPolicy.build(self.allowed_networks, self.allowed_hosts)
         for name in ("connect_timeout_s", "handshake_timeout_s", "request_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"transport.{name} must be positive")

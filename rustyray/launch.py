@@ -138,15 +138,29 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     for node_id in ids:
         ensure_node_credentials(certs, node_id)
 
+    backends = {"dns", "etcd", "consul", "kubernetes", "aws", "azure", "gcp"}
+    via_discovery = bool(backends & set(toml.get("discovery", {}))) and not args.no_bootstrap
+    if via_discovery:
+        # Form the cluster through discovery, without a static member list: every node registers and
+        # discovers the others; Raft bootstraps once N members see each other (Consul's bootstrap_expect).
+        toml.setdefault("membership", {}).setdefault("bootstrap_expect", args.nodes)
     host = args.host
     if host == "auto":
         host = ray.util.get_node_ip_address()
+    overrides: dict[str, Any] = {}
+    if host:
+        overrides["host"] = host
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            # a multi-machine cluster: nodes may dial every Ray node's address (and nothing else by default)
+            nets = {f"{n['NodeManagerAddress']}/32" for n in ray.nodes() if n.get("Alive")} | {f"{host}/32"}
+            extra = toml.get("transport", {}).get("allowed_networks", [])
+            overrides["allowed_networks"] = ("127.0.0.0/8", "::1/128", *sorted(nets), *extra)
     settings = {
         "state_dir": state_dir,
         "toml": toml,
         "cluster_name": args.cluster_name or toml.get("cluster", {}).get("name", "rustyray"),
         "http_port": args.http_port,
-        "transport_overrides": {"host": host} if host else {},
+        "transport_overrides": overrides,
         "bootstrapped": False,
     }
     registry = cluster.create_registry(settings)
@@ -169,7 +183,10 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         ray.get(registry.add_node.remote(node_id, {"address": infos[node_id]["address"], "joined": False}))
         _say(f"  {node_id} listening on tcp {infos[node_id]['address']} quic {infos[node_id]['quic_address']}")
 
-    if not args.no_bootstrap:
+    if via_discovery:
+        _say(f"forming the cluster through discovery ({', '.join(sorted(backends & set(toml['discovery'])))}) ...")
+        infos = _wait_connected(handles)
+    elif not args.no_bootstrap:
         _say("bootstrapping the cluster ...")
         members = {n: {"address": i["address"], "quic_address": i["quic_address"]} for n, i in infos.items()}
         first = handles[ids[0]]

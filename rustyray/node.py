@@ -54,6 +54,10 @@ Handler = Callable[["RequestContext", Any], "Message | Awaitable[Message | None]
 AdmissionFilter = Callable[[Connection, "Hello | None"], "str | None"]
 
 
+class DialNotAllowed(ConnectionError):
+    """The dial policy forbids this destination (see ``transport.dial_policy``)."""
+
+
 class RequestFailed(Exception):
     """A peer answered a request with ``ErrorReply`` or could not be reached."""
 
@@ -144,6 +148,9 @@ class Node:
         self.admission_filters: list[AdmissionFilter] = []
         self.handshake_hooks: list[Callable[[Connection], None]] = []
         self.extra_capabilities: list[str] = []  # offered by services (e.g. "encryption")
+        from rustyray.transport.dial_policy import DialPolicy
+
+        self.dial_policy = DialPolicy.build(config.transport.allowed_networks, config.transport.allowed_hosts)
         """Called once per connection right after the hello exchange, before any other frame."""
         self.quic_server_hooks: list[Callable[[Any], None]] = []  # per new server-side QuicConnection
         self.services: dict[str, Any] = {}
@@ -449,6 +456,9 @@ class Node:
         """
         t = self.config.transport
         timeout = timeout or t.connect_timeout_s
+        refusal = self.dial_policy.refusal(host)
+        if refusal is not None:
+            raise DialNotAllowed(refusal)
         try:
             if protocol.upper() == "QUIC":
                 from rustyray.transport.quic import quic_dial
@@ -537,6 +547,9 @@ class Node:
         while self.running and not self.stopping:
             try:
                 conn, ack = await self.dial(host, port)
+            except DialNotAllowed as exc:
+                log.warning("%s ignores seed %s: %s", self.node_id, address, exc)
+                return
             except (ConnectionError, OSError) as exc:
                 nxt = backoff.failed(time.monotonic())
                 if nxt is None:

@@ -41,7 +41,9 @@ def build_app(gateway: Any) -> FastAPI:
             extra(app)
 
     @app.get("/healthz")
+    @app.get("/health")
     async def healthz() -> dict[str, str]:
+        """Liveness of the API itself (what an HTTP health check of a node's API port hits)."""
         return {"status": "ok"}
 
     return app

@@ -39,6 +39,8 @@ async def resolve_seeds(gw: Any, seeds: list[str]) -> list[str]:
                 continue  # that member is down: the other seeds must do
             out.append(info["address"])
         else:
+            front = await gw.fronted(None)
+            await gw.call(front, "transport", "check_dial", hosts=[host], field="seed_nodes")
             out.append(seed)
     return out
 

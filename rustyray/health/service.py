@@ -358,8 +358,10 @@ class HealthService:
         interval_ms: float = 5000.0,
         timeout_ms: float = 2000.0,
     ) -> dict[str, Any]:
-        """NETWORKING-016."""
+        """NETWORKING-016. A host that is a node id (``http://node2:8080/health``) means that node's address."""
         self._require_node(node_id, "node_id")
+        original = endpoint
+        endpoint = self._resolve_endpoint(check_type, endpoint)
         try:
             spec = self.checker.add_check(node_id, check_type, endpoint, interval_ms, timeout_ms)
         except UnknownCheckError as exc:
@@ -373,7 +375,31 @@ class HealthService:
             name = msg.split(" ", 1)[0].rstrip(":")
             fields = {"check_type", "endpoint", "interval_ms", "timeout_ms", "node_id"}
             raise ApiError(422, msg, name if name in fields else "endpoint") from None
-        return {"success": True, "check_id": spec.check_id, "status": "active", **spec.to_dict()}
+        return {"success": True, "check_id": spec.check_id, "status": "active", **spec.to_dict(),
+                "endpoint": original, "resolved_endpoint": endpoint}
+
+    def _resolve_endpoint(self, check_type: str, endpoint: str) -> str:
+        """Map a node-id host to the node's advertised host, then apply the dial policy (403)."""
+        import urllib.parse
+
+        kind = check_type.strip().upper()
+        if kind == "CUSTOM" or not isinstance(endpoint, str):
+            return endpoint
+        url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+        host = url.hostname
+        if not host:
+            return endpoint
+        hosts = {self.node.node_id: self.node.advertise_host}
+        for peer in self.node.peers.values():
+            hosts[peer.node_id] = peer.tcp_address.rsplit(":", 1)[0].strip("[]")
+        target = hosts.get(host, host)
+        refusal = self.node.dial_policy.refusal(target)
+        if refusal is not None:
+            raise ApiError(403, f"not checked: {refusal}", "endpoint")
+        if target == host:
+            return endpoint
+        netloc = url.netloc.replace(host, f"[{target}]" if ":" in target else target, 1)
+        return urllib.parse.urlunsplit(url._replace(netloc=netloc)).removeprefix("//")
 
     def api_checks(self) -> dict[str, Any]:
         checks = []

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 COMPONENTS = [
     ("transport", "transport"),
     ("discovery", "discovery"),
+    ("autodiscovery", "autodiscovery"),
     ("health_monitor", "health"),
     ("load_balancer", "loadbalancer"),
     ("membership", "membership"),

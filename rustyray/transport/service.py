@@ -44,6 +44,9 @@ class TransportService:
             raise ApiError(422, "port must be between 1 and 65535", "port")
         if not host:
             raise ApiError(422, "host must not be empty", "host")
+        refusal = self.node.dial_policy.refusal(host)
+        if refusal is not None:
+            raise ApiError(403, f"not dialled: {refusal}", "host")
         start = time.perf_counter()
         try:
             conn, ack = await self.node.dial(host, port, protocol=protocol, expect_node=node_id)
@@ -69,6 +72,14 @@ class TransportService:
             "compression": conn.compression.api_name,
             "latency_ms": round((time.perf_counter() - start) * 1000, 3),
         }
+
+    def api_check_dial(self, hosts: list[str], field: str = "host") -> dict[str, Any]:
+        """Refuse (403) any host this node's dial policy forbids, before anything is dialled."""
+        for host in hosts:
+            refusal = self.node.dial_policy.refusal(host)
+            if refusal is not None:
+                raise ApiError(403, f"not dialled: {refusal}", field)
+        return {"allowed": True}
 
     def api_connections_list(self) -> dict[str, Any]:
         conns = [c.describe() for c in self.node.connections.values()]

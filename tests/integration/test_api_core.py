@@ -126,3 +126,27 @@ async def test_initialize_is_idempotent(cluster):
     assert first["initialized"] and not first["already_initialized"]
     assert second["already_initialized"] and second["initialized_at"] == first["initialized_at"]
     assert {c["name"] for c in first["components"]} >= {"transport", "membership", "discovery"}
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/transport/tcp/connect", {"host": "192.168.1.10", "port": 7000, "node_id": "node2"}, "host"),
+    ("/transport/quic/connect", {"host": "10.0.0.1", "port": 7001}, "host"),
+    ("/transport/tcp/connect", {"host": "db.example.com", "port": 7000}, "host"),
+    ("/membership/join", {"node_id": "node9", "seed_nodes": ["192.168.1.10:5432"]}, "seed_nodes"),
+    ("/health/checks/add", {"node_id": "node2", "check_type": "HTTP", "endpoint": "http://8.8.8.8/health",
+                            "interval_ms": 5000, "timeout_ms": 2000}, "endpoint"),
+])
+async def test_addresses_outside_the_dial_policy_are_refused_without_traffic(cluster, path, body, field):
+    errors = cluster.node("node1").stats.connection_errors
+    r = await cluster.client.post(path, json=body)
+    assert r.status_code == 403 and r.json()["field"] == field
+    assert "allowed" in r.json()["error"]
+    assert cluster.node("node1").stats.connection_errors == errors  # nothing was dialled
+
+
+async def test_a_health_check_naming_a_node_resolves_to_that_node(cluster):
+    r = await cluster.client.post("/health/checks/add", json={
+        "node_id": "node2", "check_type": "TCP", "endpoint": f"node2:{cluster.node('node2').tcp_port}",
+        "interval_ms": 200, "timeout_ms": 1000})
+    body = r.json()
+    assert r.status_code == 200 and body["resolved_endpoint"] == cluster.node("node2").tcp_address

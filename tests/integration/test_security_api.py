@@ -298,7 +298,7 @@ async def test_payload_encryption_seals_frames_between_nodes(tmp_path):
     from rustyray.protocol.frame import HEADER, Flags
 
     async with local_cluster(2, tmp_path, sections={"security": {"encrypt_payloads": True}}) as c:
-        a, b = c.node("node1"), c.node("node2")
+        a = c.node("node1")
         conn = await a.connection_to("node2")
         assert conn.payload_encrypted and "encryption" in conn.peer_capabilities
         written: list[bytes] = []
