@@ -107,3 +107,31 @@ def test_killed_node_actor_restarts_and_reconnects(cluster):
     assert info["address"] == before["address"]  # same port after the restart
     r = client.get("/stats", params={"node": "node2"})
     assert r.status_code == 200
+
+
+def test_a_node_killed_for_good_is_suspected_then_dead_and_leadership_moves(cluster):
+    _, client = cluster
+    raft = client.get("/membership/raft/status").json()
+    victim = raft["leader"]
+    observer = next(n for n in ("node1", "node2", "node3") if n != victim)
+    ray.kill(ray.get_actor(victim, namespace="rustyray"), no_restart=True)
+    seen: list[str] = []
+
+    def dead():
+        swim = client.get("/membership/swim/status", params={"node": observer}).json()
+        state = {m["node"]: m["status"] for m in swim["members"]}[victim]
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        return state == "Dead"
+
+    _wait(dead, timeout=30, interval=0.1)
+    assert "Suspect" in seen and seen[-1] == "Dead"
+    after = _wait(lambda: (r := client.get("/membership/raft/status", params={"node": observer}).json())["leader"]
+                  not in (None, victim) and r, timeout=20)
+    assert after["term"] > raft["term"]
+    # the API keeps answering, fronted by a live node
+    assert client.get("/stats").status_code == 200
+    # the dead member can be removed from the configuration by the API
+    r = client.post("/membership/leave", json={"node_id": victim, "reason": "dead"})
+    assert r.status_code == 200 and r.json()["success"]
+    assert victim not in client.get("/membership/raft/status", params={"node": observer}).json()["members"]
