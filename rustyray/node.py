@@ -687,6 +687,25 @@ class Node:
             raise RequestFailed(reply.message, reply.code)
         return reply
 
+    async def request_members(self, message: Message, *, timeout: float = 2.0,
+                              peers: list[str] | None = None) -> dict[str, Message | Exception]:
+        """Send one request to every live member but this node (or to ``peers``), concurrently.
+
+        Returns each peer's reply or the exception it failed with: replicating a
+        setting must report member by member, and one unreachable member must not
+        fail the others.
+        """
+        targets = [p for p in (self.live_members() if peers is None else peers) if p != self.node_id]
+
+        async def one(peer_id: str) -> Message | Exception:
+            try:
+                return await self.request(peer_id, message, timeout=timeout)
+            except Exception as exc:
+                return exc
+
+        replies = await asyncio.gather(*(one(p) for p in targets))
+        return dict(zip(targets, replies, strict=True))
+
     # ------------------------------------------------------------------ receiving
     def on(self, msg_type: type[Message], handler: Handler) -> None:
         """Register the handler of one message type (replacing any previous one)."""

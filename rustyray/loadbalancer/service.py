@@ -421,19 +421,13 @@ class LoadBalancerService:
         """Sample this process and ask every live member for its load (one round)."""
         cpu, mem = self._sample_own()
         self._record(self.node.node_id, cpu, mem, len(self.node.connections))
-        peers = [p for p in self.node.live_members() if p != self.node.node_id]
-
-        async def one(peer_id: str) -> None:
-            try:
-                reply = await self.node.request(peer_id, LbLoadQuery(origin=self.node.node_id),
-                                                timeout=self.config.load_query_timeout_sec)
-            except Exception as exc:  # a member that cannot answer keeps its last report
-                log.debug("%s: load query to %s failed: %s", self.node.node_id, peer_id, exc)
-                return
+        replies = await self.node.request_members(LbLoadQuery(origin=self.node.node_id),
+                                                  timeout=self.config.load_query_timeout_sec)
+        for peer_id, reply in replies.items():
             if isinstance(reply, LbLoadReport):
                 self._record(reply.node_id, reply.cpu_load, reply.mem_load, reply.connections)
-
-        await asyncio.gather(*(one(p) for p in peers))
+            else:  # a member that cannot answer keeps its last report
+                log.debug("%s: load query to %s failed: %s", self.node.node_id, peer_id, reply)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -454,22 +448,13 @@ class LoadBalancerService:
         return LbConfigAck(node_id=self.node.node_id, applied=True)
 
     async def _broadcast(self, msg: LbConfigUpdate, out: dict[str, Any]) -> None:
-        peers = [p for p in self.node.live_members() if p != self.node.node_id]
-
-        async def one(peer_id: str) -> tuple[str, str | None]:
-            try:
-                ack = await self.node.request(peer_id, msg, timeout=2.0)
-            except Exception as exc:  # report per peer; one unreachable member must not fail the call
-                return peer_id, f"{type(exc).__name__}: {exc}"
-            if not isinstance(ack, LbConfigAck) or not ack.applied:
-                return peer_id, getattr(ack, "error", "unexpected reply")
-            return peer_id, None
-
-        for peer_id, error in await asyncio.gather(*(one(p) for p in peers)):
-            if error is None:
+        for peer_id, ack in (await self.node.request_members(msg)).items():
+            if isinstance(ack, LbConfigAck) and ack.applied:
                 out["applied_nodes"].append(peer_id)
+            elif isinstance(ack, Exception):
+                out["failed_nodes"][peer_id] = f"{type(ack).__name__}: {ack}"
             else:
-                out["failed_nodes"][peer_id] = error
+                out["failed_nodes"][peer_id] = getattr(ack, "error", "") or "unexpected reply"
 
 
 def _check_scope(scope: str) -> None:

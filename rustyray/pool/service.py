@@ -571,22 +571,17 @@ class PoolService:
         return PoolConfigAck(node_id=self.node.node_id, applied=True)
 
     async def _broadcast(self, msg: Message, out: dict[str, Any]) -> None:
-        peers = [p for p in self.node.live_members() if p != self.node.node_id]
-
-        async def one(peer_id: str) -> tuple[str, str | None]:
-            try:
-                ack = await self.node.request(peer_id, msg, timeout=2.0)
-            except Exception as exc:  # report per peer; one unreachable member must not fail the call
-                return peer_id, f"{type(exc).__name__}: {exc}"
-            if not isinstance(ack, PoolConfigAck) or not ack.applied:
-                return peer_id, getattr(ack, "error", "unexpected reply")
-            return peer_id, None
-
-        for peer_id, error in await asyncio.gather(*(one(p) for p in peers)):
-            if error is None:
+        for peer_id, ack in (await self.node.request_members(msg)).items():
+            if isinstance(ack, PoolConfigAck) and ack.applied:
                 out["applied_nodes"].append(peer_id)
             else:
-                out["failed_nodes"][peer_id] = error
+                out["failed_nodes"][peer_id] = _ack_error(ack)
+
+
+def _ack_error(ack: Message | Exception) -> str:
+    if isinstance(ack, Exception):
+        return f"{type(ack).__name__}: {ack}"
+    return getattr(ack, "error", "") or "unexpected reply"
 
 
 __all__ = ["PoolConfigAck", "PoolConfigUpdate", "PoolExhaustedError", "PoolService", "PoolServiceConfig"]

@@ -23,7 +23,6 @@ What it wires (NETWORKING-048 to 054):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -425,18 +424,12 @@ class SecurityService:
         return await self._broadcast(msg)
 
     async def _broadcast(self, msg: Message) -> list[str]:
-        peers = [m for m in self.node.live_members() if m != self.node.node_id and m in self.node.peers]
-
-        async def one(peer: str) -> str | None:
-            try:
-                await self.node.request(peer, msg, timeout=self.config.sync_timeout_s)
-            except Exception as exc:  # a member that is down converges when it reconnects
-                log.warning("%s: security sync to %s failed: %s", self.node.node_id, peer, exc)
-                return None
-            return peer
-
-        done = await asyncio.gather(*(one(p) for p in peers))
-        return sorted([self.node.node_id] + [p for p in done if p is not None])
+        peers = [m for m in self.node.live_members() if m in self.node.peers]
+        replies = await self.node.request_members(msg, timeout=self.config.sync_timeout_s, peers=peers)
+        for peer, reply in replies.items():
+            if isinstance(reply, Exception):  # a member that is down converges when it reconnects
+                log.warning("%s: security sync to %s failed: %s", self.node.node_id, peer, reply)
+        return sorted([self.node.node_id] + [p for p, r in replies.items() if not isinstance(r, Exception)])
 
     def _on_rules_sync(self, ctx: RequestContext, msg: SecurityRulesSync) -> SecuritySyncAck:
         if msg.kind not in ("acl", "firewall"):
