@@ -118,6 +118,7 @@ def test_registry_guards():
     reg.unregister("A")
     assert "A" not in reg
     assert default_registry().message_types() == [
+        "ChaosRecord",
         "ConfigUpdate",
         "ConsensusProposal",
         "Heartbeat",
