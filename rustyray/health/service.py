@@ -382,13 +382,18 @@ class HealthService:
         """Map a node-id host to the node's advertised host, then apply the dial policy (403)."""
         import urllib.parse
 
-        kind = check_type.strip().upper()
-        if kind == "CUSTOM" or not isinstance(endpoint, str):
-            return endpoint
+        kind = check_type.strip().upper() if isinstance(check_type, str) else ""
+        if kind not in ("TCP", "HTTP", "GRPC") or not isinstance(endpoint, str):
+            return endpoint  # custom checks dial nothing; an unknown type is the checker's 422
         url = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"//{endpoint}")
+        try:
+            port = url.port
+        except ValueError:
+            port = None
         host = url.hostname
-        if not host:
-            return endpoint
+        well_formed = url.scheme in ("http", "https") if kind == "HTTP" else (port is not None and not url.scheme)
+        if not host or not well_formed:
+            return endpoint  # malformed: the checker answers 422 naming the endpoint
         hosts = {self.node.node_id: self.node.advertise_host}
         for peer in self.node.peers.values():
             hosts[peer.node_id] = peer.tcp_address.rsplit(":", 1)[0].strip("[]")

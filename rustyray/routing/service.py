@@ -58,6 +58,7 @@ from rustyray.routing.errors import (
 from rustyray.routing.handlers import HandlerRegistry, NodeContext, default_registry
 from rustyray.routing.messages import RouteAck, RouteEnvelope
 from rustyray.routing.priority import PeerOutboxes, Priority
+from rustyray.routing.record_log import RecordLog
 
 if TYPE_CHECKING:
     from rustyray.node import Node, RequestContext
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEDUP_FILE = "dedup.bin"
+RECORDS_FILE = "records.jsonl"
 FAN_OUT_GRACE_S = 0.5
 """Seconds a fan-out send may outlive the fan-out deadline (then it is already counted as timed out)."""
 
@@ -80,11 +82,17 @@ class RoutingServiceSettings:
     receive_log_size: int = 256
     """Message ids kept in the receive log (the newest ones)."""
 
+    record_log_size: int = 100_000
+    """Records kept by the durable record log ``node_dir/records.jsonl`` (ChaosRecord); the file holds at most
+    twice as many lines before it is compacted to the newest ``record_log_size``."""
+
     def validate(self) -> RoutingServiceSettings:
         if self.dedup_persist_interval_s <= 0:
             raise ValueError("dedup_persist_interval_s must be > 0")
         if self.receive_log_size < 1:
             raise ValueError("receive_log_size must be >= 1")
+        if self.record_log_size < 1:
+            raise ValueError("record_log_size must be >= 1")
         return self
 
 
@@ -164,7 +172,8 @@ class RoutingService:
         self.node = node
         self.config, self.settings = load_settings(node.config.section("routing"))
         self.registry: HandlerRegistry = default_registry()
-        self.context = NodeContext(node.node_id)
+        self.records = RecordLog(node.config.node_dir / RECORDS_FILE, self.settings.record_log_size)
+        self.context = NodeContext(node.node_id, records=self.records)
         self.tracker = DeliveryTracker(self.config, node.rng)
         self.dedup = DedupWindow.from_config(self.config)
         self.outboxes: PeerOutboxes[int] = PeerOutboxes(self.config.outbox_max_size)
@@ -191,6 +200,7 @@ class RoutingService:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._restore_dedup()
+        self.records.load()
         self.node.spawn(self._timer_loop(), name="routing timers")
         self.node.spawn(self._persist_loop(), name="routing dedup persist")
 
@@ -199,6 +209,7 @@ class RoutingService:
             if not out.future.done():
                 out.future.set_result((None, "node stopping", 0))
         self._save_dedup()
+        self.records.close()
 
     def health(self) -> tuple[str, str]:
         backlog = len(self.outboxes)
@@ -469,6 +480,15 @@ class RoutingService:
             if out is None or not self.tracker.is_in_flight(mid):
                 continue
             conn = self._conn(peer_id)
+            if conn is None and out.guarantee.retries:
+                # keep its place by priority rather than falling back to the retry timer, and (re)dial
+                box.push(mid, out.priority)
+                self._queued.add(mid)
+                with contextlib.suppress(ConnectionError, OSError, TimeoutError, KeyError):
+                    await self.node.connection_to(peer_id, timeout=0.5)
+                if self._conn(peer_id) is None:
+                    await asyncio.sleep(0.05)
+                continue
             if conn is None:
                 self._not_sent(out, f"{peer_id} is not connected")
                 continue
@@ -853,8 +873,13 @@ class RoutingService:
             },
         }
 
-    def api_receive_log(self) -> dict[str, Any]:
-        """What this node's handlers processed: counts per type, recent ids, and the handler state."""
+    def api_receive_log(self, after: int | None = None, limit: int = 1000) -> dict[str, Any]:
+        """What this node's handlers processed: counts per type, recent ids, the handler state, and a page
+        of the durable record log (``after``: records with a higher index; default the newest ``limit``)."""
+        if after is not None and (not isinstance(after, int) or after < -1):
+            raise ApiError(422, "after must be an integer >= -1", "after")
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ApiError(422, "limit must be 1..10000", "limit")
         return {
             "node": self.node.node_id,
             "received": self.received,
@@ -866,6 +891,7 @@ class RoutingService:
             "config": dict(self.context.config),
             "counters": dict(self.context.counters),
             "message_types": self.registry.message_types(),
+            "records": self.records.read(after, limit),
         }
 
     # ------------------------------------------------------------------ for other services
@@ -876,3 +902,36 @@ class RoutingService:
             return None, None
         lat = list(t.latencies_ms)
         return min(1.0, t.failed / t.sent), (sum(lat) / len(lat) if lat else None)
+
+    # ------------------------------------------------------------------ fault injection (benchmarks, chaos)
+    def api_fault_injection(
+        self,
+        drop: float = 0.0,
+        duplicate: float = 0.0,
+        delay: float = 0.0,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Drop / duplicate / delay this node's outbound routed frames (envelopes and acks) with the given
+        probabilities, so loss can be injected into a live cluster; all zero turns injection off. Reports
+        what the injector did since it was turned on."""
+        import random
+
+        from rustyray.routing.fault_injection import FaultConfig, FaultInjector
+
+        current: FaultInjector | None = getattr(self, "_fault_injector", None)
+        for name, value in (("drop", drop), ("duplicate", duplicate), ("delay", delay)):
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ApiError(422, f"{name} must be a probability in [0, 1]", name)
+        if drop + duplicate + delay > 1.0:
+            raise ApiError(422, "drop + duplicate + delay must be at most 1", "drop")
+        counters = current.stats() if current is not None else None
+        if current is not None:
+            current.uninstall()
+            self._fault_injector = None
+        enabled = drop > 0 or duplicate > 0 or delay > 0
+        if enabled:
+            cfg = FaultConfig(drop=float(drop), duplicate=float(duplicate), delay=float(delay))
+            self._fault_injector = FaultInjector(self.node, cfg, random.Random(seed)).install()
+        return {"node": self.node.node_id, "enabled": enabled,
+                "drop": drop, "duplicate": duplicate, "delay": delay, "seed": seed,
+                "previous_counters": counters}
