@@ -20,6 +20,10 @@ message types:
 * ``ConfigUpdate``: sets ``config[key] = value`` for ``{"setting": k, "value": v}``
   or ``{"key": k, "value": v}`` and answers with the previous and applied value.
 * ``Heartbeat``: echoes the payload with the node id.
+* ``ChaosRecord``: appends ``{"seq", "source"}`` from the payload to the node's
+  durable record log (``ctx.records``, a ``RecordLog`` in the node directory)
+  before answering, so "every acknowledged message was processed" can be checked
+  even across actor restarts (the chaos soak does).
 
 Unknown types raise ``UnknownMessageTypeError``; malformed payloads raise
 ``InvalidPayloadError`` naming the field.
@@ -53,6 +57,8 @@ class NodeContext:
     node_id: str
     config: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    records: Any = None
+    """A durable ``RecordLog`` (``append(dict) -> index``) for ``ChaosRecord``; None where there is none."""
 
 
 HandlerResult = Union[dict[str, Any], Awaitable[dict[str, Any]]]  # noqa: UP007
@@ -184,12 +190,27 @@ def handle_heartbeat(ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any
     return {"node": ctx.node_id, "echo": dict(data) if isinstance(data, dict) else data}
 
 
+def handle_chaos_record(ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:
+    seq = _require("ChaosRecord", data, "seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise InvalidPayloadError("ChaosRecord", "seq", "must be an integer")
+    source = data.get("source", "")
+    if not isinstance(source, str):
+        raise InvalidPayloadError("ChaosRecord", "source", "must be a string")
+    records = getattr(ctx, "records", None)
+    if records is None:
+        raise HandlerError("ChaosRecord needs a durable record log on this node")
+    index = records.append({"seq": seq, "source": source})
+    return {"node": ctx.node_id, "seq": seq, "index": index}
+
+
 BUILTIN_HANDLERS: dict[str, Handler] = {
     "QueryRequest": handle_query_request,
     "ShardQuery": handle_shard_query,
     "ConsensusProposal": handle_consensus_proposal,
     "ConfigUpdate": handle_config_update,
     "Heartbeat": handle_heartbeat,
+    "ChaosRecord": handle_chaos_record,
 }
 
 

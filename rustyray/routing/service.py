@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from rustyray.errors import ApiError
-from rustyray.protocol.errors import ProtocolError
+from rustyray.protocol.errors import LocalProtocolError, ProtocolError
+from rustyray.protocol.frame import MAX_FRAME_SIZE
 from rustyray.routing.config import RoutingConfig
 from rustyray.routing.delivery import DedupWindow, DeliveryGuarantee, DeliveryTracker
 from rustyray.routing.dispatch_core import Broadcast, QuorumCollector, ScatterGather, validate_quorum
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     from rustyray.node import Node, RequestContext
     from rustyray.transport.connection import Connection
 
+MAX_PAYLOAD_BYTES = MAX_FRAME_SIZE - 64 * 1024
+"""Largest routed ``data`` (JSON bytes): a frame also carries the envelope (type, ids, key) around it."""
 log = logging.getLogger(__name__)
 
 DEDUP_FILE = "dedup.bin"
@@ -283,9 +286,13 @@ class RoutingService:
         if not isinstance(data, dict):
             raise ApiError(422, "data must be a JSON object", "data")
         try:
-            return msgspec.json.encode(data)
+            payload = msgspec.json.encode(data)
         except (TypeError, msgspec.EncodeError) as exc:
             raise ApiError(422, f"data cannot be encoded: {exc}", "data") from None
+        if len(payload) > MAX_PAYLOAD_BYTES:  # it could never be written: refuse now, not after the timeout
+            raise ApiError(413, f"data of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit "
+                                f"of one message", "data")
+        return payload
 
     def _targets(self, nodes: Any, field_name: str) -> list[str]:
         if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
@@ -500,11 +507,12 @@ class RoutingService:
                 self.node.send_on(conn, env, flags=out.priority.rank << 6)
                 await conn.drain()
             except (ConnectionError, ProtocolError) as exc:
-                self._not_sent(out, f"write to {peer_id} failed: {exc}")
+                # a message we may not encode (over the frame limit) fails the same way on every retry
+                self._not_sent(out, f"write to {peer_id} failed: {exc}", final=isinstance(exc, LocalProtocolError))
 
-    def _not_sent(self, out: _Out, reason: str) -> None:
+    def _not_sent(self, out: _Out, reason: str, *, final: bool = False) -> None:
         out.last_error = reason
-        if out.guarantee.retries:
+        if out.guarantee.retries and not final:
             return  # the next retry goes out on whatever connection exists then
         mid = out.envelope.message_id
         if self.tracker.cancel(mid):

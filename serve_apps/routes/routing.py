@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from serve_apps.common import NodeParam, call
@@ -94,9 +94,15 @@ async def delivery_stats(request: Request, node: str | None = NodeParam) -> Any:
 
 
 @router.get("/routing/receive-log")
-async def receive_log(request: Request, node: str | None = NodeParam) -> Any:
-    """What the node's handlers processed (counts per type, recent message ids, live handler config)."""
-    return await call(request, "routing", "receive_log", node)
+async def receive_log(
+    request: Request,
+    node: str | None = NodeParam,
+    after: int | None = Query(None, ge=-1, description="Durable records with a higher index (default: newest)"),
+    limit: int = Query(1000, ge=1, le=10_000, description="Durable records per page"),
+) -> Any:
+    """What the node's handlers processed (counts per type, recent message ids, live handler config) and a
+    page of its durable record log (survives restarts)."""
+    return await call(request, "routing", "receive_log", node, after=after, limit=limit)
 
 
 @router.post("/send")
