@@ -192,7 +192,10 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         first = handles[ids[0]]
         result = ray.get(first.call.remote("membership", "bootstrap",
                                            {"cluster_name": settings["cluster_name"], "members": members}))
-        if result[0] != "ok":
+        if result[0] == "error" and result[1] == 409:
+            # the state directory holds a formed cluster: the nodes restored their Raft logs and rejoin
+            _say(f"cluster state found in {state_dir}: the nodes rejoin from it")
+        elif result[0] != "ok":
             raise RuntimeError(f"bootstrap failed: {result}")
         ray.get(registry.update_settings.remote(bootstrapped=True))
         infos = _wait_connected(handles)

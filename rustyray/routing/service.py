@@ -47,6 +47,7 @@ from rustyray.errors import ApiError
 from rustyray.protocol.errors import LocalProtocolError, ProtocolError
 from rustyray.protocol.frame import MAX_FRAME_SIZE
 from rustyray.routing.config import RoutingConfig
+from rustyray.routing.dedup_journal import DedupJournal
 from rustyray.routing.delivery import DedupWindow, DeliveryGuarantee, DeliveryTracker
 from rustyray.routing.dispatch_core import Broadcast, QuorumCollector, ScatterGather, validate_quorum
 from rustyray.routing.errors import (
@@ -70,6 +71,7 @@ MAX_PAYLOAD_BYTES = MAX_FRAME_SIZE - 64 * 1024
 log = logging.getLogger(__name__)
 
 DEDUP_FILE = "dedup.bin"
+DEDUP_JOURNAL = "dedup.journal"
 RECORDS_FILE = "records.jsonl"
 FAN_OUT_GRACE_S = 0.5
 """Seconds a fan-out send may outlive the fan-out deadline (then it is already counted as timed out)."""
@@ -186,7 +188,9 @@ class RoutingService:
         self._peer_wake: dict[str, asyncio.Event] = {}
         self._timer_wake = asyncio.Event()
         self._processing: dict[str, asyncio.Future[bytes]] = {}
-        self._ids = itertools.count(1)
+        # ids stay unique across restarts, so a late ack from an earlier incarnation cannot settle a new message
+        self._ids = itertools.count((node.incarnation << 40) + 1)
+        self.journal = DedupJournal(node.config.node_dir / DEDUP_JOURNAL)
         self._dedup_dirty = False
         self.traffic: dict[str, _PeerTraffic] = {}
         self.stray_acks = 0
@@ -203,6 +207,7 @@ class RoutingService:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._restore_dedup()
+        self._replay_journal()
         self.records.load()
         self.node.spawn(self._timer_loop(), name="routing timers")
         self.node.spawn(self._persist_loop(), name="routing dedup persist")
@@ -212,6 +217,7 @@ class RoutingService:
             if not out.future.done():
                 out.future.set_result((None, "node stopping", 0))
         self._save_dedup()
+        self.journal.close()
         self.records.close()
 
     def health(self) -> tuple[str, str]:
@@ -236,6 +242,18 @@ class RoutingService:
         window.max_age_s = self.config.dedup_max_age_s
         self.dedup = window
 
+    def _replay_journal(self) -> None:
+        """Keys processed after the last snapshot (written ahead of their acks) rejoin the window."""
+        replayed = 0
+        for key, wall, result in self.journal.replay():
+            if key not in self.dedup:
+                self.dedup.seen(key, wall)
+                self.dedup.remember_result(key, result)
+                replayed += 1
+        if replayed:
+            log.info("%s restored %d dedup keys from the journal", self.node.node_id, replayed)
+            self._dedup_dirty = True
+
     def _save_dedup(self) -> None:
         # wall-clock ages survive a process restart (monotonic clocks do not)
         path = self.node.config.node_dir / DEDUP_FILE
@@ -245,6 +263,7 @@ class RoutingService:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             os.replace(tmp, path)
+            self.journal.reset()
         except OSError as exc:
             log.warning("%s cannot save %s: %s", self.node.node_id, path, exc)
         self._dedup_dirty = False
@@ -607,6 +626,7 @@ class RoutingService:
         finally:
             self._processing.pop(key, None)
         self.dedup.remember_result(key, stored)
+        self.journal.append(key, time.time(), stored)  # before the ack leaves: survives a kill
         self._dedup_dirty = True
         fut.set_result(stored)
         return self._ack(env, stored, duplicate=False)

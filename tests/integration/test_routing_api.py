@@ -313,3 +313,22 @@ async def test_dedup_window_survives_a_node_restart(cluster):
     again = (await c.client.post("/routing/send", json={**body, "timeout_ms": 10000})).json()
     assert again["success"] is True and again["duplicate"] is True and again["response"] == first["response"]
     assert routing(c, "node2").api_receive_log()["processed_by_type"].get("ConfigUpdate", 0) == 0
+
+
+async def test_a_key_processed_just_before_a_crash_is_still_deduplicated(cluster):
+    """No snapshot is written between processing and the crash: the write-ahead journal alone must carry it."""
+    c = cluster
+    svc = routing(c, "node2")
+    svc._save_dedup = lambda: None  # the crash comes before any periodic or final snapshot
+    body = {"target_node": "node2", "message_type": "ConfigUpdate", "delivery": "ExactlyOnce",
+            "idempotency_key": "crash-1", "data": {"key": "mode", "value": "safe"}}
+    first = (await c.client.post("/routing/send", json=body)).json()
+    assert first["acknowledged"] and first["duplicate"] is False
+    assert not (c.node("node2").config.node_dir / "dedup.bin").exists()
+    await c.node("node2").stop(graceful=False)
+    await c.start_node("node2")
+    assert routing(c, "node2")._ids.__next__() > 1 << 40  # ids of a new incarnation never reuse old ones
+    await wait_for(lambda: c.node("node1").peers["node2"].connected, 15)
+    again = (await c.client.post("/routing/send", json={**body, "timeout_ms": 10000})).json()
+    assert again["duplicate"] is True and again["response"] == first["response"]
+    assert routing(c, "node2").api_receive_log()["processed_by_type"].get("ConfigUpdate", 0) == 0
