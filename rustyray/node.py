@@ -370,6 +370,10 @@ class Node:
         self.stats.count_refusal(code)
         log.warning("%s refused %s from %s: %s", self.node_id, conn.conn_id, conn.peer_address, reason)
         conn.close(f"refused: {reason}")
+        # Never attached, so connection_lost will not run for it: forget it here or it stays listed forever.
+        if self.connections.pop(conn.conn_id, None) is not None:
+            self.stats.bytes_sent_closed += conn.bytes_sent
+            self.stats.bytes_received_closed += conn.bytes_received
 
     async def _accept(self, conn: Connection) -> None:
         for check in self.admission_filters:
@@ -392,7 +396,7 @@ class Node:
             conn.error = HandshakeRefused(f"expected Hello, got {type(hello).__name__}")
             self._refuse(conn, "first frame was not a Hello", "handshake_refused")
             return
-        reason = self._identity_problem(conn, hello)
+        reason = self._identity_problem(conn, hello) or _address_problem(hello)
         if reason is None:
             for check in self.admission_filters:
                 reason = check(conn, hello)
@@ -492,6 +496,8 @@ class Node:
             cn = self._peer_cn(conn)
             if conn.tls_version is not None and cn is not None and cn != ack.node_id:
                 raise HandshakeRefused(f"peer certificate CN {cn!r} does not match its node id {ack.node_id!r}")
+            if (problem := _address_problem(ack)) is not None:
+                raise HandshakeRefused(f"peer advertises a bad address: {problem}")
         except BaseException as exc:
             conn.abort("handshake failed")
             self.connections.pop(conn.conn_id, None)
@@ -576,10 +582,10 @@ class Node:
         self._notify("connected", peer.node_id)
 
     async def _connect_peer(self, peer: Peer) -> None:
-        host, port = parse_address(peer.tcp_address, field="tcp_address")
         try:
+            host, port = parse_address(peer.tcp_address, field="tcp_address")
             conn, _ack = await self.dial(host, port, expect_node=peer.node_id)
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError, ValueError) as exc:
             peer.last_error = str(exc)
             assert peer.backoff is not None
             peer.backoff.failed(time.monotonic())
@@ -626,10 +632,10 @@ class Node:
         if peer.dial_task is not None and not peer.dial_task.done():
             await asyncio.wait({peer.dial_task}, timeout=timeout or self.config.transport.connect_timeout_s)
         if not peer.connected:
-            host, port = parse_address(peer.tcp_address, field="tcp_address")
             try:
+                host, port = parse_address(peer.tcp_address, field="tcp_address")
                 conn, _ = await self.dial(host, port, expect_node=peer_id, timeout=timeout)
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, ValueError) as exc:
                 peer.last_error = str(exc)
                 raise ConnectionError(f"{peer_id} is unreachable: {exc}") from exc
             if not peer.connected:
@@ -838,6 +844,18 @@ class Node:
         if inspect.isawaitable(result):
             result = await result
         return result
+
+
+def _address_problem(hello: Hello | HelloAck) -> str | None:
+    """The addresses a hello (or its ack) advertises are redialled later: refuse the hello if one does not parse."""
+    for name in ("tcp_address", "quic_address"):
+        value = getattr(hello, name)
+        if value:
+            try:
+                parse_address(value, field=name)
+            except ValueError as exc:
+                return str(exc)
+    return None
 
 
 def _default_services() -> list[tuple[str, str]]:

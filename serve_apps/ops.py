@@ -45,8 +45,17 @@ async def resolve_seeds(gw: Any, seeds: list[str]) -> list[str]:
     return out
 
 
+def _joining(gw: Any) -> set[str]:
+    """Node ids whose join is in progress on this gateway (claimed before the first await)."""
+    claims = getattr(gw, "_joining", None)
+    if claims is None:
+        claims = set()
+        gw._joining = claims
+    return claims
+
+
 async def next_node_id(gw: Any) -> str:
-    ids = set(await gw.node_ids())
+    ids = set(await gw.node_ids()) | _joining(gw)
     i = 1
     while f"node{i}" in ids:
         i += 1
@@ -55,10 +64,25 @@ async def next_node_id(gw: Any) -> str:
 
 async def join_cluster(gw: Any, *, node_id: str | None = None, seed_nodes: list[str] | None = None,
                        host: str | None = None, port: int = 0, timeout: float = 30.0) -> dict[str, Any]:
-    """Start ``node_id`` (default: the next free ``nodeN``) and join it through ``seed_nodes``."""
+    """Start ``node_id`` (default: the next free ``nodeN``) and join it through ``seed_nodes``.
+
+    Concurrent joins of one id: the first claims it, the others get 409 (without the claim both
+    would start a node and the gateway would keep only the second, leaving the first running unowned).
+    """
     node_id = node_id or await next_node_id(gw)
-    if node_id in await gw.node_ids():
-        raise ApiError(409, f"node {node_id!r} is already a member", "node_id")
+    joining = _joining(gw)
+    ids = await gw.node_ids()
+    if node_id in ids or node_id in joining:  # no await between this check and the claim
+        raise ApiError(409, f"node {node_id!r} is already a member or joining", "node_id")
+    joining.add(node_id)
+    try:
+        return await _join(gw, node_id, seed_nodes, host, port, timeout)
+    finally:
+        joining.discard(node_id)
+
+
+async def _join(gw: Any, node_id: str, seed_nodes: list[str] | None, host: str | None, port: int,
+                timeout: float) -> dict[str, Any]:
     seeds = await resolve_seeds(gw, seed_nodes or [])
     if not seeds:
         front, members = await cluster_members(gw)
@@ -67,6 +91,8 @@ async def join_cluster(gw: Any, *, node_id: str | None = None, seed_nodes: list[
     deadline = time.monotonic() + timeout
     size = 0
     while time.monotonic() < deadline:
+        if node_id not in await gw.node_ids():  # a concurrent leave stopped it: do not wait for it
+            raise ApiError(409, f"{node_id} left while it was joining", "node_id")
         front, members = await cluster_members(gw)
         alive = [m for m in members if m.get("state") == "Alive"]
         size = len(alive)

@@ -228,6 +228,7 @@ class FrameDecoder:
             body = decompress(Compression(code), body, self._max)
         try:
             message = decode_message(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            # RecursionError: msgpack nested deeper than the interpreter stack (a 100 kB payload suffices)
             raise RemoteProtocolError(f"undecodable payload: {exc}", code="bad_payload") from exc
         return Frame(msg_id=msg_id, flags=flags, message=message, wire_size=total)

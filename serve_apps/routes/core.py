@@ -38,6 +38,8 @@ async def list_nodes(request: Request, node: str | None = NodeParam) -> dict[str
     ids = await gw.node_ids()
     infos = await asyncio.gather(*(gw.info(i, 2.0) for i in ids))
     states: dict[str, str] = {}
+    if node is not None:
+        await gw.fronted(node)  # an unknown ?node= is a 404 here as everywhere, not silently ignored
     try:
         front = await gw.fronted(node)
         view = await gw.call(front, "membership", "members")
