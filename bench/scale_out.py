@@ -1,0 +1,407 @@
+"""Scale-out: cluster formation, aggregate throughput and broadcast p99 against the number of nodes.
+
+Real part (Ray): for 1, 2, 5, 10 and 20 node actors, one cluster after the other, each started
+exactly as ``python -m rustyray.launch`` does (in-process ``launch.start``):
+
+- formation time: from the start of ``launch.start`` until every node actor answers, every
+  node's SWIM view lists all N members ``Alive`` and all N agree on one Raft leader (polled
+  every 100 ms from a thread while launch runs). ``launch total`` is launch's whole start-up,
+  which also deploys the Serve API after the cluster has formed.
+- aggregate throughput: a driver actor keeps ``--per-node`` routed sends in flight per node,
+  every node sending to its successor (``call.remote("routing", "send", AtLeastOnce)``: the node's
+  request path: envelope out, handler on the successor, ack back), for ``--seconds``; we report
+  acknowledged sends/s and the summed ``messages_received``/s of every node's ``/stats``
+  (all frames: envelopes, acks, SWIM, Raft, heartbeats). With one node the successor is itself
+  (the local path, no network).
+- broadcast p99: sequential ``broadcast`` from node1 to all N (node-reported and through a
+  driver actor's call).
+
+Simulator part: the deterministic SWIM simulator (``rustyray.sim``) through
+``bench/membership.py``'s ``crash_join_run`` with Lifeguard, 1 % loss: time until 99 % of
+the survivors declared a crashed member Dead, and time until 99.99 % know a joiner, for
+100 / 1,000 / 10,000 members (fewer crashes and joins at the larger sizes, see ``--sim-events``).
+
+Writes ``bench/results/scale_out.json`` and four plots ``bench/results/scale_out_*.png``.
+
+    flock /tmp/rustyray-ray.lock python bench/scale_out.py              # 6-7 minutes on 2 cores
+    flock /tmp/rustyray-ray.lock python bench/scale_out.py --quick
+    python bench/scale_out.py --address auto --launch-args="--host auto"   # on a `ray up` cluster
+    python bench/scale_out.py --sim-only                                 # simulator part only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from routing import free_port, launch_cluster, make_actors, ms, node_call, ray_init, shutdown_cluster
+from transport import log
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --------------------------------------------------------------------------- Ray part
+class FormationWatch(threading.Thread):
+    """Polls the node actors until all N are Alive in every view and agree on one Raft leader."""
+
+    def __init__(self, n: int, t0: float, timeout: float = 300.0) -> None:
+        super().__init__(daemon=True, name="formation-watch")
+        self.ids = [f"node{i}" for i in range(1, n + 1)]
+        self.t0 = t0
+        self.timeout = timeout
+        self.formed_s: float | None = None
+        self.leader: str | None = None
+        self.stop = threading.Event()
+
+    def formed(self) -> bool:
+        import ray
+
+        try:
+            handles = [ray.get_actor(i, namespace="rustyray") for i in self.ids]
+        except ValueError:
+            return False
+        try:
+            members = ray.get([h.call.remote("membership", "members", {}) for h in handles], timeout=5)
+            rafts = ray.get([h.call.remote("membership", "raft_status", {}) for h in handles], timeout=5)
+        except Exception:
+            return False
+        want = set(self.ids)
+        for m in members:
+            if m[0] != "ok" or {x["node"] for x in m[1]["members"] if x["state"] == "Alive"} != want:
+                return False
+        leaders = {r[1]["leader"] for r in rafts if r[0] == "ok"}
+        if len(leaders) != 1 or None in leaders or len(rafts) != len(self.ids):
+            return False
+        self.leader = leaders.pop()
+        return True
+
+    def run(self) -> None:
+        while not self.stop.is_set() and time.monotonic() - self.t0 < self.timeout:
+            if self.formed():
+                self.formed_s = time.monotonic() - self.t0
+                return
+            time.sleep(0.1)
+
+
+def stats_received(ids: list[str]) -> int:
+    return sum(node_call(i, "manager", "stats")["messages_received"] for i in ids)
+
+
+def idle_cpu(ids: list[str], seconds: float = 3.0) -> float | None:
+    """CPU % (100 = one core) used by the idle node actor processes together, or None if not local."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(_pid(i)) for i in ids]
+        before = [p.cpu_times() for p in procs]
+        time.sleep(seconds)
+        after = [p.cpu_times() for p in procs]
+    except (psutil.Error, ValueError):
+        return None
+    used = sum((a.user + a.system) - (b.user + b.system) for a, b in zip(after, before, strict=True))
+    return round(100 * used / seconds, 1)
+
+
+def _pid(node_id: str) -> int:
+    import ray
+
+    return ray.get(ray.get_actor(node_id, namespace="rustyray").info.remote())["pid"]
+
+
+def one_size(n: int, args: argparse.Namespace, driver: Any) -> dict[str, Any]:
+    import ray
+
+    ids = [f"node{i}" for i in range(1, n + 1)]
+    t0 = time.monotonic()
+    watch = FormationWatch(n, t0)
+    watch.start()
+    log(f"[{n} nodes] launching ...")
+    extra = shlex.split(args.launch_args) if args.launch_args else []
+    summary = launch_cluster(n, free_port(), extra=extra, state_root=args.state_root)
+    launch_s = time.monotonic() - t0
+    try:
+        watch.join(timeout=max(1.0, 300 - launch_s))
+        watch.stop.set()
+        if watch.formed_s is None:
+            raise TimeoutError(f"{n} nodes did not form a cluster")
+        log(f"[{n} nodes] formed after {watch.formed_s:.1f}s (launch total {launch_s:.1f}s); "
+            f"throughput for {args.seconds:.0f}s ...")
+        cpu = idle_cpu(ids) if not args.address else None
+        log(f"[{n} nodes] idle node actors use {cpu}% CPU together")
+        pairs = [(ids[i], ids[(i + 1) % n]) for i in range(n)]
+        before = stats_received(ids)
+        r = ray.get(driver.send_loop.remote(pairs, "AtLeastOnce", args.seconds, args.per_node * n, 5000.0,
+                                            f"scale-{n}"))
+        frames = stats_received(ids) - before
+        log(f"[{n} nodes] broadcast x{args.samples} ...")
+        b = ray.get(driver.node_fanout.remote("node1", "broadcast",
+                                              {"message_type": "Heartbeat", "data": {"seq": 1}, "timeout_ms": 5000},
+                                              args.samples, 10))
+        return {
+            "nodes": n, "formation_s": round(watch.formed_s, 2), "launch_total_s": round(launch_s, 2),
+            "launch_reported_startup_s": summary["startup_seconds"], "raft_leader": watch.leader,
+            "idle_cpu_percent_all_node_actors": cpu, "in_flight": args.per_node * n,
+            "acked_per_s": round(r["acked"] / r["elapsed_s"], 1),
+            "failed": r["failed"] + r["refused"],
+            "frames_received_per_s": round(frames / r["elapsed_s"], 1),
+            "send": ms(r["latencies"]),
+            "broadcast_in_node": ms(b["inner"]), "broadcast_actor_call": ms(b["e2e"]),
+            "broadcast_incomplete": b["incomplete"],
+        }
+    finally:
+        watch.stop.set()
+        log(f"[{n} nodes] stopping ...")
+        shutdown_cluster()
+
+
+def ray_part(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import ray
+
+    ray_init(num_cpus=args.num_cpus, address=args.address)
+    rows = []
+    try:
+        driver_cls, _ = make_actors()
+        driver = driver_cls.remote()
+        for n in args.sizes:
+            rows.append(one_size(n, args, driver))
+            time.sleep(2)  # let the stopped actors' processes exit before the next size
+    finally:
+        ray.shutdown()
+    return rows
+
+
+# --------------------------------------------------------------------------- simulator part
+def sim_run(n: int, crashes: int, joins: int, seed: int, cap_s: float = 60.0) -> dict[str, Any]:
+    """``membership.crash_join_run``'s scenario (same victims, joiners, 3 s gaps, 1 % loss, Lifeguard), but
+    the simulation stops as soon as every crash reached 99 % of the survivors and every join 99.99 %
+    (fewer probe periods than the fixed horizon there, which matters at 10,000 members).
+    Bytes are counted (msgspec sizes) up to 1,000 members only: it doubles the CPU cost."""
+    from membership import pct
+
+    from rustyray.membership.swim import SwimConfig
+    from rustyray.sim.network import SimConfig
+    from rustyray.sim.swim_cluster import SwimCluster
+
+    c = SwimCluster(n, SwimConfig.lan(), SimConfig(seed=seed, loss=0.01), measure_bytes=n <= 1000)
+    warm, gap = 3.0, 3.0
+    c.sim.run_until(warm)
+    b0, t0 = c.sim.stats.bytes_sent, c.sim.now
+    victims = [f"node{(i * 7919 + 13) % n}" for i in range(crashes)]
+    crash_at: dict[str, float] = {}
+    join_at: dict[str, float] = {}
+    for i, v in enumerate(victims):
+        c.sim.call_at(warm + i * gap, lambda v=v: (crash_at.__setitem__(v, c.sim.now), c.crash(v)))
+    for j in range(joins):
+        name, seed_node = f"joiner{j}", f"node{(j * 31 + 5) % n}"
+        c.sim.call_at(warm + 1.5 + j * gap,
+                      lambda name=name, s=seed_node: (join_at.__setitem__(name, c.sim.now), c.add_joiner(name, [s])))
+    survivors = set(c.ids) - set(victims)
+    need_dead = -(-int(0.99 * len(survivors) * 100) // 100)
+    need_join = -(-int(0.9999 * len(survivors) * 10000) // 10000)
+
+    def detect_times() -> list[float | None]:
+        out: list[float | None] = []
+        for v in victims:
+            if v not in crash_at:
+                out.append(None)
+                continue
+            times = sorted(t for o, t in c.observers("NodeFailed", v, crash_at[v]).items() if o in survivors)
+            out.append(times[need_dead - 1] - crash_at[v] if len(times) >= need_dead else None)
+        return out
+
+    def join_times() -> list[float | None]:
+        out: list[float | None] = []
+        for j in range(joins):
+            name = f"joiner{j}"
+            if name not in join_at:
+                out.append(None)
+                continue
+            times = sorted(t for o, t in c.observers("NodeJoined", name, join_at[name]).items() if o in survivors)
+            out.append(times[need_join - 1] - join_at[name] if len(times) >= need_join else None)
+        return out
+
+    cpu0 = time.process_time()
+    end = warm + max(crashes, joins) * gap + cap_s
+    t = warm
+    while t < end:
+        t = min(end, t + 1.0)
+        c.sim.run_until(t)
+        if int(t) % 5 == 0:
+            log(f"    t={t:5.1f}s  events={c.sim.stats.events:,}  cpu={time.process_time() - cpu0:5.1f}s")
+        if None not in detect_times() and None not in join_times():
+            break
+    detect = [x for x in detect_times() if x is not None]
+    dissem = [x for x in join_times() if x is not None]
+    return {"members": n, "crashes": crashes, "joins": joins,
+            "detect_99pct_p50_s": pct(detect, 0.5), "detect_99pct_max_s": max(detect) if detect else None,
+            "crashes_not_detected": crashes - len(detect),
+            "join_99_99pct_p50_s": pct(dissem, 0.5), "join_99_99pct_max_s": max(dissem) if dissem else None,
+            "bytes_per_member_per_s": ((c.sim.stats.bytes_sent - b0) / n / (c.sim.now - t0)) if n <= 1000 else None,
+            "false_deaths": sum(v for k, v in c.declarations.items() if k in survivors),
+            "sim_s": round(c.sim.now, 1), "cpu_s": round(time.process_time() - cpu0, 1)}
+
+
+def sim_part(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for n in args.sim_sizes:
+        crashes, joins = args.sim_events.get(n, (1, 1))
+        log(f"[sim {n}] {crashes} crashes, {joins} joins, 1% loss, Lifeguard ...")
+        rows.append(sim_run(n, crashes, joins, args.seed))
+    return rows
+
+
+def swim_config() -> dict[str, Any]:
+    from dataclasses import asdict
+
+    from rustyray.membership.swim import SwimConfig
+
+    return {k: v for k, v in asdict(SwimConfig.lan()).items() if isinstance(v, int | float | bool | str | None)}
+
+
+# --------------------------------------------------------------------------- output
+def plot(real: list[dict[str, Any]], sim: list[dict[str, Any]], outdir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(outdir / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+
+    if real:
+        ns = [r["nodes"] for r in real]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(ns, [r["formation_s"] for r in real], "o-", label="formed (all Alive + Raft leader)")
+        ax.plot(ns, [r["launch_total_s"] for r in real], "s--", label="launch total (incl. Serve API)")
+        ax.set(xlabel="node actors", ylabel="seconds", title="Cluster formation time (local Ray, 2 cores)")
+        ax.set_xticks(ns)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        save(fig, "scale_out_formation.png")
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(ns, [r["acked_per_s"] for r in real], "o-", label="routed sends acked/s (AtLeastOnce)")
+        ax.plot(ns, [r["frames_received_per_s"] for r in real], "s--", label="frames received/s (sum of /stats)")
+        ax.set(xlabel="node actors", ylabel="per second", title="Aggregate throughput (each node -> successor)")
+        ax.set_xticks(ns)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        save(fig, "scale_out_throughput.png")
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(ns, [r["broadcast_in_node"]["p99_ms"] for r in real], "o-", label="p99 in node")
+        ax.plot(ns, [r["broadcast_actor_call"]["p99_ms"] for r in real], "s--", label="p99 via actor call")
+        ax.plot(ns, [r["broadcast_in_node"]["p50_ms"] for r in real], "o:", label="p50 in node")
+        ax.set(xlabel="node actors", ylabel="ms", title="Broadcast latency from node1 to all N")
+        ax.set_xticks(ns)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        save(fig, "scale_out_broadcast_p99.png")
+
+    if sim:
+        ms_ = [r["members"] for r in sim]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(ms_, [r["detect_99pct_p50_s"] for r in sim], "o-", label="crash -> 99% declare Dead (p50)")
+        ax.plot(ms_, [r["join_99_99pct_p50_s"] for r in sim], "s-", label="join -> 99.99% know it (p50)")
+        ax.set_xscale("log")
+        ax.set(xlabel="members (simulated, 1% loss, Lifeguard)", ylabel="seconds",
+               title="SWIM failure detection and dissemination")
+        ax.legend()
+        ax.grid(alpha=0.3, which="both")
+        save(fig, "scale_out_sim.png")
+    return files
+
+
+def print_tables(real: list[dict[str, Any]], sim: list[dict[str, Any]]) -> None:
+    if real:
+        head = (f"{'nodes':>5} {'formed s':>9} {'launch s':>9} {'in flight':>9} {'acked/s':>9} {'frames/s':>9} "
+                f"{'send p99':>9} {'bcast p50':>9} {'bcast p99':>9} {'via call p99':>12}")
+        print(head)
+        print("-" * len(head))
+        for r in real:
+            print(f"{r['nodes']:>5} {r['formation_s']:>9.2f} {r['launch_total_s']:>9.2f} {r['in_flight']:>9} "
+                  f"{r['acked_per_s']:>9,.0f} {r['frames_received_per_s']:>9,.0f} {r['send']['p99_ms']:>9.2f} "
+                  f"{r['broadcast_in_node']['p50_ms']:>9.2f} {r['broadcast_in_node']['p99_ms']:>9.2f} "
+                  f"{r['broadcast_actor_call']['p99_ms']:>12.2f}")
+        print("  (latencies in ms; bcast = node-reported broadcast from node1 to all N)")
+    if sim:
+        print()
+        head = (f"{'members':>8} {'crashes':>7} {'joins':>5} {'detect p50 s':>12} {'detect max s':>12} "
+                f"{'join p50 s':>10} {'join max s':>10} {'B/member/s':>10} {'cpu s':>7}")
+        print(head)
+        print("-" * len(head))
+
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2f}"
+
+        def f0(v: float | None) -> str:
+            return "-" if v is None else f"{v:,.0f}"
+
+        for r in sim:
+            print(f"{r['members']:>8} {r['crashes']:>7} {r['joins']:>5} {f(r['detect_99pct_p50_s']):>12} "
+                  f"{f(r['detect_99pct_max_s']):>12} {f(r['join_99_99pct_p50_s']):>10} "
+                  f"{f(r['join_99_99pct_max_s']):>10} {f0(r['bytes_per_member_per_s']):>10} {r['cpu_s']:>7.1f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 5, 10, 20], help="node actors per cluster")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds of the throughput run")
+    p.add_argument("--per-node", type=int, default=8, help="routed sends in flight per node")
+    p.add_argument("--samples", type=int, default=200, help="broadcasts per size")
+    p.add_argument("--address", default=None, help="join this Ray cluster ('auto' for a `ray up` cluster)")
+    p.add_argument("--launch-args", default="", help='extra launch options, e.g. "--host auto" on many machines')
+    p.add_argument("--state-root", default=None,
+                   help="directory for the clusters' state dirs (default: the system temp dir)")
+    p.add_argument("--num-cpus", type=float, default=3.0,
+                   help="logical CPUs of the local Ray (20 nodes x 0.1 + the API replica 0.1 > 2; "
+                        "logical CPUs only gate placement, the machine has what it has)")
+    p.add_argument("--sim-sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sim-only", action="store_true")
+    p.add_argument("--ray-only", action="store_true")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default=str(RESULTS / "scale_out.json"))
+    args = p.parse_args()
+    if args.quick:
+        args.seconds, args.samples, args.sim_sizes = 2.0, 50, [100, 1000]
+        if args.sizes == p.get_default("sizes"):
+            args.sizes = [1, 2, 5]
+    # crashes, joins per simulated size (each crash/join adds 3 s of simulated time)
+    args.sim_events = {100: (10, 5), 1000: (5, 3), 10000: (3, 2)}
+    out_path = Path(args.out)
+    previous = json.loads(out_path.read_text()) if out_path.exists() else {}
+    t0 = time.monotonic()
+    load_at_start = os.getloadavg()
+    real = previous.get("real", []) if args.sim_only else ray_part(args)
+    sim = previous.get("simulated", []) if args.ray_only else sim_part(args)
+    print_tables(real, sim)
+    files = plot(real, sim, out_path.parent)
+    params = {k: v for k, v in vars(args).items() if k != "sim_events"}
+    params["sim_events"] = {str(k): v for k, v in args.sim_events.items()}
+    out = {"params": params, "python": platform.python_version(), "wall_seconds": round(time.monotonic() - t0, 1),
+           "machine": "2 cores, one Ray node" if not args.address else f"Ray at {args.address}",
+           "loadavg_at_start": load_at_start, "swim_config": swim_config(), "real": real,
+           "simulated": sim, "plots": files}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=2))
+    log(f"wrote {out_path} and {', '.join(files)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
