@@ -23,6 +23,7 @@ What it wires (NETWORKING-048 to 054):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -391,6 +392,27 @@ class SecurityService:
             if rid not in have:
                 self.acl.add(r["source"], r.get("destination", "*"), r.get("action", "ALLOW"),
                              r.get("priority", 100), rule_id=rid)
+        # after the current reply (a replicated rule may arrive on a link it is about to close)
+        asyncio.get_running_loop().call_later(0.1, self._enforce_acl_on_open_connections)
+
+    def _enforce_acl_on_open_connections(self) -> None:
+        """A rule applies to connections already open too: close inbound ones the ACL now denies.
+
+        Messages only travel on admitted connections, so this makes every message subject to the
+        current rules without a check on the per-frame hot path.
+        """
+        for conn in list(self.node.connections.values()):
+            if conn.outbound or conn.is_closed:
+                continue
+            ip = _source_ip(conn)
+            if ip is None:
+                continue
+            decision = self.acl.check(ip, self.node.node_id)
+            if not decision.allowed:
+                self.admission_refusals["acl_denied"] += 1
+                log.warning("%s closes %s from %s: ACL now denies it (%s)", self.node.node_id, conn.conn_id,
+                            ip, decision.reason)
+                conn.close(f"ACL: {decision.reason}")
 
     def _apply_firewall(self, rules: list[dict[str, Any]]) -> None:
         wanted = {r["id"]: r for r in rules}
