@@ -7,12 +7,19 @@ Scenarios, each run with Lifeguard on and off (plain SWIM):
   in the same run ``--joins`` new nodes join through a seed: time until 99.99 %
   of the members know them; bytes sent per member per second (msgspec sizes).
 * loss: a long run with 1 % loss and no faults: false suspicions / false deaths.
-* stall: the same with 10 % of members stalling 200 ms at random (mean gap
-  ``--stall-gap`` s): false suspicions / false deaths.
+* stall: the same with 10 % of members stalling again and again for a random
+  200-2,000 ms (``--stall-min-ms``/``--stall-max-ms``, exponential gaps of mean
+  ``--stall-gap`` s) -- longer than the probe timeout, so their probes fail.
+* stall mid-probe: 10 % of members freeze for 200-2,000 ms right after sending
+  a probe (``--mid-probe`` of their probes): a CPU-starved process whose ack
+  waits unread while its own probe timers expire -- Lifeguard's case.
 
 "False suspicion" counts accusations raised by a member's own failed probe
-against a healthy member; "false death" counts Dead declarations made by a
-member's own suspicion timer against a healthy member.
+against a healthy member; "false death" (FP) counts Dead declarations made by a
+member's own suspicion timer against a member that was running at that instant
+(a healthy one, or a staller between stalls: it answers). A staller declared
+Dead while still frozen is counted apart ("dead while stalled"). The stall FP
+ratio Lifeguard / plain SWIM is the Lifeguard paper's claim (target <= 1/50).
 
 Usage: python bench/membership.py [--full] [--sizes 100,1000] [--quick]
 Prints a table and writes bench/results/membership.json.
@@ -30,6 +37,7 @@ from typing import Any
 
 from rustyray.membership.swim import SwimConfig
 from rustyray.sim.network import SimConfig
+from rustyray.sim.raft_cluster import FalsePositiveTracker, stall_mid_probe, stall_randomly
 from rustyray.sim.swim_cluster import SwimCluster
 
 RESULTS = Path(__file__).resolve().parent / "results" / "membership.json"
@@ -118,21 +126,30 @@ def crash_join_run(n: int, cfg: SwimConfig, seed: int, crashes: int, joins: int,
 
 
 def false_positive_run(n: int, cfg: SwimConfig, seed: int, duration: float, loss: float,
-                       stall_fraction: float, stall_gap: float, stall_s: float = 0.2) -> dict[str, Any]:
+                       stall_fraction: float, stall_gap: float, stall_min_s: float = 0.2,
+                       stall_max_s: float = 2.0, mid_probe: float = 0.0) -> dict[str, Any]:
     c = SwimCluster(n, cfg, SimConfig(seed=seed, loss=loss))
     cpu0 = time.process_time()
     flaky = c.ids[: int(stall_fraction * n)]
-    if flaky:
-        c.stall_randomly(flaky, stall_s, stall_gap, duration)
+    tracker = FalsePositiveTracker(c, flaky)
+    stalls: list[tuple[str, float, float]] = []
+    if flaky and mid_probe > 0:
+        stalls = stall_mid_probe(c.sim, flaky, mid_probe, stall_min_s, stall_max_s, c.sim.derive_rng())
+    elif flaky:
+        stalls = stall_randomly(c.sim, flaky, stall_min_s, stall_max_s, stall_gap, duration, c.sim.derive_rng())
     step = max(5.0, duration / 6)
     t = 0.0
     while t < duration:
         t = min(duration, t + step)
         c.sim.run_until(t)
         log(f"    t={t:6.1f}s  events={c.sim.stats.events:,}  cpu={time.process_time() - cpu0:5.1f}s")
+    fp = tracker.summary()
     return {
-        "false_suspicions": sum(c.accusations.values()),
-        "false_deaths": sum(c.declarations.values()),
+        "false_suspicions": fp["false_suspicions_of_healthy"],
+        "false_deaths": fp["false_deaths"],
+        **fp,
+        "stalls": len(stalls),
+        "stalled_fraction_of_time": (sum(b - a for _, a, b in stalls) / (len(flaky) * duration)) if flaky else 0.0,
         "members_ever_declared_dead": len([k for k, v in c.declarations.items() if v]),
         "max_awareness": max(c.node(i).awareness for i in c.ids),
         "cpu_s": time.process_time() - cpu0,
@@ -154,17 +171,20 @@ def main() -> None:
     ap.add_argument("--sizes", default="", help="comma-separated cluster sizes (default 100,1000)")
     ap.add_argument("--crashes", type=int, default=10)
     ap.add_argument("--joins", type=int, default=5)
-    ap.add_argument("--duration", type=float, default=120.0, help="seconds of the false-positive runs")
-    ap.add_argument("--stall-gap", type=float, default=1.0, help="mean seconds between stalls of a member")
-    ap.add_argument("--stall-ms", type=float, default=200.0, help="length of one stall")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of the false-positive runs")
+    ap.add_argument("--stall-gap", type=float, default=5.0, help="mean seconds between stalls of a member")
+    ap.add_argument("--stall-min-ms", type=float, default=200.0, help="shortest stall")
+    ap.add_argument("--stall-max-ms", type=float, default=2000.0, help="longest stall (uniform in between)")
+    ap.add_argument("--mid-probe", type=float, default=0.1, help="fraction of probes a staller freezes after")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--suspicion-mult", type=int, default=None, help="override SwimConfig.suspicion_mult")
+    ap.add_argument("--suspicion-mult", type=float, default=None, help="override SwimConfig.suspicion_mult")
+    ap.add_argument("--preset", choices=("lan", "memberlist"), default="lan", help="SwimConfig preset")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s] or [100, 1000]
     if args.full and 10000 not in sizes:
         sizes.append(10000)
-    base = SwimConfig.lan()
+    base = SwimConfig.lan() if args.preset == "lan" else SwimConfig.memberlist()
     if args.suspicion_mult is not None:
         base = replace(base, suspicion_mult=args.suspicion_mult)
     modes = {"lifeguard": base, "plain_swim": replace(base, lifeguard=False)}
@@ -178,36 +198,52 @@ def main() -> None:
             r["crash_join"] = crash_join_run(n, cfg, args.seed, args.crashes, args.joins, 0.01)
             log(f"[{key}] long run, 1% loss")
             r["loss"] = false_positive_run(n, cfg, args.seed + 1, args.duration, 0.01, 0.0, args.stall_gap)
-            log(f"[{key}] long run, 1% loss + 10% members stalling {args.stall_ms:.0f} ms")
+            log(f"[{key}] long run, 1% loss + 10% members stalling {args.stall_min_ms:.0f}-"
+                f"{args.stall_max_ms:.0f} ms")
             r["stall"] = false_positive_run(n, cfg, args.seed + 2, args.duration, 0.01, 0.1, args.stall_gap,
-                                            args.stall_ms / 1000)
+                                            args.stall_min_ms / 1000, args.stall_max_ms / 1000)
+            log(f"[{key}] long run, 1% loss + 10% members freezing after {args.mid_probe:.0%} of their probes")
+            r["stall_mid_probe"] = false_positive_run(n, cfg, args.seed + 3, args.duration, 0.01, 0.1,
+                                                      args.stall_gap, args.stall_min_ms / 1000,
+                                                      args.stall_max_ms / 1000, mid_probe=args.mid_probe)
             results["runs"][key] = r
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(results, indent=2))
     # summary
     cols = ["run", "dead p50", "dead p99", "join p50", "join max", "B/member/s", "FS loss", "FD loss",
-            "FS stall", "FD stall", "cpu s"]
+            "FS stall", "FD stall", "dead while stalled", "FS mid-probe", "FD mid-probe", "cpu s"]
     rows = []
     for key, r in results["runs"].items():
-        cj, lo, st = r["crash_join"], r["loss"], r["stall"]
+        cj, lo, st, mp = r["crash_join"], r["loss"], r["stall"], r["stall_mid_probe"]
         rows.append([key, cj["crash_to_99pct_dead_p50_s"], cj["crash_to_99pct_dead_p99_s"],
                      cj["join_to_99_99pct_p50_s"], cj["join_to_99_99pct_max_s"], cj["bytes_per_member_per_s"],
                      lo["false_suspicions"], lo["false_deaths"], st["false_suspicions"], st["false_deaths"],
-                     cj["cpu_s"] + lo["cpu_s"] + st["cpu_s"]])
+                     st["deaths_while_stalled"], mp["false_suspicions"], mp["false_deaths"],
+                     cj["cpu_s"] + lo["cpu_s"] + st["cpu_s"] + mp["cpu_s"]])
     widths = [max(len(c), *(len(fmt(r[i])) for r in rows)) for i, c in enumerate(cols)]
     print("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
     for row in rows:
         print("  ".join(fmt(v).rjust(w) for v, w in zip(row, widths, strict=True)))
-    ratios = {}
+    ratios: dict[int, Any] = {}
+    fs_ratios: dict[int, Any] = {}
     for n in sizes:
         lg, pl = results["runs"].get(f"lifeguard@{n}"), results["runs"].get(f"plain_swim@{n}")
         if lg and pl:
-            a, b = lg["stall"]["false_suspicions"], pl["stall"]["false_suspicions"]
-            ratios[n] = None if b == 0 else a / b
-    results["stall_false_suspicion_ratio_lifeguard_over_plain"] = ratios
+            # false positives: Dead declared about a running member + suspicions of healthy members,
+            # over both stall models
+            a, b = (sum(x[s][k] for s in ("stall", "stall_mid_probe") for k in ("false_deaths", "false_suspicions"))
+                    for x in (lg, pl))
+            ratios[n] = {"lifeguard": a, "plain_swim": b, "ratio": None if b == 0 else a / b}
+            a, b = (sum(x[s]["false_deaths"] for s in ("stall", "stall_mid_probe")) for x in (lg, pl))
+            fs_ratios[n] = {"lifeguard": a, "plain_swim": b, "ratio": None if b == 0 else a / b}
+    results["stall_false_positive_ratio_lifeguard_over_plain"] = ratios
+    results["stall_false_deaths_lifeguard_vs_plain"] = fs_ratios
     Path(args.out).write_text(json.dumps(results, indent=2))
-    print("FS = false suspicions raised by a failed probe of a healthy member; FD = false Dead declarations")
-    print(f"stall false-suspicion ratio lifeguard/plain: {ratios} (target <= 0.02)")
+    print("FS = false suspicions of healthy members (own failed probe); FD = Dead declared about a member that")
+    print("was running (false positive); dead while stalled = a staller declared Dead while frozen (after chained")
+    print("stalls longer than the suspicion timeout); mid-probe = stallers freeze right after sending a probe")
+    print(f"stall false positives (FS + FD, both stall models) lifeguard vs plain: {ratios} (target <= 0.02)")
+    print(f"stall false deaths alone (both stall models) lifeguard vs plain: {fs_ratios}")
     print("targets: dead p99 <= 10 s at N=1000 with 1% loss; join to 99.99% of 1000 <= 2.2 s")
     print(f"wrote {args.out}")
 

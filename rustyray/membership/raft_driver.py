@@ -22,6 +22,7 @@ from rustyray.membership.raft import (
     EntryKind,
     FileStorage,
     NotLeader,
+    ProposalDropped,
     RaftConfig,
     RaftEntry,
     RaftNode,
@@ -46,6 +47,7 @@ class RaftDriver:
         self._on_apply = on_apply
         self._kick = asyncio.Event()
         self._waiters: dict[int, asyncio.Future[None]] = {}
+        self._proposed_terms: dict[int, int] = {}  # index -> term of our proposal awaiting apply
         self._tasks: list[asyncio.Task[Any]] = []
         self.rng = random.Random()
 
@@ -116,12 +118,25 @@ class RaftDriver:
                     except Exception:
                         log.debug("raft send to %s failed", msg.to_id, exc_info=True)
                 for entry in rd.committed_entries:
+                    self._check_proposal(entry)
                     try:
                         self._on_apply(entry)
                     except Exception:
                         log.exception("applying raft entry %d failed", entry.index)
                 raft.advance(rd)
                 self._wake_waiters(raft.status().applied_index)
+
+    def _check_proposal(self, entry: RaftEntry) -> None:
+        """A proposal made by a leader that lost its leadership before committing (a partitioned
+        one) may be truncated and its index filled by the new leader's entry: its waiter must
+        fail, not see "applied up to that index" as success."""
+        term = self._proposed_terms.pop(entry.index, None)
+        if term is None or term == entry.term:
+            return
+        fut = self._waiters.pop(entry.index, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(ProposalDropped(
+                f"entry {entry.index} of term {term} was replaced by one of term {entry.term}; not committed"))
 
     def _wake_waiters(self, applied: int) -> None:
         for index in [i for i in self._waiters if i <= applied]:
@@ -143,6 +158,7 @@ class RaftDriver:
         """Propose on the leader and wait until applied here; raises ``NotLeader`` elsewhere."""
         assert self.raft is not None
         index = self.raft.propose(data)
+        self._proposed_terms[index] = self.raft.term
         self._kick.set()
         await self.wait_applied(index, timeout)
         return index
@@ -151,6 +167,7 @@ class RaftDriver:
         """Add or remove one server through the log (leader only) and wait until it applies."""
         assert self.raft is not None
         index = self.raft.propose_conf_change(op, node_id)
+        self._proposed_terms[index] = self.raft.term
         self._kick.set()
         await self.wait_applied(index, timeout)
         return index

@@ -161,3 +161,84 @@ class FaultInjector:
 
     def stats(self) -> dict[str, Any]:
         return dict(self.counters.__dict__)
+
+
+class NetworkPartition:
+    """Cut every link between groups of in-process nodes, for partition tests.
+
+    While split, a frame written to a peer of another group is dropped (a wrapper around each node's
+    ``send_on``, so every service's traffic is cut, not only routed frames) and a new dial to an
+    address of another group fails at once (a wrapper around ``dial``), so neither side can reach the
+    other by reconnecting. Connections opened before the split stay up but carry nothing across, as
+    when a switch drops packets without resetting TCP. ``heal()`` lets everything through again.
+
+        part = NetworkPartition(cluster.nodes).install()
+        part.split([["node1", "node2"], ["node3", "node4", "node5"]])
+        ...
+        part.heal()
+        part.uninstall()
+    """
+
+    def __init__(self, nodes: dict[str, Node]) -> None:
+        self.nodes = nodes
+        self.group: dict[str, int] | None = None
+        self.dropped = 0
+        self.refused_dials = 0
+        self._originals: dict[str, tuple[Callable[..., int], Callable[..., Any]]] = {}
+        self._by_address: dict[str, str] = {}
+
+    def install(self) -> NetworkPartition:
+        assert not self._originals, "already installed"
+        for nid, node in self.nodes.items():
+            for addr in (node.tcp_address, node.quic_address):
+                if addr:
+                    self._by_address[addr] = nid
+            self._originals[nid] = (node.send_on, node.dial)
+            node.send_on = self._make_send_on(nid, node.send_on)  # type: ignore[method-assign]
+            node.dial = self._make_dial(nid, node.dial)  # type: ignore[method-assign]
+        return self
+
+    def uninstall(self) -> None:
+        for nid, (send_on, dial) in self._originals.items():
+            node = self.nodes[nid]
+            node.send_on = send_on  # type: ignore[method-assign]
+            node.dial = dial  # type: ignore[method-assign]
+        self._originals.clear()
+        self.group = None
+
+    def split(self, groups: list[list[str]]) -> None:
+        """Allow traffic only inside each group; nodes not listed form one more group."""
+        self.group = {nid: i for i, members in enumerate(groups) for nid in members}
+
+    def heal(self) -> None:
+        self.group = None
+
+    def cut(self, a: str | None, b: str | None) -> bool:
+        g = self.group
+        if g is None or a is None or b is None:
+            return False
+        return g.get(a, -1) != g.get(b, -1)
+
+    def _make_send_on(self, nid: str, inner: Callable[..., int]) -> Callable[..., int]:
+        def send_on(conn: Connection | None, message: Message, *, msg_id: int | None = None,
+                    flags: int = 0) -> int:
+            if conn is not None and self.cut(nid, conn.peer_node_id):
+                if conn.is_closed:
+                    raise ConnectionError("connection is closed")
+                self.dropped += 1
+                return self.nodes[nid].next_id() if msg_id is None else msg_id
+            return inner(conn, message, msg_id=msg_id, flags=flags)
+
+        return send_on
+
+    def _make_dial(self, nid: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+        from rustyray.transport.tcp import format_address
+
+        async def dial(host: str, port: int, **kw: Any) -> Any:
+            target = kw.get("expect_node") or self._by_address.get(format_address(host, port))
+            if self.cut(nid, target):
+                self.refused_dials += 1
+                raise ConnectionError(f"partitioned: {nid} cannot reach {target}")
+            return await inner(host, port, **kw)
+
+        return dial

@@ -462,7 +462,7 @@ class RaftNode:
                 del self._progress[id_]
                 if self._lead_transferee == id_:
                     self._lead_transferee = None
-        for id_ in ms:
+        for id_ in sorted(ms):  # sorted: message order must not depend on PYTHONHASHSEED
             if id_ != self.id and id_ not in self._progress:
                 self._progress[id_] = Progress(self.log.last_index(), self.config.max_inflight)
 

@@ -5,7 +5,8 @@ number of known members (self included):
 
 * suspicion min  = ``suspicion_mult * max(1, log10(n)) * probe_interval``
 * suspicion max  = ``suspicion_max_timeout_mult * suspicion min``
-* confirmations  = ``suspicion_mult - 2`` (0 when ``n - 2`` is smaller)
+* confirmations  = ``min(suspicion_confirmations, n - 2)``, or memberlist's ``int(suspicion_mult) - 2``
+  (0 when ``n - 2`` is smaller) if ``suspicion_confirmations`` is None
 * retransmits    = ``retransmit_mult * ceil(log10(n + 1))`` per update
 * push-pull      = ``push_pull_interval * (ceil(log2(n) - log2(32)) + 1)`` above 32 members
 * probe interval / probe timeout are multiplied by the local health score + 1
@@ -22,7 +23,8 @@ __all__ = ["SwimConfig"]
 
 @dataclass(frozen=True)
 class SwimConfig:
-    """Knobs of ``SwimNode``; ``lan()`` is memberlist's DefaultLANConfig, ``local()`` its DefaultLocalConfig."""
+    """Knobs of ``SwimNode``. Field defaults (= ``memberlist()``) are memberlist's DefaultLANConfig;
+    ``lan()`` is the tuned preset the live service uses; ``local()`` is memberlist's DefaultLocalConfig."""
 
     probe_interval: float = 1.0
     """Seconds per protocol period: one member is probed per period (seed: protocol_period_ms 1000)."""
@@ -34,9 +36,14 @@ class SwimConfig:
     indirect_checks: int = 3
     """k of SWIM: members asked (ping-req) to probe a target that missed its direct ack."""
 
-    suspicion_mult: int = 4
-    """alpha of Lifeguard: suspicion min = suspicion_mult * max(1, log10(n)) * probe_interval; also
-    sets the confirmations that shrink the timeout to min: suspicion_mult - 2."""
+    suspicion_mult: float = 4
+    """alpha of Lifeguard: suspicion min = suspicion_mult * max(1, log10(n)) * probe_interval (may be
+    fractional); also sets the confirmations when ``suspicion_confirmations`` is None."""
+
+    suspicion_confirmations: int | None = None
+    """k of Lifeguard: independent suspicions (other accusers) that shrink a suspicion from max to min,
+    capped at n - 2 (the members that could confirm). None = memberlist's int(suspicion_mult) - 2,
+    which becomes 0 when fewer than k + 2 members are known."""
 
     suspicion_max_timeout_mult: int = 6
     """beta of Lifeguard: suspicion max = this * suspicion min (the timeout with no confirmations)."""
@@ -71,10 +78,51 @@ class SwimConfig:
     join_retry_interval: float = 1.0
     """Seconds between join attempts while no seed has answered."""
 
+    reconnect_interval: float = 10.0
+    """Seconds between reconnect rounds (Serf's reconnect_interval): each round, with probability
+    dead/alive, push-pull with one random Dead member, so both sides of a healed partition merge
+    without an operator rejoin (memberlist alone never contacts a Dead member again once
+    ``gossip_to_the_dead_time`` has passed). 0 disables."""
+
+    @classmethod
+    def memberlist(cls) -> SwimConfig:
+        """memberlist DefaultLANConfig: T = 1 s period, 500 ms probe timeout, 3 indirect probes,
+        alpha = 4, beta = 6, k = alpha - 2 = 2. Its suspicion min alone is 12 s at N = 1,000, so
+        crash-to-dead p99 is ~16-18 s there (see ``lan()``); kept for comparison."""
+        return cls()
+
     @classmethod
     def lan(cls) -> SwimConfig:
-        """memberlist DefaultLANConfig: 1 s period, 500 ms probe timeout, k=3, alpha=4, beta=6."""
-        return cls()
+        """Tuned LAN preset (the live service's default): T = 500 ms period, 250 ms probe timeout,
+        alpha = 3, beta = 6, k = 3 confirmations; the rest as memberlist.
+
+        Crash-to-dead latency (time until 99 % of members hold a crashed member Dead), at the
+        p-th percentile over crashes, with N members::
+
+            T                        the failing probe's own period (direct + indirect probes)
+          + T * ln(1 / (1 - p))      wait for someone to probe the victim (about one probe per T
+                                     arrives at any member, so the wait is exponential of mean T)
+          + alpha * max(1, log10 N) * T   suspicion min; k independent suspicions arrive about
+                                     k * T after the first, well before min, so min is what counts
+          + ~0.5 s                   Dead reaches 99 % by gossip (every 200 ms, fanout 3)
+
+        N = 1,000, p = 0.99: 0.5 + 2.3 + 4.5 + 0.5 = ~7.8 s (target <= 10 s; measured p99 in
+        bench/results/membership.json). memberlist's defaults give 1 + 4.6 + 12 + 0.5 = ~18 s:
+        alpha = 4 alone puts the floor at 12 s, and alpha = 2 with T = 1 s still leaves ~12 s at
+        p99 because the exponential wait for the first probe scales with T.
+
+        False positives do not rise with the shorter min: Lifeguard starts every suspicion at
+        max = beta * min (27 s at N = 1,000, 18 s at 100, 9 s at 5) and only k = 3 *independent*
+        accusers bring it down to min. A healthy member fails a probe under 1 % loss with
+        probability ~2 % * (4 %)^3 = 1e-6 (direct and all 3 relays lost), so three independent
+        accusations of it within min essentially never happen, and it refutes within a gossip
+        round of hearing one. A stalled accuser raises its LHM and defers verdicts reached while it
+        was not running (core ``_defer_verdict``). Cost: probing every 500 ms adds ~10 % bytes per
+        member at N = 1,000 against T = 1 s with alpha = 2. With lifeguard=False (plain SWIM) the
+        timeout is min, fixed.
+        """
+        return cls(probe_interval=0.5, probe_timeout=0.25, suspicion_mult=3, suspicion_confirmations=3,
+                   suspicion_max_timeout_mult=6)
 
     @classmethod
     def local(cls) -> SwimConfig:
@@ -100,6 +148,8 @@ class SwimConfig:
             raise ValueError("indirect_checks must be >= 0")
         if self.suspicion_mult < 1:
             raise ValueError("suspicion_mult must be >= 1")
+        if self.suspicion_confirmations is not None and self.suspicion_confirmations < 0:
+            raise ValueError("suspicion_confirmations must be >= 0 or None")
         if self.suspicion_max_timeout_mult < 1:
             raise ValueError("suspicion_max_timeout_mult must be >= 1")
         if self.awareness_max_multiplier < 1:
@@ -118,6 +168,8 @@ class SwimConfig:
             raise ValueError("max_piggyback_bytes must be >= 64")
         if not self.join_retry_interval > 0:
             raise ValueError("join_retry_interval must be > 0")
+        if self.reconnect_interval < 0:
+            raise ValueError("reconnect_interval must be >= 0")
         return self
 
     # Derived values (pure; table-tested).
@@ -125,6 +177,16 @@ class SwimConfig:
     def suspicion_min(self, n: int) -> float:
         """Lifeguard's min suspicion timeout for ``n`` members (memberlist ``suspicionTimeout``)."""
         return suspicion_timeout(self.suspicion_mult, n, self.probe_interval)
+
+    def confirmations(self, n: int) -> int:
+        """Lifeguard's k for ``n`` members: confirmations that bring a suspicion down to min."""
+        k = self.suspicion_confirmations
+        if k is None:  # memberlist: alpha - 2, and none at all when fewer than k others could confirm
+            k = max(0, int(self.suspicion_mult) - 2)
+            return 0 if n - 2 < k else k
+        # explicit k: as many as the other members can give (memberlist's all-or-nothing rule would
+        # leave a 4-member cluster with the bare min, 1.5 s with lan(), and no Lifeguard protection)
+        return max(0, min(k, n - 2))
 
     def retransmit_limit(self, n: int) -> int:
         return retransmit_limit(self.retransmit_mult, n)
@@ -137,7 +199,7 @@ class SwimConfig:
         return self.push_pull_interval * mult
 
 
-def suspicion_timeout(suspicion_mult: int, n: int, interval: float) -> float:
+def suspicion_timeout(suspicion_mult: float, n: int, interval: float) -> float:
     """``suspicion_mult * max(1, log10(n)) * interval`` (kept to ms precision like memberlist)."""
     node_scale = max(1.0, math.log10(max(1.0, float(n))))
     return suspicion_mult * math.floor(node_scale * 1000) * interval / 1000

@@ -29,7 +29,19 @@ refinements, all switched off by ``SwimConfig.lifeguard=False``:
   member learns it at once and can refute.
 
 As in hashicorp/memberlist, join and anti-entropy use a push-pull full-state
-exchange (``SwimPushPull``).
+exchange (``SwimPushPull``). Beyond memberlist, so that both sides of a healed
+partition merge without an operator rejoin (memberlist stops contacting Dead
+members; Serf adds reconnects on top):
+
+* reconnect (Serf's ``reconnect_interval``): every ``reconnect_interval``, with
+  probability dead/alive, push-pull with one random Dead member;
+* a message from a member we hold Dead proves it is up and unaware: push-pull
+  with it at once (it refutes; its reply carries its new incarnation);
+* a push-pull reply carries the state *after* merging the request.
+
+And, with Lifeguard, a node whose timers fire late (it was stalled) raises its
+LHM and defers probe verdicts and suspicion expiries by ``probe_timeout``, so
+the ack or refutation waiting unread in its inbox is read first.
 
 I/O contract. The node never reads a clock or touches the network: the
 adapter calls ``receive(from_id, msg, now)`` for each arriving message and
@@ -95,6 +107,7 @@ _T_SUSPICION = 3
 _T_GOSSIP = 4
 _T_PUSH_PULL = 5
 _T_JOIN = 6
+_T_RECONNECT = 7
 
 
 class SwimRoster:
@@ -187,11 +200,16 @@ class SwimNode:
         self.meta: dict[str, str] = dict(meta or {})
         self._lifeguard = cfg.lifeguard
         self._awareness = Awareness(cfg.awareness_max_multiplier if cfg.lifeguard else 1)
+        # Lifeguard: a timer running this late (s) means we were stalled (see ``_defer_verdict``).
+        self._late_after = cfg.probe_timeout / 5 if cfg.lifeguard else math.inf
+        self._grace_until = -math.inf
         self._bq = BroadcastQueue()
         self._out: list[tuple[str, Any]] = []
         self._events: list[SwimEvent] = []
         # member table: materialised members + a shared roster for the rest
         self._members: dict[str, _Member] = {}
+        self._dead: dict[str, None] = {}  # ids we hold Dead (ordered set), for reconnect attempts
+        self._nudged: dict[str, float] = {}  # Dead member -> when we last push-pulled it on hearing from it
         self._roster = roster
         self._roster_ids: tuple[str, ...] = roster.ids if roster is not None else ()
         self._extra_ids: list[str] = []
@@ -208,7 +226,7 @@ class SwimNode:
         # timers: heap of (deadline, tiebreak, kind, key); stale entries are skipped lazily
         self._timers: list[tuple[float, int, int, Any]] = []
         self._timer_seq = 0
-        self._tokens = [0] * 7
+        self._tokens = [0] * 8
         self._gossip_armed = False
         self._gossip_phase = rng.uniform(0.0, cfg.gossip_interval)
         self._leaving = False
@@ -217,6 +235,8 @@ class SwimNode:
         self._arm(_T_PROBE, now + rng.uniform(0.0, cfg.probe_interval))
         if cfg.push_pull_interval > 0:
             self._arm(_T_PUSH_PULL, now + rng.uniform(0.0, cfg.push_pull_period(self.num_members)))
+        if cfg.reconnect_interval > 0:
+            self._arm(_T_RECONNECT, now + rng.uniform(0.0, cfg.reconnect_interval))
 
     # ------------------------------------------------------------------ public API
 
@@ -309,6 +329,12 @@ class SwimNode:
             d, _, kind, key = heapq.heappop(timers)
             if not self._live(kind, key, d):
                 continue
+            if now - d > self._late_after and self._grace_until < now:
+                # we did not run for a while: evidence against ourselves (Lifeguard LHM)
+                self._grace_until = now + self.config.probe_timeout
+                self._awareness.apply_delta(1)
+            if d < self._grace_until and self._defer_verdict(kind, key):
+                continue
             if kind == _T_PROBE:
                 self._on_probe_period(now)
             elif kind == _T_PROBE_TIMEOUT:
@@ -323,6 +349,29 @@ class SwimNode:
                 self._on_push_pull(now)
             elif kind == _T_JOIN and not self._joined:
                 self._send_join(now)
+            elif kind == _T_RECONNECT:
+                self._on_reconnect(now)
+
+    def _defer_verdict(self, kind: int, key: Any) -> bool:
+        """Lifeguard local health, after a timer fired late (we were stalled: GC pause, starved
+        CPU): a probe verdict or a suspicion expiry reached while we were not running is not
+        evidence about the peer -- its ack or refutation may be waiting unread in our inbox, behind
+        stale confirmations. Wait until ``_grace_until`` (``probe_timeout`` after we woke) so the
+        inbox is read first. True if the timer was re-armed instead of run."""
+        grace = self._grace_until
+        if kind == _T_PROBE:
+            p = self._probe
+            if p is None or p.acked:
+                return False
+            self._arm(_T_PROBE, grace)
+            return True
+        if kind == _T_SUSPICION:
+            m = self._members[key]
+            assert m.suspicion is not None
+            m.suspicion.deadline = grace
+            self._push(_T_SUSPICION, key, grace)
+            return True
+        return False
 
     handle_timer = tick
 
@@ -332,6 +381,8 @@ class SwimNode:
         if t is SwimPushPull:
             self._on_push_pull_msg(from_id, msg, now)
             return
+        if from_id in self._dead:
+            self._on_message_from_dead(from_id, now)
         if t in _UPDATE_TYPES:
             self._apply(msg, now)
             return
@@ -443,6 +494,8 @@ class SwimNode:
                 m = _Member(st.node_id, st.incarnation, _STATE_OF[st.state], st.tcp_address,
                             st.quic_address, st.meta, 0.0)
                 self._members[node_id] = m
+                if m.state is _DEAD:
+                    self._dead[node_id] = None
         return m
 
     def _all_ids(self) -> Iterable[str]:
@@ -558,7 +611,12 @@ class SwimNode:
         self.incarnation = max(self.incarnation, accused_incarnation) + 1
         if self._lifeguard:
             self._awareness.apply_delta(1)
-        self._queue(self.node_id, self._self_alive(), now)
+        alive = self._self_alive()
+        self._queue(self.node_id, alive, now)
+        # Also send it at once: a node that was stalled may stall again before its next gossip round,
+        # and every moment the refutation waits brings the accusers' timeouts closer.
+        for m in self._random_members(self.config.gossip_nodes, None, _probeable):
+            self._out.append((m.node_id, SwimGossip(updates=(alive,))))
 
     # ------------------------------------------------------------------ failure detection
 
@@ -632,8 +690,12 @@ class SwimNode:
         self._seq += 1
         self._relays[self._seq] = (from_id, msg.seq, msg.nack)
         self._out.append((msg.target, SwimPing(seq=self._seq, target=msg.target, updates=self._piggyback(now))))
-        # memberlist: the nack timer uses the unscaled probe timeout.
-        self._push(_T_RELAY, self._seq, now + self.config.probe_timeout)
+        # The nack must reach the asker before its verdict at one probe interval (= 2 probe timeouts
+        # with our presets) after its ping, and its ping-req left one probe timeout after that ping:
+        # a relay that waited a full probe timeout (as memberlist does) delivers every nack a few ms
+        # late, so a healthy member probing a dead one blames itself (LHM +3 each time). Nack at 80 %
+        # of the probe timeout, as swift-cluster-membership does (its PR #14).
+        self._push(_T_RELAY, self._seq, now + 0.8 * self.config.probe_timeout)
 
     def _on_relay_timeout(self, seq: int) -> None:
         origin, origin_seq, nack = self._relays.pop(seq)
@@ -684,6 +746,9 @@ class SwimNode:
         m.incarnation = a.incarnation
         m.tcp_address, m.quic_address, m.meta = a.tcp_address, a.quic_address, a.meta
         if prev is not _ALIVE:
+            if nid in self._dead:
+                del self._dead[nid]
+                self._nudged.pop(nid, None)
             m.state = _ALIVE
             m.state_change = now
             m.suspicion = None
@@ -703,22 +768,28 @@ class SwimNode:
         m = self._get(nid)
         if m is None or s.incarnation < m.incarnation:
             return
-        if m.suspicion is not None:
+        if m.suspicion is not None and s.incarnation == m.incarnation:
             assert m.suspecters is not None
             m.suspecters.add(s.from_id)
             if m.suspicion.confirm(s.from_id, now):
+                if m.suspicion.deadline < now:  # min already elapsed: due now, not "late"
+                    m.suspicion.deadline = now
+                if m.suspicion.deadline < self._grace_until:  # just woke from a stall: read the inbox first
+                    m.suspicion.deadline = self._grace_until
                 self._push(_T_SUSPICION, nid, m.suspicion.deadline)
                 self._queue(nid, s, now)
             return
-        if m.state is not _ALIVE:
+        if m.state is not _ALIVE and not (m.state is _SUSPECT and s.incarnation > m.incarnation):
+            # (A Suspect of a newer incarnation than the one we suspect means the member refuted
+            # ours -- we missed its Alive -- and is suspected afresh: restart the timer there
+            # rather than let the stale one, confirmed by the new accusers, expire early.
+            # memberlist confirms the stale timer; that declared refuted members Dead.)
             return
         cfg = self.config
         n = self.num_members
         min_t = cfg.suspicion_min(n)
         if self._lifeguard:
-            k = cfg.suspicion_mult - 2
-            if n - 2 < k:
-                k = 0
+            k = cfg.confirmations(n)
             max_t = cfg.suspicion_max_timeout_mult * min_t
         else:
             k, max_t = 0, min_t
@@ -742,6 +813,7 @@ class SwimNode:
             return
         m.incarnation = d.incarnation
         m.state = _DEAD
+        self._dead[nid] = None
         m.state_change = now
         m.suspicion = None
         self._queue(nid, d, now)
@@ -759,6 +831,7 @@ class SwimNode:
         # A Left overrides a Dead of the same incarnation: it is the more precise news.
         m.incarnation = lv.incarnation
         m.state = _LEFT
+        self._dead.pop(nid, None)
         m.state_change = now
         m.suspicion = None
         m.suspecters = None
@@ -802,11 +875,44 @@ class SwimNode:
         if peers:
             self._out.append((peers[0].node_id, SwimPushPull(states=self._local_states())))
 
+    def _on_reconnect(self, now: float) -> None:
+        """Serf's reconnect: push-pull with a random Dead member, with probability dead/alive, so the
+        sides of a healed partition (which hold each other Dead and no longer probe or gossip to each
+        other) find each other again without an operator rejoin."""
+        self._arm(_T_RECONNECT, now + self.config.reconnect_interval)
+        dead = self._dead
+        if self._leaving or not dead:
+            return
+        alive = max(1, self.num_members - len(dead))
+        rng = self._rng
+        if rng.random() >= len(dead) / alive:
+            return
+        target = list(dead)[rng.randrange(len(dead))]
+        self._out.append((target, SwimPushPull(states=self._local_states())))
+
+    def _on_message_from_dead(self, from_id: str, now: float) -> None:
+        """A member we hold Dead is talking to us, so it is up and has not heard of its death (it
+        would have refuted). This happens after a partition heals: gossip about it went to the
+        other side while we held it Dead. Push-pull with it (at most once per ``probe_interval``):
+        it refutes, and its reply carries the new incarnation and its view, so both tables catch
+        up in one exchange instead of waiting for periodic push-pull."""
+        last = self._nudged.get(from_id)
+        if last is not None and now - last < self.config.probe_interval:
+            return
+        self._nudged[from_id] = now
+        self._out.append((from_id, SwimPushPull(states=self._local_states())))
+
     def _on_push_pull_msg(self, from_id: str, msg: SwimPushPull, now: float) -> None:
-        if not msg.reply:
-            self._out.append((from_id, SwimPushPull(states=self._local_states(), reply=True)))
-        else:
+        if msg.reply:
             self._joined = True
+        self._merge_states(from_id, msg, now)
+        if not msg.reply:
+            # Reply with the merged state (memberlist replies first): a member the sender holds Dead has
+            # just refuted that here, so the reply carries its new incarnation and the sender can take
+            # it back at once -- this one exchange bridges a healed partition.
+            self._out.append((from_id, SwimPushPull(states=self._local_states(), reply=True)))
+
+    def _merge_states(self, from_id: str, msg: SwimPushPull, now: float) -> None:
         members = self._members
         roster_states = self._roster.states if self._roster is not None else None
         me = self.node_id
@@ -838,6 +944,10 @@ class SwimNode:
 def _info(m: _Member) -> MemberInfo:
     return MemberInfo(m.node_id, m.state, m.incarnation, m.tcp_address, m.quic_address, m.meta,
                       len(m.suspecters) if m.suspecters else 0, m.state_change)
+
+
+def _probeable(m: _Member) -> bool:
+    return m.state is _ALIVE or m.state is _SUSPECT
 
 
 _UPDATE_TYPES = frozenset({SwimAlive, SwimSuspect, SwimDead, SwimLeft})

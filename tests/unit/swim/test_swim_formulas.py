@@ -66,13 +66,19 @@ def test_suspicion_without_confirmations_uses_min() -> None:
 
 
 def test_config_presets_and_derived_values() -> None:
-    lan, local = SwimConfig.lan(), SwimConfig.local()
-    assert (lan.probe_interval, lan.probe_timeout, lan.indirect_checks, lan.gossip_nodes) == (1.0, 0.5, 3, 3)
-    assert lan.awareness_max_multiplier == 8
-    assert local.probe_timeout < lan.probe_timeout and local.validate() is local
-    assert lan.suspicion_min(1000) == pytest.approx(12.0)
-    assert lan.retransmit_limit(1000) == 16
-    assert lan.push_pull_period(10) == 30.0 and lan.push_pull_period(1000) == 180.0
+    ml, local = SwimConfig.memberlist(), SwimConfig.local()
+    assert (ml.probe_interval, ml.probe_timeout, ml.indirect_checks, ml.gossip_nodes) == (1.0, 0.5, 3, 3)
+    assert ml.awareness_max_multiplier == 8
+    assert local.probe_timeout < ml.probe_timeout and local.validate() is local
+    assert ml.suspicion_min(1000) == pytest.approx(12.0) and ml.confirmations(1000) == 2
+    assert ml.retransmit_limit(1000) == 16
+    assert ml.push_pull_period(10) == 30.0 and ml.push_pull_period(1000) == 180.0
+    # the tuned preset: crash-to-dead p99 <= 10 s at N = 1,000 (formula in SwimConfig.lan's docstring)
+    lan = SwimConfig.lan().validate()
+    assert (lan.probe_interval, lan.probe_timeout) == (0.5, 0.25)
+    assert lan.suspicion_min(1000) == pytest.approx(4.5) and lan.confirmations(1000) == 3
+    assert lan.confirmations(4) == 2 and lan.confirmations(2) == 0  # as many as can confirm
+    assert lan.probe_interval * (1 + 4.6 + lan.suspicion_mult * 3) + 0.5 <= 10.0
 
 
 @pytest.mark.parametrize(
