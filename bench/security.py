@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transport import bare_asyncio, latency_summary, log
+from transport import bare_asyncio, latency_summary, log, measure_pair
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVICES = [("transport", "rustyray.transport.service:TransportService"),
@@ -66,7 +66,6 @@ async def node_pair(state: str, *, tls: bool, encrypt: bool) -> tuple[Any, Any]:
 
 async def data_path(mode: str, size: int, oneway_n: int, rtt_n: int) -> dict[str, Any]:
     """One-way pipelined throughput and sequential Echo round trips on one connection."""
-    from rustyray.protocol.control import Echo, Oneway
 
     m = MODES[mode]
     a, b = await node_pair(tempfile.mkdtemp(prefix="rr-bench-sec-"), **m)
@@ -74,27 +73,8 @@ async def data_path(mode: str, size: int, oneway_n: int, rtt_n: int) -> dict[str
         conn, _ = await a.dial("127.0.0.1", b.tcp_port, expect_node="sec-b")
         assert conn.payload_encrypted == m["encrypt"], "payload encryption not negotiated as configured"
         assert (conn.tls_version is not None) == m["tls"]
-        msg = Oneway(data=b"x" * size)
-        target = b.stats.messages_received + oneway_n
-        start = time.perf_counter()
-        for i in range(oneway_n):
-            a.send_on(conn, msg)
-            if i % 512 == 511:
-                await conn.drain()
-                await asyncio.sleep(0)
-        while b.stats.messages_received < target:
-            await asyncio.sleep(0.0005)
-        oneway = oneway_n / (time.perf_counter() - start)
-        echo = Echo(data=b"x" * size)
-        for _ in range(50):
-            await a.request_on(conn, echo)
-        samples = []
-        for _ in range(rtt_n):
-            s = time.perf_counter()
-            await a.request_on(conn, echo)
-            samples.append(time.perf_counter() - s)
-        return {"oneway_msgs_per_s": round(oneway, 1), "tls_version": conn.tls_version,
-                "payload_encrypted": conn.payload_encrypted, **latency_summary(samples)}
+        row = await measure_pair(a, b, conn, size, oneway_n, rtt_n)
+        return {**row, "tls_version": conn.tls_version, "payload_encrypted": conn.payload_encrypted}
     finally:
         await a.stop()
         await b.stop()

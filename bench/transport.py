@@ -132,10 +132,35 @@ async def bare_asyncio(size: int, oneway_n: int, rtt_n: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- our nodes
+async def measure_pair(a: Any, b: Any, conn: Any, size: int, oneway_n: int, rtt_n: int) -> dict[str, Any]:
+    """Pipelined one-way throughput (counted on ``b``) and sequential round trips over ``conn``."""
+    from rustyray.protocol.control import Echo, Oneway
+
+    msg = Oneway(data=b"x" * size)
+    target = b.stats.messages_received + oneway_n
+    start = time.perf_counter()
+    for i in range(oneway_n):
+        a.send_on(conn, msg)
+        if i % 512 == 511:
+            await conn.drain()
+            await asyncio.sleep(0)
+    while b.stats.messages_received < target:
+        await asyncio.sleep(0.0005)
+    oneway = oneway_n / (time.perf_counter() - start)
+    echo = Echo(data=b"x" * size)
+    for _ in range(50):
+        await a.request_on(conn, echo)
+    samples = []
+    for _ in range(rtt_n):
+        s = time.perf_counter()
+        await a.request_on(conn, echo)
+        samples.append(time.perf_counter() - s)
+    return {"oneway_msgs_per_s": round(oneway, 1), **latency_summary(samples)}
+
+
 async def our_nodes(size: int, oneway_n: int, rtt_n: int, *, tls: bool, protocol: str) -> dict[str, Any]:
     from rustyray.config import NodeConfig, TransportConfig
     from rustyray.node import Node
-    from rustyray.protocol.control import Echo, Oneway
 
     services = [("transport", "rustyray.transport.service:TransportService")]
     state = tempfile.mkdtemp(prefix="rr-bench-")
@@ -149,27 +174,7 @@ async def our_nodes(size: int, oneway_n: int, rtt_n: int, *, tls: bool, protocol
             conn, _ = await a.dial("127.0.0.1", b.quic_port, protocol="QUIC", expect_node="bench-b")
         else:
             conn, _ = await a.dial("127.0.0.1", b.tcp_port, expect_node="bench-b")
-        msg = Oneway(data=b"x" * size)
-        base = b.stats.messages_received
-        target = base + oneway_n
-        start = time.perf_counter()
-        for i in range(oneway_n):
-            a.send_on(conn, msg)
-            if i % 512 == 511:
-                await conn.drain()
-                await asyncio.sleep(0)
-        while b.stats.messages_received < target:
-            await asyncio.sleep(0.0005)
-        oneway = oneway_n / (time.perf_counter() - start)
-        echo = Echo(data=b"x" * size)
-        for _ in range(50):
-            await a.request_on(conn, echo)
-        samples = []
-        for _ in range(rtt_n):
-            s = time.perf_counter()
-            await a.request_on(conn, echo)
-            samples.append(time.perf_counter() - s)
-        return {"oneway_msgs_per_s": round(oneway, 1), **latency_summary(samples)}
+        return await measure_pair(a, b, conn, size, oneway_n, rtt_n)
     finally:
         await a.stop()
         await b.stop()

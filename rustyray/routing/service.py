@@ -278,6 +278,13 @@ class RoutingService:
     def _known(self, node_id: str) -> bool:
         return node_id == self.node.node_id or node_id in self.node.peers
 
+    def _request(self, message_type: str, priority: str, timeout_ms: float,
+                 data: dict[str, Any] | None) -> tuple[Priority, float, bytes]:
+        """Validate what every routing operation takes (422 naming the field)."""
+        if not message_type:
+            raise ApiError(422, "message_type must not be empty", "message_type")
+        return self._priority(priority), self._timeout(timeout_ms), self._encode(data)
+
     @staticmethod
     def _priority(value: str) -> Priority:
         try:
@@ -689,14 +696,10 @@ class RoutingService:
         timeout_ms: float = 5000,
     ) -> dict[str, Any]:
         """NETWORKING-007: route one message to ``target_node`` and report its acknowledgement."""
-        if not message_type:
-            raise ApiError(422, "message_type must not be empty", "message_type")
-        prio = self._priority(priority)
+        prio, timeout_s, payload = self._request(message_type, priority, timeout_ms, data)
         guarantee = self._guarantee(delivery)
-        timeout_s = self._timeout(timeout_ms)
         if guarantee is DeliveryGuarantee.EXACTLY_ONCE and not idempotency_key:
             raise ApiError(422, "ExactlyOnce delivery needs an idempotency_key", "idempotency_key")
-        payload = self._encode(data)
         if not self._known(target_node):
             raise ApiError(404, f"unknown node {target_node!r}", "target_node")
         outcome = await self._routed(
@@ -731,12 +734,8 @@ class RoutingService:
         delivery: str = "AtLeastOnce",
     ) -> dict[str, Any]:
         """NETWORKING-008: the message to every live member, this node included."""
-        if not message_type:
-            raise ApiError(422, "message_type must not be empty", "message_type")
-        prio = self._priority(priority)
+        prio, timeout_s, payload = self._request(message_type, priority, timeout_ms, data)
         guarantee = self._guarantee(delivery)
-        timeout_s = self._timeout(timeout_ms)
-        payload = self._encode(data)
         targets = list(dict.fromkeys(self.node.live_members()))
         key = (
             f"bcast-{self.node.node_id}-{self.node.incarnation}-{next(self._ids)}"
@@ -824,11 +823,7 @@ class RoutingService:
         priority: str = "Normal",
     ) -> dict[str, Any]:
         """NETWORKING-009: ask every target, gather the answers; late nodes are marked timed out."""
-        if not message_type:
-            raise ApiError(422, "message_type must not be empty", "message_type")
-        prio = self._priority(priority)
-        timeout_s = self._timeout(timeout_ms)
-        payload = self._encode(data)
+        prio, timeout_s, payload = self._request(message_type, priority, timeout_ms, data)
         targets = self._targets(target_nodes, "target_nodes")
         start = time.perf_counter()
         deadline = time.monotonic() + timeout_s
@@ -856,11 +851,7 @@ class RoutingService:
         priority: str = "Normal",
     ) -> dict[str, Any]:
         """NETWORKING-010: stop as soon as the quorum and the consensus are decided (or impossible)."""
-        if not message_type:
-            raise ApiError(422, "message_type must not be empty", "message_type")
-        prio = self._priority(priority)
-        timeout_s = self._timeout(timeout_ms)
-        payload = self._encode(data)
+        prio, timeout_s, payload = self._request(message_type, priority, timeout_ms, data)
         targets = self._targets(nodes, "nodes")
         try:
             validate_quorum(len(targets), quorum_size)
