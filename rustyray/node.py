@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rustyray._aio import cancel_and_wait
 from rustyray.config import NodeConfig
 from rustyray.errors import ApiError
 from rustyray.protocol.control import Echo, EchoReply, ErrorReply, Goodbye, Heartbeat, Oneway
@@ -246,9 +247,7 @@ class Node:
                 if peer.connected:
                     with contextlib.suppress(Exception):
                         self.send_on(peer.conn, Goodbye(node_id=self.node_id, reason="stopping"))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks), 5.0, owner=f"{self.node_id} stop")
         for conn in list(self.connections.values()):
             conn.close("node stopping")
         if self._tcp:

@@ -43,6 +43,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rustyray._aio import cancel_and_wait
 from rustyray.autodiscovery.anti_entropy import (
     AEEntry,
     AntiEntropyConfig,
@@ -341,10 +342,8 @@ class AutodiscoveryService:
             self.beacon.stop()
         if self.broadcast is not None:
             await self.broadcast.close()
-        if self._mdns_task is not None and not self._mdns_task.done():
-            self._mdns_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._mdns_task
+        if self._mdns_task is not None:
+            await cancel_and_wait([self._mdns_task], 2.0, owner="mdns")
         if self.mdns is not None:
             with contextlib.suppress(Exception):
                 await self.mdns.stop()

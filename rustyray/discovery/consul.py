@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from rustyray._aio import cancel_and_wait
 from rustyray.discovery._config import require_http_url, require_positive, require_text
 from rustyray.discovery._http import decode_json, send
 from rustyray.discovery.consul_records import (
@@ -149,8 +150,7 @@ class ConsulDiscovery:
         sid = service_id(self.config.service_name, node_id)
         task = self._stop_ttl_task(sid)
         if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task], 1.0, owner="consul deregister")
         await send(self._client, "PUT", self._url(f"/v1/agent/service/deregister/{sid}"), headers=self._headers)
         return {"deregistered": True, "service_id": sid}
 
@@ -193,7 +193,6 @@ class ConsulDiscovery:
         for sid in list(self._ttl_tasks):
             task = self._stop_ttl_task(sid)
             if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait([task], 1.0, owner="consul close")
         if self._own_client:
             await self._client.aclose()

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from rustyray._aio import cancel_and_wait
 from rustyray.discovery._config import require_http_url, require_positive, require_text
 from rustyray.discovery._http import send_json
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
@@ -187,9 +188,7 @@ class EtcdDiscovery:
         if reg is None:
             return False
         if reg.task is not None:
-            reg.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reg.task
+            await cancel_and_wait([reg.task], 1.0, owner="etcd deregister")
         with contextlib.suppress(BackendResponseError):  # already expired is fine
             await self._call("/v3/lease/revoke", {"ID": str(reg.lease_id)})
         await self._call("/v3/kv/deleterange", {"key": b64encode(reg.key)})

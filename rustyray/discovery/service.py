@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from rustyray._aio import cancel_and_wait
 from rustyray.discovery.errors import (
     BackendMisconfiguredError,
     BackendNotConfiguredError,
@@ -202,9 +203,7 @@ class DiscoveryService:
     async def stop(self) -> None:
         """Stop the loops, deregister (graceful leave), close the backends' clients."""
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, 2.0, owner=f"{self.node.node_id} discovery")
         self._tasks.clear()
         # Node.stop allows a service 5 s: deregister everywhere in parallel within one budget.
         names = [n for n in REGISTERING if self.state[n].registration is not None]

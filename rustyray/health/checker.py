@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from rustyray._aio import cancel_and_wait
 from rustyray.health.aggregator import NodeSignals
 from rustyray.health.errors import UnknownCheckError, UnsupportedCheckError
 
@@ -283,9 +284,7 @@ class HealthChecker:
         self._results.pop(check_id, None)
         task = self._tasks.pop(check_id, None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task], 2.0, owner="health check")
         return spec is not None
 
     def get(self, check_id: str) -> HealthCheckSpec:
@@ -312,9 +311,7 @@ class HealthChecker:
         self._running = False
         tasks = list(self._tasks.values())
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks, 2.0, owner="health checks")
         if self._http is not None:
             await self._http.aclose()
             self._http = None

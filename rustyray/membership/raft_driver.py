@@ -11,13 +11,13 @@ stalls the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rustyray._aio import cancel_and_wait
 from rustyray.membership.raft import (
     EntryKind,
     FileStorage,
@@ -75,11 +75,7 @@ class RaftDriver:
         self._kick.set()
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(self._tasks, 2.0, owner="raft driver")
         self.storage.close()
 
     @property

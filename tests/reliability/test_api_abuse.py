@@ -209,4 +209,6 @@ def _orphans(api: ApiCluster) -> list[str]:
     from rustyray.node import Node
 
     held = {id(n) for n in api.cluster.gateway.nodes.values()}
-    return [n.node_id for n in gc.get_objects() if isinstance(n, Node) and n.running and id(n) not in held]
+    ours = str(api.cluster.state_dir)  # a node leaked by some other (failed) test is not this test's orphan
+    return [n.node_id for n in gc.get_objects()
+            if isinstance(n, Node) and n.running and id(n) not in held and str(n.config.state_dir) == ours]
