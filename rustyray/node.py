@@ -22,12 +22,14 @@ event loop. A malformed frame closes that one connection (see ``Connection``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import importlib
 import inspect
 import itertools
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -35,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rustyray._aio import cancel_and_wait
 from rustyray.config import NodeConfig
@@ -116,9 +118,18 @@ class NodeStats:
     connections_opened: int = 0
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2048))
     refusals: dict[str, int] = field(default_factory=dict)
+    #: Upper bounds (ms) of the latency histogram's buckets; the last bucket is +Inf.
+    LATENCY_BUCKETS_MS: ClassVar[tuple[float, ...]] = (0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500,
+                                                       5000, 10000, math.inf)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(NodeStats.LATENCY_BUCKETS_MS))
+    latency_sum_ms: float = 0.0
+    latency_count: int = 0  # every latency ever recorded (the window above keeps only the recent ones)
 
     def record_latency(self, ms: float) -> None:
         self.latencies_ms.append(ms)
+        self.latency_buckets[bisect.bisect_left(self.LATENCY_BUCKETS_MS, ms)] += 1
+        self.latency_sum_ms += ms
+        self.latency_count += 1
 
     def count_refusal(self, reason: str) -> None:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1

@@ -65,6 +65,12 @@ class ManagerService:
     def api_stats(self) -> dict[str, Any]:
         return {"node": self.node.node_id, **self.node.stats_snapshot()}
 
+    def api_metric_samples(self) -> dict[str, Any]:
+        """Labelled samples (phi per peer, members by state, Raft, breakers, pools, latency histogram)."""
+        from rustyray.manager.samples import node_samples
+
+        return {"node": self.node.node_id, "samples": node_samples(self.node)}
+
     async def api_send(self, target_node: str, message_type: str, data: dict[str, Any]) -> dict[str, Any]:
         routing = self.node.services.get("routing")
         if routing is None:

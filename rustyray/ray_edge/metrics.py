@@ -101,6 +101,8 @@ class RayMetricsExporter:
         self._metrics = metrics_module
         self._instruments: dict[str, Any] = {}
         self._totals: dict[str, float] = {}  # last total pushed per counter
+        self._latency_seen = 0  # node.stats.latency_count at the last push
+        self._histogram: Any = None
 
     def _instrument(self, spec: MetricSpec) -> Any:
         inst = self._instruments.get(spec.key)
@@ -124,11 +126,49 @@ class RayMetricsExporter:
                 inst.inc(delta)
             self._totals[key] = value
 
+    def export_samples(self, samples: list[dict[str, Any]]) -> None:
+        """Labelled gauges as Ray gauges tagged ``node`` plus their own labels (histograms elsewhere)."""
+        for row in samples:
+            if row["kind"] == "histogram":
+                continue
+            labels = row["labels"]
+            inst = self._instruments.get(row["name"])
+            if inst is None:
+                inst = self._metrics.Gauge(row["name"], description=row["help"], tag_keys=("node", *sorted(labels)))
+                inst.set_default_tags({"node": self.node_id})
+                self._instruments[row["name"]] = inst
+            inst.set(float(row["value"]), tags=dict(labels))
+
+    def export_latencies(self, node: Node) -> None:
+        """Observe the request latencies recorded since the last push in a Ray histogram (seconds).
+
+        Ray histograms only take observations, so the exporter replays the new values from the
+        node's recent-latency window; more than a window's worth in one interval keeps the newest.
+        """
+        stats = node.stats
+        new = stats.latency_count - self._latency_seen
+        self._latency_seen = stats.latency_count
+        if new <= 0:
+            return
+        if self._histogram is None:
+            bounds = [b / 1000.0 for b in stats.LATENCY_BUCKETS_MS if b != float("inf")]
+            self._histogram = self._metrics.Histogram(
+                "rustyray_request_latency_seconds", description="Request round-trip time, seconds",
+                boundaries=bounds, tag_keys=("node",))
+            self._histogram.set_default_tags({"node": self.node_id})
+        window = stats.latencies_ms
+        for ms in list(window)[-min(new, len(window)):]:
+            self._histogram.observe(ms / 1000.0)
+
     async def run(self, node: Node, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        from rustyray.manager.samples import node_samples
+
         await node.ready.wait()
         while node.running:
             try:
                 self.export(node_values(node.stats_snapshot(), node.info()))
+                self.export_samples(node_samples(node))
+                self.export_latencies(node)
             except Exception:
                 log.exception("exporting metrics of %s to Ray failed", node.node_id)
             await asyncio.sleep(interval_s)

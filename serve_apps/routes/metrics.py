@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 from rustyray.ray_edge.metrics import METRICS, node_values, spec_for
 from serve_apps.common import gateway
@@ -29,8 +30,10 @@ SCRAPE_TIMEOUT_S = 5.0  # per node; a slower node counts as down for this scrape
 class NodeStatsCollector:
     """A one-scrape collector over values already fetched: ``{node_id: values | None}``."""
 
-    def __init__(self, nodes: dict[str, dict[str, float] | None]) -> None:
+    def __init__(self, nodes: dict[str, dict[str, float] | None],
+                 samples: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.nodes = nodes
+        self.samples = samples or {}
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("rustyray_node_up", "1 if the node answered this scrape", labels=["node"])
@@ -48,23 +51,46 @@ class NodeStatsCollector:
                     family.add_metric([node_id], values[key])
             if family.samples:
                 yield family
+        yield from self._labelled()
+
+    def _labelled(self) -> Iterator[Metric]:
+        """Families of the nodes' labelled samples (``rustyray.manager.samples``), node label first."""
+        families: dict[str, Metric] = {}
+        for node_id, rows in self.samples.items():
+            for row in rows:
+                name, labels = row["name"], row["labels"]
+                family = families.get(name)
+                if row["kind"] == "histogram":
+                    if family is None:
+                        family = families[name] = HistogramMetricFamily(name, row["help"], labels=["node"])
+                    value = row["value"]
+                    buckets = [(floatToGoString(le), count) for le, count in value["buckets"]]
+                    family.add_metric([node_id], buckets, sum_value=value["sum"])
+                else:
+                    keys = sorted(labels)
+                    if family is None:
+                        family = families[name] = GaugeMetricFamily(name, row["help"], labels=["node", *keys])
+                    family.add_metric([node_id, *(labels[k] for k in keys)], row["value"])
+        yield from families.values()
 
 
-async def _node_values(gw: Any, node_id: str) -> dict[str, float] | None:
+async def _node_values(gw: Any, node_id: str) -> tuple[dict[str, float] | None, list[dict[str, Any]]]:
     try:
-        stats, info = await asyncio.wait_for(
-            asyncio.gather(gw.call(node_id, "manager", "stats"), gw.info(node_id, SCRAPE_TIMEOUT_S)),
+        stats, info, samples = await asyncio.wait_for(
+            asyncio.gather(gw.call(node_id, "manager", "stats"), gw.info(node_id, SCRAPE_TIMEOUT_S),
+                           gw.call(node_id, "manager", "metric_samples")),
             SCRAPE_TIMEOUT_S)
     except Exception:
-        return None
-    return node_values(stats, info)
+        return None, []
+    return node_values(stats, info), samples["samples"]
 
 
 async def scrape(gw: Any) -> bytes:
     ids = await gw.node_ids()
-    values = await asyncio.gather(*(_node_values(gw, n) for n in ids))
+    answers = await asyncio.gather(*(_node_values(gw, n) for n in ids))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NodeStatsCollector(dict(zip(ids, values, strict=True))))
+    registry.register(NodeStatsCollector({n: a[0] for n, a in zip(ids, answers, strict=True)},
+                                         {n: a[1] for n, a in zip(ids, answers, strict=True)}))
     return generate_latest(registry)
 
 

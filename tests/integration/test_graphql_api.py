@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -297,3 +298,62 @@ async def test_metrics_expose_every_node_with_live_values(cluster):
     assert sample(text, "rustyray_bytes_sent_total", "node2") >= before + 5 * 2000
     assert sample(text, "rustyray_request_latency_ms", "node2") > 0
     assert sample(text, "rustyray_node_up", "node3") == 0 and sample(text, "rustyray_node_up", "node1") == 1
+
+
+def labelled(text: str, name: str, **labels: str) -> float:
+    """The value of ``name`` whose label set is exactly ``labels``."""
+    for m in re.finditer(rf"^{name}{{([^}}]*)}} (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if found == labels:
+            return float(m.group(2))
+    raise AssertionError(f"{name}{labels} missing")
+
+
+async def test_metrics_carry_phi_members_raft_breakers_pools_and_a_latency_histogram(cluster):
+    text = (await cluster.client.get("/metrics")).text
+    assert "# TYPE rustyray_request_latency_seconds histogram" in text
+    for node in ("node1", "node2", "node3"):
+        assert labelled(text, "rustyray_members", node=node, state="Alive") == 3
+        assert labelled(text, "rustyray_members", node=node, state="Dead") == 0
+        assert labelled(text, "rustyray_raft_term", node=node) >= 1
+        assert labelled(text, "rustyray_raft_commit_index", node=node) >= 1
+        for peer in {"node1", "node2", "node3"} - {node}:
+            assert labelled(text, "rustyray_phi", node=node, peer=peer) >= 0
+            assert labelled(text, "rustyray_circuit_breaker_state", node=node, peer=peer, state="Closed") == 1
+    assert sum(labelled(text, "rustyray_raft_leader", node=n) for n in ("node1", "node2", "node3")) == 1
+
+    count = labelled(text, "rustyray_request_latency_seconds_count", node="node2")
+    inf = labelled(text, "rustyray_request_latency_seconds_bucket", node="node2", le="+Inf")
+    assert inf == count
+    await echo(cluster, "node2", "node1", 7)
+    text = (await cluster.client.get("/metrics")).text
+    assert labelled(text, "rustyray_request_latency_seconds_count", node="node2") == count + 7
+    assert labelled(text, "rustyray_request_latency_seconds_sum", node="node2") > 0
+
+    # the breaker row follows the real routing hook
+    lb = cluster.node("node1").services["loadbalancer"]
+    for _ in range(lb.breakers.config.failure_threshold):
+        lb.before_send("node3")
+        lb.after_send("node3", False, 1.0)
+    text = (await cluster.client.get("/metrics")).text
+    assert labelled(text, "rustyray_circuit_breaker_state", node="node1", peer="node3", state="Open") == 1
+    assert labelled(text, "rustyray_circuit_breaker_state", node="node1", peer="node3", state="Closed") == 0
+
+    # a node that dies: its phi climbs on the others and SWIM moves it out of Alive
+    # (phi is 0 until a peer's first heartbeat: let node1 hear node3 a few times first)
+    monitor = cluster.node("node1").services["health"].monitor
+    await wait_for(lambda: monitor.peer_status("node3", time.monotonic()).heartbeats >= 2, 15)
+    text = (await cluster.client.get("/metrics")).text
+    phi_before = labelled(text, "rustyray_phi", node="node1", peer="node3")
+    await cluster.node("node3").stop(graceful=False)
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        text = (await cluster.client.get("/metrics")).text
+        phi = labelled(text, "rustyray_phi", node="node1", peer="node3")
+        alive = labelled(text, "rustyray_members", node="node1", state="Alive")
+        if phi > phi_before and alive == 2:
+            break
+        assert asyncio.get_running_loop().time() < deadline, (phi, alive)
+        await asyncio.sleep(0.2)
+    gone = sum(labelled(text, "rustyray_members", node="node1", state=s) for s in ("Suspect", "Dead"))
+    assert gone == 1

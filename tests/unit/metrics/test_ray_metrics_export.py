@@ -14,7 +14,7 @@ from rustyray.ray_edge.metrics import METRICS, RayMetricsExporter, node_values, 
 
 class FakeMetric:
     def __init__(self, name, description="", tag_keys=None):
-        assert tag_keys == ("node",)
+        assert tag_keys[0] == "node"
         self.name, self.description, self.tag_keys = name, description, tag_keys
         self.default_tags: dict[str, str] = {}
         self.calls: list[tuple[str, float]] = []
@@ -38,11 +38,23 @@ class FakeCounter(FakeMetric):
 
 class FakeGauge(FakeMetric):
     def set(self, value, tags=None):
-        self.calls.append(("set", value))
+        if tags:
+            assert set(tags) | set(self.default_tags) == set(self.tag_keys)  # Ray refuses missing tags
+        self.calls.append(("set", value, dict(tags)) if tags else ("set", value))
+
+
+class FakeHistogram(FakeMetric):
+    def __init__(self, name, description="", boundaries=None, tag_keys=None):
+        super().__init__(name, description, tag_keys)
+        assert boundaries and boundaries == sorted(boundaries)
+        self.boundaries = boundaries
+
+    def observe(self, value, tags=None):
+        self.calls.append(("observe", value))
 
 
 def fake_module():
-    return types.SimpleNamespace(Counter=FakeCounter, Gauge=FakeGauge)
+    return types.SimpleNamespace(Counter=FakeCounter, Gauge=FakeGauge, Histogram=FakeHistogram)
 
 
 STATS = {"node": "node1", "messages_sent": 10, "messages_received": 7, "bytes_sent": 1000,
@@ -176,3 +188,35 @@ def test_the_real_ray_metrics_module_accepts_our_calls():
 
     assert isinstance(ex._instruments["messages_sent"], metrics.Counter)
     assert isinstance(ex._instruments["active_connections"], metrics.Gauge)
+
+
+def test_labelled_samples_become_gauges_tagged_with_node_and_their_labels():
+    ex = RayMetricsExporter("node1", fake_module())
+    rows = [{"name": "rustyray_phi", "kind": "gauge", "help": "h", "labels": {"peer": "node2"}, "value": 0.5},
+            {"name": "rustyray_phi", "kind": "gauge", "help": "h", "labels": {"peer": "node3"}, "value": 9.0},
+            {"name": "rustyray_request_latency_seconds", "kind": "histogram", "help": "h", "labels": {},
+             "value": {"buckets": [], "sum": 0, "count": 0}}]
+    ex.export_samples(rows)
+    phi = ex._instruments["rustyray_phi"]
+    assert phi.tag_keys == ("node", "peer") and phi.default_tags == {"node": "node1"}
+    assert phi.calls == [("set", 0.5, {"peer": "node2"}), ("set", 9.0, {"peer": "node3"})]
+    assert "rustyray_request_latency_seconds" not in ex._instruments  # histograms are observed, not set
+
+
+def test_latencies_are_replayed_once_into_a_ray_histogram():
+    from rustyray.node import NodeStats
+
+    node = types.SimpleNamespace(stats=NodeStats())
+    ex = RayMetricsExporter("node1", fake_module())
+    ex.export_latencies(node)
+    assert ex._histogram is None  # nothing recorded yet: no instrument
+    for ms in (1.0, 2.0, 3.0):
+        node.stats.record_latency(ms)
+    ex.export_latencies(node)
+    hist = ex._histogram
+    assert [v for _, v in hist.calls] == [0.001, 0.002, 0.003]
+    assert float("inf") not in hist.boundaries and hist.boundaries[0] == 0.0005
+    node.stats.record_latency(40.0)
+    ex.export_latencies(node)
+    ex.export_latencies(node)  # nothing new: nothing observed twice
+    assert [v for _, v in hist.calls] == [0.001, 0.002, 0.003, 0.04]
