@@ -162,7 +162,9 @@ def test_launch_forms_the_cluster_through_dns_srv(ray_session, tmp_path):
             assert [n["address"] for n in summary["nodes"]] == [f"127.0.0.1:{base + 2 * i}" for i in range(3)]
             _wait(lambda: _formed(client))
             body = client.get("/discovery/dns/nodes").json()
-            assert sorted(n["address"] for n in body["nodes"]) == [f"127.0.0.1:{base + 2 * i}" for i in range(3)]
+            assert body["discovery_method"] == "DNS-SRV"
+            assert sorted((n["id"], n["address"], n["port"]) for n in body["discovered_nodes"]) == [
+                (n, "127.0.0.1", base + 2 * i) for i, n in enumerate(NODES)]
             assert _spans(_learned_through(client, "dns"))
             status = client.get("/discovery/status", params={"node": "node2"}).json()
             assert all(b["registration"] is None for b in status["backends"].values())  # DNS alone
