@@ -17,7 +17,7 @@ configured with a larger target window grants the difference as soon as the stre
 
 Data for a stream that is no longer open (a reset raced with data in flight) still spends
 connection credit, which is returned at once (RFC 9113 section 6.9). The core moves numbers
-only; the adapter (``pool.mux_session``) writes the grants as ``StreamWindowUpdate`` frames.
+only; the adapter (``pool.mux_adapter``) writes the grants as ``StreamWindowUpdate`` frames.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from rustyray.pool.config import EvictionPolicy, PoolConfig
 from rustyray.pool.errors import MultiplexError, PoolConfigError, PoolError, PoolExhaustedError
 from rustyray.pool.manager import PoolManager
 from rustyray.pool.multiplexing import MultiplexConfig, MultiplexedConnection
-from rustyray.pool.mux_session import MUX_CAPABILITY, MuxSession, Stream
+from rustyray.pool.mux_adapter import MUX_CAPABILITY, MuxSession, Stream
 from rustyray.pool.node_pool import ConnectionState, Grant, NodePool
 from rustyray.pool.stream_messages import StreamData, StreamOpen, StreamReset, StreamWindowUpdate
 from rustyray.protocol.control import Echo

@@ -1,7 +1,7 @@
 """Wire messages of multiplexed streams (NETWORKING-045).
 
 Each travels in a frame with ``Flags.STREAM``; the frame's stream id names the stream
-(0 = the connection, for ``StreamWindowUpdate`` only). See ``pool.mux_session`` for the
+(0 = the connection, for ``StreamWindowUpdate`` only). See ``pool.mux_adapter`` for the
 protocol these carry and ``pool.flow_control`` for the credit rules.
 """
 

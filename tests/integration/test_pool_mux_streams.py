@@ -8,9 +8,9 @@ import hashlib
 import pytest
 from harness import local_cluster, wait_for
 
-from rustyray.pool.errors import FlowControlError
+from rustyray.pool.errors import FlowControlError, MultiplexError
 from rustyray.pool.flow_control import WIRE_INITIAL_WINDOW
-from rustyray.pool.mux_session import MUX_CAPABILITY, MuxSession
+from rustyray.pool.mux_adapter import MUX_CAPABILITY, MuxSession
 from rustyray.pool.stream_messages import StreamData, StreamOpen
 from rustyray.protocol.control import Echo, EchoReply
 
@@ -201,3 +201,19 @@ async def test_api_shows_stream_ids_and_windows_moving_then_zero_active(cluster)
     assert await idle()
     row = await streams_row(cluster, "node1", local.conn.conn_id)
     assert row["stream_bytes_sent"] >= 1024 * 1024 and row["streams_opened"] >= 1
+
+
+async def test_a_peer_without_the_capability_gets_the_old_behaviour(cluster):
+    node1 = cluster.node("node1")
+    node3 = await cluster.start_node("node3", seeds=(node1.tcp_address,), capabilities=("lz4", "tls13"))
+    assert MUX_CAPABILITY not in node3.capabilities
+    seen = []
+    node3.on(Echo, lambda ctx, m: seen.append(ctx.frame.stream_id) or EchoReply(data=m.data))
+    await wait_for(lambda: node1.peers.get("node3") is not None, 10)
+    assert await node1.request("node3", Echo(data=b"old"), timeout=10) == EchoReply(data=b"old")
+    conn = node1.peers["node3"].conn
+    assert seen == [None] and pool(cluster, "node1").session_for(conn) is None
+    row = await streams_row(cluster, "node1", conn.conn_id)
+    assert row["multiplexed"] is False and row["stream_ids"] == [] and row["max_streams"] == MAX_STREAMS
+    with pytest.raises(MultiplexError):
+        await pool(cluster, "node1").open_stream("node3")
