@@ -660,12 +660,15 @@ class Node:
         return next(self._ids)
 
     def send_on(self, conn: Connection | None, message: Message, *, msg_id: int | None = None,
-                flags: int = 0) -> int:
-        """Write one frame on a connection; returns the message id used."""
+                flags: int = 0, stream_id: int | None = None) -> int:
+        """Write one frame on a connection (on a multiplexed stream if ``stream_id``); returns the message id."""
         if conn is None or conn.is_closed:
             raise ConnectionError("connection is closed")
         mid = self.next_id() if msg_id is None else msg_id
-        conn.send_message(message, mid, flags)
+        if stream_id is None:
+            conn.send_message(message, mid, flags)
+        else:
+            conn.send_message(message, mid, flags, stream_id)
         self.stats.messages_sent += 1
         return mid
 
@@ -683,7 +686,8 @@ class Node:
         return await self.request_on(conn, message, timeout=timeout, priority=priority)
 
     async def request_on(self, conn: Connection, message: Message, *, timeout: float | None = None,
-                         priority: int = 1) -> Message:
+                         priority: int = 1, stream_id: int | None = None) -> Message:
+        """Send a request on ``conn`` (tagged with a multiplexed ``stream_id`` if given; the reply echoes it)."""
         timeout = timeout or self.config.transport.request_timeout_s
         mid = self.next_id()
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -691,7 +695,7 @@ class Node:
         start = time.perf_counter()
         self.stats.requests_sent += 1
         try:
-            self.send_on(conn, message, msg_id=mid, flags=Flags.ACK_REQUESTED | (priority << 6))
+            self.send_on(conn, message, msg_id=mid, flags=Flags.ACK_REQUESTED | (priority << 6), stream_id=stream_id)
             reply = await asyncio.wait_for(fut, timeout)
         except BaseException:
             self.stats.requests_failed += 1
@@ -771,7 +775,7 @@ class Node:
 
     def _reply(self, conn: Connection, frame: Frame, reply: Message) -> None:
         with contextlib.suppress(ConnectionError, ProtocolError):
-            self.send_on(conn, reply, msg_id=frame.msg_id, flags=Flags.RESPONSE)
+            self.send_on(conn, reply, msg_id=frame.msg_id, flags=Flags.RESPONSE, stream_id=frame.stream_id)
 
     def connection_lost(self, conn: Connection, exc: BaseException | None) -> None:
         self.connections.pop(conn.conn_id, None)

@@ -5,8 +5,10 @@ credit window per stream and one for the whole connection. Sending ``n`` bytes o
 needs ``n`` credits in both and spends both; the receiver returns credit with WINDOW_UPDATE
 (``grant``), per stream or for the connection. A window may never exceed 2**31 - 1 and an
 increment of 0 is an error. At most ``max_streams`` streams are open at once
-(SETTINGS_MAX_CONCURRENT_STREAMS). Stream ids are odd and increasing, as for an HTTP/2
-client.
+(SETTINGS_MAX_CONCURRENT_STREAMS) counts the streams this side opened. Stream ids are
+increasing and odd for the dialer, even for the listener (``first_stream_id`` 1 or 2), as
+for an HTTP/2 client and server; streams the peer opened join with ``accept_stream`` so
+this side can send on them too. The receive side is ``flow_control.ReceiveWindows``.
 
 Scheduling: streams with queued data sit in a ring; ``next_chunk()`` serves the ring in
 round-robin order, one chunk of at most ``max_frame_size`` bytes per turn, skipping (but
@@ -75,7 +77,9 @@ class _Stream:
 class MultiplexedConnection:
     """Send-side stream and credit accounting for one connection."""
 
-    def __init__(self, connection_id: str, node: str, config: MultiplexConfig | None = None) -> None:
+    def __init__(self, connection_id: str, node: str, config: MultiplexConfig | None = None, *,
+                 first_stream_id: int = 1) -> None:
+        assert first_stream_id in (1, 2)
         self.connection_id = connection_id
         self.node = node
         self.config = config or MultiplexConfig()
@@ -83,7 +87,13 @@ class MultiplexedConnection:
         self.connection_window = self.config.initial_connection_window
         self._streams: dict[int, _Stream] = {}
         self._ready: deque[int] = deque()  # streams with pending data, in service order
-        self._next_id = 1
+        self._next_id = first_stream_id
+        self._local = 0  # open streams this side opened (the ones max_streams limits)
+        self.sent_total = 0  # bytes handed out by next_chunk() or consume()
+
+    def is_local(self, stream_id: int) -> bool:
+        """Was this id (open or not) allocated by this side? Ids alternate parity by side."""
+        return stream_id % 2 == self._next_id % 2
 
     def _stream(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
@@ -95,18 +105,35 @@ class MultiplexedConnection:
     def active_streams(self) -> int:
         return len(self._streams)
 
+    @property
+    def local_streams(self) -> int:
+        """Open streams this side opened (what ``max_streams`` caps)."""
+        return self._local
+
+    @property
+    def stream_ids(self) -> list[int]:
+        return sorted(self._streams)
+
     def open_stream(self) -> int:
-        if len(self._streams) >= self.config.max_streams:
+        if self._local >= self.config.max_streams:
             raise StreamLimitError(f"{self.connection_id}: {self.config.max_streams} streams already open")
         stream_id = self._next_id
         self._next_id += 2
         self._streams[stream_id] = _Stream(window=self.config.initial_stream_window)
+        self._local += 1
         return stream_id
+
+    def accept_stream(self, stream_id: int) -> None:
+        """Register a stream the peer opened, so this side can send on it (not counted by max_streams)."""
+        assert not self.is_local(stream_id) and stream_id not in self._streams
+        self._streams[stream_id] = _Stream(window=self.config.initial_stream_window)
 
     def close_stream(self, stream_id: int) -> int:
         """Close a stream, dropping its queued data; returns the dropped byte count."""
         stream = self._stream(stream_id)
         del self._streams[stream_id]
+        if self.is_local(stream_id):
+            self._local -= 1
         if stream.pending:
             self._ready.remove(stream_id)
         return stream.pending
@@ -127,6 +154,7 @@ class MultiplexedConnection:
             raise FlowControlError(f"stream {stream_id}: {n} bytes exceed the flow-control window")
         self._streams[stream_id].window -= n
         self.connection_window -= n
+        self.sent_total += n
 
     def grant(self, stream_id: int | None, increment: int) -> None:
         """WINDOW_UPDATE: add credit to a stream, or to the connection when ``stream_id`` is None or 0."""
@@ -165,6 +193,7 @@ class MultiplexedConnection:
             stream.window -= n
             self.connection_window -= n
             stream.pending -= n
+            self.sent_total += n
             if stream.pending:
                 self._ready.append(stream_id)
             return stream_id, n

@@ -16,12 +16,19 @@ connections to that peer:
 - ``lease(peer)`` is an exclusive acquire/release around one use (FIFO waiters, opens on
   demand), for callers that want pool semantics.
 
-Streams (045): the service wraps ``node.request_on`` on the node *instance* (no change to
-``rustyray/node.py``): every request/response exchange opens one logical stream in a
-``MultiplexedConnection`` for the connection it travels on and closes it when the reply (or
-the timeout) arrives. When ``max_streams`` exchanges are in flight on one connection the
-next one waits for a free stream (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS semantics), within
-the request's own timeout. Only exchanges this node initiates are counted (send side).
+Streams (045): the service wraps ``node.request_on`` on the node *instance*: every
+request/response exchange opens one logical stream for the connection it travels on and
+closes it when the reply (or the timeout) arrives. When ``max_streams`` streams this node
+opened are in flight on one connection the next one waits for a free stream (HTTP/2
+SETTINGS_MAX_CONCURRENT_STREAMS semantics), within the request's own timeout. Only exchanges
+this node initiates are counted (send side).
+
+When both ends offer the ``mux-streams`` capability (added here when ``multiplexing`` is one
+of the node's configured capabilities) the connection gets a ``MuxSession``: the exchange's
+stream id then travels in the request frame (``Flags.STREAM``; the reply echoes it), and
+byte streams with flow control (``open_stream(peer)``, inbound ones via ``on_stream`` /
+``accept_stream``) share the same ``max_streams`` limit. Without it, the old in-process
+accounting (``_Streams``) applies.
 
 A connection is *active* in the statistics when it is leased or carries at least one
 in-flight exchange; otherwise it is idle.
@@ -35,16 +42,18 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rustyray.errors import ApiError
 from rustyray.pool.config import EvictionPolicy, PoolConfig
-from rustyray.pool.errors import PoolConfigError, PoolError, PoolExhaustedError
+from rustyray.pool.errors import MultiplexError, PoolConfigError, PoolError, PoolExhaustedError
 from rustyray.pool.manager import PoolManager
 from rustyray.pool.multiplexing import MultiplexConfig, MultiplexedConnection
+from rustyray.pool.mux_adapter import MUX_CAPABILITY, MuxSession, Stream
 from rustyray.pool.node_pool import ConnectionState, Grant, NodePool
+from rustyray.pool.stream_messages import StreamData, StreamOpen, StreamReset, StreamWindowUpdate
 from rustyray.protocol.control import Echo
 from rustyray.protocol.messages import Message
 from rustyray.transport.tcp import parse_address
@@ -163,10 +172,19 @@ class PoolService:
         self._primary: dict[str, str] = {}  # peer -> conn id of node.peers[peer].conn
         self._waiters: dict[tuple[str, int], asyncio.Future[str]] = {}
         self._streams: dict[str, _Streams] = {}
+        self._sessions: dict[str, MuxSession] = {}  # conn id -> wire streams (peer offered mux-streams)
+        self.incoming_streams: asyncio.Queue[Stream] = asyncio.Queue()
+        self.stream_handler: Callable[[Stream], Awaitable[None] | None] | None = None
+        """Called with every stream a peer opens; when None they queue for ``accept_stream``."""
         self._evicted_total = 0
         self._opened_total = 0
         self._original_request_on = node.request_on
         node.request_on = self._request_on  # type: ignore[method-assign]
+        if "multiplexing" in node.config.transport.capabilities:
+            node.extra_capabilities.append(MUX_CAPABILITY)
+            node.handshake_hooks.append(self._on_handshake)
+        for msg_type in (StreamOpen, StreamData, StreamWindowUpdate, StreamReset):
+            node.on(msg_type, self._on_stream_frame)
         node.on(PoolConfigUpdate, self._on_config_update)
         node.peer_listeners.append(self._on_peer_event)
 
@@ -197,10 +215,71 @@ class PoolService:
             streams = self._streams[conn.conn_id] = _Streams(conn, self.config.multiplex)
         return streams
 
+    # --- wire streams (both ends offer mux-streams) ----------------------------------------
+    def _on_handshake(self, conn: Connection) -> None:
+        if MUX_CAPABILITY not in conn.peer_capabilities or MUX_CAPABILITY not in self.node.capabilities:
+            return
+        session = MuxSession(conn, self.config.multiplex, on_stream=self._stream_opened_by_peer)
+        self._sessions[conn.conn_id] = session
+        self.node.spawn(self._watch_session(session), name=f"mux watch {conn.conn_id}")
+
+    async def _watch_session(self, session: MuxSession) -> None:
+        try:
+            await session.conn.wait_closed()
+        finally:
+            session.connection_lost()
+            self._sessions.pop(session.conn.conn_id, None)
+
+    def _on_stream_frame(self, ctx: RequestContext, msg: Message) -> None:
+        session = self._sessions.get(ctx.conn.conn_id)
+        if session is None:
+            log.info("%s: stream frame on %s, which did not negotiate %s; ignored", self.node.node_id,
+                     ctx.conn.conn_id, MUX_CAPABILITY)
+            return
+        session.frame_received(ctx.frame.stream_id, msg)
+
+    def _stream_opened_by_peer(self, stream: Stream) -> None:
+        handler = self.stream_handler
+        if handler is None:
+            self.incoming_streams.put_nowait(stream)
+            return
+        result = handler(stream)
+        if result is not None:
+            self.node.spawn(result, name=f"stream {stream.stream_id} on {stream.session.conn.conn_id}")
+
+    def session_for(self, conn: Connection) -> MuxSession | None:
+        """The wire-stream session of a connection, None when the peer did not negotiate it."""
+        return self._sessions.get(conn.conn_id)
+
+    async def open_stream(self, peer_id: str, timeout: float | None = None) -> Stream:
+        """Open a flow-controlled byte stream to ``peer_id`` on the node's primary connection.
+
+        Waits while ``max_streams`` streams of ours are open on it (``TimeoutError`` after
+        ``timeout``); raises ``MultiplexError`` when the peer did not negotiate ``mux-streams``.
+        """
+        conn = await self.node.connection_to(peer_id, timeout=timeout)
+        session = self._sessions.get(conn.conn_id)
+        if session is None:
+            raise MultiplexError(f"{peer_id} did not negotiate {MUX_CAPABILITY} on {conn.conn_id}")
+        return await session.open_stream(timeout)
+
+    async def accept_stream(self) -> Stream:
+        """The next stream any peer opened to this node (when no ``stream_handler`` is set)."""
+        return await self.incoming_streams.get()
+
     async def _request_on(self, conn: Connection, message: Message, *, timeout: float | None = None,
-                          priority: int = 1) -> Message:
+                          priority: int = 1, stream_id: int | None = None) -> Message:
         timeout = timeout or self.node.config.transport.request_timeout_s
         start = time.monotonic()
+        session = self._sessions.get(conn.conn_id)
+        if session is not None and stream_id is None:
+            sid = await session.open_exchange(timeout)
+            try:
+                remaining = max(0.001, timeout - (time.monotonic() - start))
+                return await self._original_request_on(conn, message, timeout=remaining, priority=priority,
+                                                       stream_id=sid)
+            finally:
+                session.close_exchange(sid)
         streams = self._streams_for(conn)
         stream_id = await streams.open(timeout)
         try:
@@ -210,8 +289,10 @@ class PoolService:
             streams.close(stream_id)
 
     def in_flight(self, conn_id: str) -> int:
+        """Request/response exchanges this node has in flight on a connection."""
+        session = self._sessions.get(conn_id)
         streams = self._streams.get(conn_id)
-        return 0 if streams is None else streams.mux.active_streams
+        return (len(session.exchanges) if session else 0) + (streams.mux.active_streams if streams else 0)
 
     # ------------------------------------------------------------------ connection tracking
     def _pool(self, peer: str) -> NodePool:
@@ -470,17 +551,26 @@ class PoolService:
             if conn.is_closed:
                 continue
             streams = self._streams.get(conn.conn_id)
-            rows.append({
+            session = self._sessions.get(conn.conn_id)
+            active = streams.mux.active_streams if streams else 0
+            row: dict[str, Any] = {
                 "connection_id": conn.conn_id,
                 "node": conn.peer_node_id,
-                "active_streams": streams.mux.active_streams if streams else 0,
+                "active_streams": active + (session.send_core.active_streams if session else 0),
                 "max_streams": self.config.multiplex.max_streams,
                 "protocol": conn.protocol_name,
                 "direction": "outbound" if conn.outbound else "inbound",
                 "pooled": conn.conn_id in self.conns,
-                "streams_opened": streams.opened_total if streams else 0,
-                "peak_streams": streams.peak if streams else 0,
-            })
+                "streams_opened": (streams.opened_total if streams else 0) + (session.opened_total if session else 0),
+                "peak_streams": max(streams.peak if streams else 0, session.peak if session else 0),
+                "multiplexed": session is not None,
+            }
+            if session is not None:
+                row.update(session.describe())
+            else:
+                row.update({"stream_ids": [], "exchange_stream_ids": [], "send_window": None, "recv_window": None,
+                            "stream_bytes_sent": 0, "stream_bytes_received": 0, "streams": []})
+            rows.append(row)
         return {"node": self.node.node_id, "connections": rows,
                 "total_active_streams": sum(r["active_streams"] for r in rows)}
 

@@ -15,6 +15,17 @@ CRC32 covers flags, message id and payload, so a corrupted header or body is
 caught before decoding. Frames over ``MAX_FRAME_SIZE`` (16 MiB) are refused on
 both sides, before any allocation on the receive side.
 
+Streams (NETWORKING-045). A frame with ``Flags.STREAM`` carries a 4-byte big-endian
+stream id between the header and the payload::
+
+    | Length | Flags | Message ID | Stream ID 4 B | Payload | CRC32 |
+
+``Length`` and the CRC cover the stream id too. It stays in the clear (like an HTTP/2
+frame header, RFC 9113 section 4.1) so a receiver can route a frame before decoding it;
+compression applies to the payload only, and a sealed frame authenticates the stream id
+as part of its associated data. A STREAM frame too short to hold the id is a
+``RemoteProtocolError`` (code ``bad_stream_id``). Frames without the flag are unchanged.
+
 ``FrameDecoder.feed(bytes)`` buffers any chunking; ``next_frame()`` returns one
 ``Frame`` or ``None`` (need more data) and raises ``RemoteProtocolError`` for
 malformed input, after which the decoder is poisoned: the connection must close.
@@ -58,7 +69,11 @@ class Flags:
 
 
 KNOWN_FLAG_BITS = 0xFF
-_PLAIN_FLAGS = KNOWN_FLAG_BITS & ~(Flags.COMPRESSION_MASK | Flags.ENCRYPTED)
+_PLAIN_FLAGS = KNOWN_FLAG_BITS & ~(Flags.COMPRESSION_MASK | Flags.ENCRYPTED | Flags.STREAM)
+STREAM_ID = struct.Struct("!I")
+MAX_STREAM_ID = 2**32 - 1
+_AAD = struct.Struct("!HQ")
+_AAD_STREAM = struct.Struct("!HQI")
 
 
 def priority_bits(level: int) -> int:
@@ -69,12 +84,16 @@ def priority_bits(level: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A decoded frame: its id, flags, the decoded message and its size on the wire."""
+    """A decoded frame: its id, flags, the decoded message and its size on the wire.
+
+    ``stream_id`` is the multiplexed stream the frame belongs to (``Flags.STREAM``), else None.
+    """
 
     msg_id: int
     flags: int
     message: Message
     wire_size: int
+    stream_id: int | None = None
 
     @property
     def is_response(self) -> bool:
@@ -86,18 +105,27 @@ class Frame:
 
 
 def encode_payload(payload: bytes, msg_id: int, *, flags: int = 0, compression: Compression = Compression.NONE,
-                   seal: Callable[[bytes, bytes], bytes] | None = None, always_compress: bool = False) -> bytes:
+                   seal: Callable[[bytes, bytes], bytes] | None = None, always_compress: bool = False,
+                   stream_id: int | None = None) -> bytes:
     """Wrap already-encoded payload bytes into one frame.
 
     Compression is skipped for small payloads and when it does not shrink them,
     unless ``always_compress`` (used to show a codec's effect honestly, e.g. by the
-    encode endpoint). ``seal(aad, plaintext)`` encrypts the (compressed) payload with the first six
-    header bytes after the length as associated data, and sets ``ENCRYPTED``.
+    encode endpoint). ``seal(aad, plaintext)`` encrypts the (compressed) payload with the
+    header bytes after the length (and the stream id, if any) as associated data, and sets
+    ``ENCRYPTED``. ``stream_id`` (0..2**32-1) sets ``STREAM`` and prefixes the payload with it.
     """
     if flags & ~KNOWN_FLAG_BITS or flags & Flags.COMPRESSION_MASK:
         raise LocalProtocolError(f"invalid flags 0x{flags:04x}", code="bad_flags")
     if not 0 <= msg_id < 2**64:
         raise LocalProtocolError("message id out of range", code="bad_message_id")
+    if stream_id is None:
+        if flags & Flags.STREAM:
+            raise LocalProtocolError("STREAM flag without a stream id", code="bad_stream_id")
+    elif not 0 <= stream_id <= MAX_STREAM_ID:
+        raise LocalProtocolError(f"stream id {stream_id} is outside 0..2**32-1", code="bad_stream_id")
+    else:
+        flags |= Flags.STREAM
     if compression is not Compression.NONE and (always_compress or len(payload) >= COMPRESS_MIN_BYTES):
         packed = compress(compression, payload)
         if always_compress or len(packed) < len(payload):
@@ -105,30 +133,35 @@ def encode_payload(payload: bytes, msg_id: int, *, flags: int = 0, compression: 
             flags |= int(compression)
     if seal is not None:
         flags |= Flags.ENCRYPTED
-        payload = seal(struct.pack("!HQ", flags, msg_id), payload)
-    if len(payload) > MAX_FRAME_SIZE:
+        aad = _AAD.pack(flags, msg_id) if stream_id is None else _AAD_STREAM.pack(flags, msg_id, stream_id)
+        payload = seal(aad, payload)
+    if len(payload) + (0 if stream_id is None else 4) > MAX_FRAME_SIZE:
         raise LocalProtocolError(
             f"frame payload of {len(payload)} bytes exceeds the {MAX_FRAME_SIZE} byte limit", code="frame_too_large"
         )
-    head = HEADER.pack(len(payload) + 4, flags, msg_id)
+    if stream_id is None:
+        head = HEADER.pack(len(payload) + 4, flags, msg_id)
+        crc = zlib.crc32(payload, zlib.crc32(head[4:]))
+        return b"".join((head, payload, CRC.pack(crc)))
+    head = HEADER.pack(len(payload) + 8, flags, msg_id) + STREAM_ID.pack(stream_id)
     crc = zlib.crc32(payload, zlib.crc32(head[4:]))
     return b"".join((head, payload, CRC.pack(crc)))
 
 
 def encode_frame(message: Message, msg_id: int, *, flags: int = 0,
                  compression: Compression = Compression.NONE,
-                 seal: Callable[[bytes, bytes], bytes] | None = None) -> bytes:
+                 seal: Callable[[bytes, bytes], bytes] | None = None, stream_id: int | None = None) -> bytes:
     """Encode one message as a complete frame (see the module docstring for the layout)."""
     raw = encode_message(message)
     if len(raw) > MAX_FRAME_SIZE:
         raise LocalProtocolError(
             f"message of {len(raw)} bytes exceeds the {MAX_FRAME_SIZE} byte limit", code="frame_too_large"
         )
-    if seal is None and (compression is Compression.NONE or len(raw) < COMPRESS_MIN_BYTES) \
+    if seal is None and stream_id is None and (compression is Compression.NONE or len(raw) < COMPRESS_MIN_BYTES) \
             and not flags & ~_PLAIN_FLAGS and 0 <= msg_id < 2**64:
         head = HEADER.pack(len(raw) + 4, flags, msg_id)  # hot path: small, uncompressed, unsealed
         return b"".join((head, raw, CRC.pack(zlib.crc32(raw, zlib.crc32(head[4:])))))
-    return encode_payload(raw, msg_id, flags=flags, compression=compression, seal=seal)
+    return encode_payload(raw, msg_id, flags=flags, compression=compression, seal=seal, stream_id=stream_id)
 
 
 class FrameDecoder:
@@ -210,15 +243,23 @@ class FrameDecoder:
             (crc,) = CRC.unpack_from(buf, end - 4)
             if zlib.crc32(view[pos + 4 : end - 4]) != crc:  # flags, id and payload are contiguous
                 raise RemoteProtocolError("frame checksum mismatch", code="bad_checksum")
-            body = bytes(view[pos + HEADER_SIZE : end - 4])
+            if flags & Flags.STREAM:
+                if length < 8:
+                    raise RemoteProtocolError("STREAM frame too short for its stream id", code="bad_stream_id")
+                (stream_id,) = STREAM_ID.unpack_from(buf, pos + HEADER_SIZE)
+                body = bytes(view[pos + HEADER_SIZE + 4 : end - 4])
+            else:
+                stream_id = None
+                body = bytes(view[pos + HEADER_SIZE : end - 4])
         finally:
             view.release()
         self._pos = end
         if flags & Flags.ENCRYPTED:
             if self._unseal is None:
                 raise RemoteProtocolError("encrypted frame but no key ring is configured", code="bad_flags")
+            aad = _AAD.pack(flags, msg_id) if stream_id is None else _AAD_STREAM.pack(flags, msg_id, stream_id)
             try:
-                body = self._unseal(struct.pack("!HQ", flags, msg_id), body)
+                body = self._unseal(aad, body)
             except Exception as exc:
                 raise RemoteProtocolError(f"cannot decrypt frame: {exc}", code="bad_ciphertext") from exc
         code = flags & Flags.COMPRESSION_MASK
@@ -231,4 +272,4 @@ class FrameDecoder:
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             # RecursionError: msgpack nested deeper than the interpreter stack (a 100 kB payload suffices)
             raise RemoteProtocolError(f"undecodable payload: {exc}", code="bad_payload") from exc
-        return Frame(msg_id=msg_id, flags=flags, message=message, wire_size=total)
+        return Frame(msg_id, flags, message, total, stream_id)

@@ -5,10 +5,11 @@ with a ``HelloAck`` and nothing else may flow before it. Versions: the listener
 picks the highest version both sides list; none in common is a refusal with a
 reason. Capabilities are plain strings: compression codecs (``lz4``, ``zstd``),
 ``tls13`` when the connection runs over TLS 1.3, ``encryption`` for sealed
-payloads. Compression is the first codec in the *local* preference order that the
-peer also supports (so local ``[lz4, tls13]`` against peer ``[lz4, zstd, tls13]``
-gives ``lz4``), and ``none`` when there is no common codec. Identity: over mTLS the
-transport checks that the certificate's CN equals ``Hello.node_id``.
+payloads, ``mux-streams`` for multiplexed streams on the wire (``pool.mux_adapter``).
+Compression is the first codec in the *local* preference order that the peer also
+supports (so local ``[lz4, tls13]`` against peer ``[lz4, zstd, tls13]`` gives ``lz4``),
+and ``none`` when there is no common codec. Identity: over mTLS the transport checks
+that the certificate's CN equals ``Hello.node_id``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rustyray.protocol.messages import Message
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 COMPRESSION_CAPS = ("lz4", "zstd")
-KNOWN_CAPABILITIES = frozenset({"lz4", "zstd", "tls13", "encryption", "multiplexing"})
+KNOWN_CAPABILITIES = frozenset({"lz4", "zstd", "tls13", "encryption", "multiplexing", "mux-streams"})
 
 
 class Hello(Message):

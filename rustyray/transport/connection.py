@@ -131,9 +131,13 @@ class Connection:
     def payload_encrypted(self) -> bool:
         return self._seal is not None
 
-    def send_message(self, message: Message, msg_id: int, flags: int = 0) -> int:
-        """Encode and write one frame; returns its size. Raises ConnectionError when closed."""
-        data = encode_frame(message, msg_id, flags=flags, compression=self.compression, seal=self._seal)
+    def send_message(self, message: Message, msg_id: int, flags: int = 0, stream_id: int | None = None) -> int:
+        """Encode and write one frame (on a multiplexed stream if ``stream_id``); returns its size.
+
+        Raises ConnectionError when closed.
+        """
+        data = encode_frame(message, msg_id, flags=flags, compression=self.compression, seal=self._seal,
+                            stream_id=stream_id)
         self.write(data)
         self.frames_sent += 1
         return len(data)
