@@ -7,8 +7,8 @@ Targets are reported, not asserted:
 - ConsistentHash max/mean key load <= 1.25 with bounded loads (epsilon = 0.25);
 - fraction of keys moved when an (N+1)-th node joins within 10% of the ideal 1/(N+1).
 
-Pooled vs unpooled request latency is measured between two in-process nodes on loopback
-(``bench_pooled_vs_unpooled``; no Ray).
+Pooled vs unpooled request latency is measured between two in-process nodes on loopback and, with
+``--ray``, between two node actors of a cluster started by ``rustyray.launch`` on a local Ray.
 """
 
 from __future__ import annotations
@@ -140,29 +140,29 @@ def bench_join(n_nodes: int, hashes: list[int], sample_joiners: int) -> dict[str
 
 
 def bench_pooled_vs_unpooled(args: argparse.Namespace) -> dict[str, Any] | None:
-    """Pooled vs unpooled Echo latency between two in-process nodes on loopback (TLS 1.3 + mTLS).
+    """Pooled vs unpooled Echo latency, in-process on loopback and (``--ray``) between node actors.
 
-    Pooled: lease a connection from ``PoolService`` and send one request on it. Unpooled: dial
-    a fresh connection (TCP + TLS + hello), send one request, close it. No Ray.
+    Both runs use ``rustyray.pool.latency_probe`` (pooled: lease from ``PoolService``; unpooled:
+    dial TCP + TLS 1.3 mTLS + hello per request). The in-process run is the baseline with no Ray in
+    the path; the Ray run asks node1's actor, on a cluster started by ``rustyray.launch``, to probe
+    node2, so the numbers are the real node-to-node path of a launched cluster.
     """
     import asyncio
 
-    return asyncio.run(_pooled_vs_unpooled(args.pool_requests))
+    out: dict[str, Any] = {"in_process": asyncio.run(_pooled_vs_unpooled(args.pool_requests))}
+    progress(f"in-process: pooled p50 {out['in_process']['pooled']['p50_ms']} ms, "
+             f"unpooled p50 {out['in_process']['unpooled']['p50_ms']} ms")
+    if args.ray:
+        out["ray_cluster"] = _pooled_vs_unpooled_on_ray(args.pool_requests)
+    return out
 
 
 async def _pooled_vs_unpooled(requests: int) -> dict[str, Any]:
-    import asyncio
     import tempfile
 
     from rustyray.config import NodeConfig, TransportConfig
     from rustyray.node import Node
-    from rustyray.protocol.control import Echo
-
-    def ms_summary(samples: list[float]) -> dict[str, float]:
-        ordered = sorted(samples)
-        return {"p50_ms": round(ordered[len(ordered) // 2], 3),
-                "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3),
-                "mean_ms": round(statistics.fmean(ordered), 3)}
+    from rustyray.pool.latency_probe import pooled_vs_unpooled
 
     with tempfile.TemporaryDirectory() as state:
         nodes = [Node(NodeConfig(node_id=f"bench{i}", state_dir=state,
@@ -173,32 +173,53 @@ async def _pooled_vs_unpooled(requests: int) -> dict[str, Any]:
         a, b = nodes
         try:
             a.learn_peer(b.node_id, b.tcp_address)
-            conn = await a.connection_to(b.node_id)
-            await a.request_on(conn, Echo(data=b"warm"))
-            pool = a.services["pool"]
-            pooled: list[float] = []
-            for _ in range(requests):
-                start = time.perf_counter()
-                async with pool.lease(b.node_id) as leased:
-                    await a.request_on(leased, Echo(data=b"x" * 64))
-                pooled.append((time.perf_counter() - start) * 1000)
-            progress(f"pooled: {requests} requests")
-            unpooled: list[float] = []
-            for _ in range(requests):
-                start = time.perf_counter()
-                fresh, _ack = await a.dial("127.0.0.1", b.tcp_port, expect_node=b.node_id)
-                await a.request_on(fresh, Echo(data=b"x" * 64))
-                fresh.close("bench")
-                unpooled.append((time.perf_counter() - start) * 1000)
-                await asyncio.sleep(0)
-            progress(f"unpooled: {requests} requests")
+            result = await pooled_vs_unpooled(a, b.node_id, requests)
         finally:
             for node in nodes:
                 await node.stop()
-    result = {"requests": requests, "transport": "TCP + TLS 1.3 (mTLS), loopback, in-process",
-              "pooled": ms_summary(pooled), "unpooled": ms_summary(unpooled)}
-    result["p50_speedup"] = round(result["unpooled"]["p50_ms"] / max(result["pooled"]["p50_ms"], 1e-6), 1)
+    result["where"] = "two in-process nodes, TCP + TLS 1.3 (mTLS), loopback"
     return result
+
+
+def _pooled_vs_unpooled_on_ray(requests: int) -> dict[str, Any]:
+    import tempfile
+
+    import ray
+
+    from rustyray import launch
+    from rustyray.ray_edge import cluster
+
+    progress("starting a 2-node cluster on Ray (rustyray.launch) ...")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, namespace="rustyray", log_to_driver=False,
+                 _node_ip_address="127.0.0.1")
+    with tempfile.TemporaryDirectory() as state:
+        args = launch.parse_args(["--nodes", "2", "--http-port", str(_free_port()), "--no-dashboard",
+                                  "--state-dir", state])
+        try:
+            launch.start(args)
+            handle = cluster.get_node("node1")
+            tag, *rest = ray.get(handle.call.remote("pool", "latency_probe",
+                                                    {"target_node": "node2", "requests": requests}))
+            if tag != "ok":
+                raise RuntimeError(f"latency probe failed: {rest}")
+            result = rest[0]
+        finally:
+            launch.shutdown(False)
+            if started:
+                ray.shutdown()
+    result["where"] = "node1 -> node2 actors of a rustyray.launch cluster on Ray, TCP + TLS 1.3 (mTLS)"
+    progress(f"ray: pooled p50 {result['pooled']['p50_ms']} ms, unpooled p50 {result['unpooled']['p50_ms']} ms")
+    return result
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -222,9 +243,11 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"  {row['nodes_before']:>4}->{row['nodes_before'] + 1:<4}{row['fraction_moved']:>9.4f}"
               f"{row['ideal']:>9.4f}{row['relative_error']:>+9.3f}{target:>8}{row['moved_between_old_nodes']:>10}"
               f"  {span}")
-    pooled = result["pooled_vs_unpooled"]
-    print("\nPooled vs unpooled latency:", "not measured (hook: bench_pooled_vs_unpooled)" if pooled is None
-          else json.dumps(pooled))
+    print("\nPooled vs unpooled Echo latency (64 B; unpooled = dial + TLS 1.3 mTLS + hello per request)")
+    print(f"  {'where':<14}{'requests':>9}{'pooled p50':>12}{'p99':>9}{'unpooled p50':>14}{'p99':>9}{'p50 x':>7}")
+    for where, row in result["pooled_vs_unpooled"].items():
+        print(f"  {where:<14}{row['requests']:>9}{row['pooled']['p50_ms']:>12.3f}{row['pooled']['p99_ms']:>9.3f}"
+              f"{row['unpooled']['p50_ms']:>14.3f}{row['unpooled']['p99_ms']:>9.3f}{row['p50_speedup']:>7.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--joiners", type=int, default=50, help="joiner names sampled for the share spread")
     parser.add_argument("--pool-requests", type=int, default=500, help="requests per pooled/unpooled run")
     parser.add_argument("--quick", action="store_true", help="100k keys, 50k selections")
+    parser.add_argument("--ray", action="store_true",
+                        help="also measure pooled vs unpooled between node actors of a launched Ray cluster")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:

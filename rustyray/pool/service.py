@@ -544,6 +544,16 @@ class PoolService:
             "pools": pools,
         }
 
+    async def api_latency_probe(self, target_node: str, requests: int = 200) -> dict[str, Any]:
+        """Pooled against unpooled Echo latency to ``target_node`` (bench/loadbalancer.py --ray)."""
+        from rustyray.pool.latency_probe import pooled_vs_unpooled
+
+        if target_node == self.node.node_id or target_node not in self.node.peers:
+            raise ApiError(404, f"unknown peer {target_node!r}", "target_node")
+        if not 1 <= requests <= 100_000:
+            raise ApiError(422, "requests must be in 1..100000", "requests")
+        return await pooled_vs_unpooled(self.node, target_node, requests)
+
     def api_streams(self) -> dict[str, Any]:
         """NETWORKING-045: every live connection of this node with its in-flight exchanges."""
         rows = []

@@ -168,3 +168,28 @@ async def test_bad_input_is_refused_naming_the_field(cluster, path, body, status
     assert r.status_code == status, r.text
     assert r.json()["field"] == field
     assert (await statistics(cluster))["total_connections"] == 2
+
+
+async def test_latency_probe_runs_both_paths_against_a_live_peer(cluster):
+    """The probe behind bench/loadbalancer.py: pooled requests reuse, unpooled ones dial each time."""
+    from rustyray.errors import ApiError
+
+    node = cluster.node("node1")
+    opened = node.stats.connections_opened
+
+    def live() -> int:
+        return sum(1 for c in node.connections.values() if not c.is_closed)
+
+    before = live()
+    out = await node.call_api("pool", "latency_probe", {"target_node": "node2", "requests": 6})
+    assert out["from"] == "node1" and out["to"] == "node2" and out["requests"] == 6 and out["tls"] is True
+    for path in ("pooled", "unpooled"):
+        assert 0 < out[path]["p50_ms"] <= out[path]["p99_ms"]
+    assert node.stats.connections_opened - opened >= 6  # one fresh TLS connection per unpooled request
+    await wait_for(lambda: live() <= before + 1, 10)  # the fresh ones were closed (the pool may keep one)
+    for kwargs, status, field in [({"target_node": "nodeX"}, 404, "target_node"),
+                                  ({"target_node": "node1"}, 404, "target_node"),
+                                  ({"target_node": "node2", "requests": 0}, 422, "requests")]:
+        with pytest.raises(ApiError) as err:
+            await node.call_api("pool", "latency_probe", kwargs)
+        assert (err.value.status, err.value.field) == (status, field)
