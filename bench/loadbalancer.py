@@ -142,7 +142,7 @@ def bench_join(n_nodes: int, hashes: list[int], sample_joiners: int) -> dict[str
 def bench_pooled_vs_unpooled(args: argparse.Namespace) -> dict[str, Any] | None:
     """Pooled vs unpooled Echo latency, in-process on loopback and (``--ray``) between node actors.
 
-    Both runs use ``rustyray.pool.latency_probe`` (pooled: lease from ``PoolService``; unpooled:
+    Both runs use ``rustyray.pool.latency_probe_adapter`` (pooled: lease from ``PoolService``; unpooled:
     dial TCP + TLS 1.3 mTLS + hello per request). The in-process run is the baseline with no Ray in
     the path; the Ray run asks node1's actor, on a cluster started by ``rustyray.launch``, to probe
     node2, so the numbers are the real node-to-node path of a launched cluster.
@@ -162,7 +162,7 @@ async def _pooled_vs_unpooled(requests: int) -> dict[str, Any]:
 
     from rustyray.config import NodeConfig, TransportConfig
     from rustyray.node import Node
-    from rustyray.pool.latency_probe import pooled_vs_unpooled
+    from rustyray.pool.latency_probe_adapter import pooled_vs_unpooled
 
     with tempfile.TemporaryDirectory() as state:
         nodes = [Node(NodeConfig(node_id=f"bench{i}", state_dir=state,

@@ -546,7 +546,7 @@ class PoolService:
 
     async def api_latency_probe(self, target_node: str, requests: int = 200) -> dict[str, Any]:
         """Pooled against unpooled Echo latency to ``target_node`` (bench/loadbalancer.py --ray)."""
-        from rustyray.pool.latency_probe import pooled_vs_unpooled
+        from rustyray.pool.latency_probe_adapter import pooled_vs_unpooled
 
         if target_node == self.node.node_id or target_node not in self.node.peers:
             raise ApiError(404, f"unknown peer {target_node!r}", "target_node")
