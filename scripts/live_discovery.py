@@ -103,6 +103,9 @@ def write_toml(path: Path, tables: dict[str, dict[str, Any]]) -> None:
 
 
 def main() -> int:
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request log lines
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--http-port", type=int, default=18080)
     ap.add_argument("--json", default=None, help="write the endpoint answers here")
@@ -182,7 +185,7 @@ def main() -> int:
                 raft = client.get("/membership/raft/status").json()
                 if len(raft.get("members", [])) == len(NODES) and raft.get("leader"):
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not up yet, or Serve's "path not found" before deploy
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError("the cluster did not form through etcd")
