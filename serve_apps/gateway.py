@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -38,6 +39,10 @@ class Gateway(Protocol):
 
 class _FrontingMixin:
     _front: str | None = None
+    _front_seen_at: float = float("-inf")
+    #: Seconds for which a fronted node that just answered is trusted without a liveness check. 0 in
+    #: process (a check is free there); the Ray gateway saves one actor round trip per request with it.
+    front_trust_s: float = 0.0
 
     async def node_ids(self) -> list[str]:
         raise NotImplementedError
@@ -45,17 +50,29 @@ class _FrontingMixin:
     async def info(self, node_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    def _saw(self, node_id: str, alive: bool) -> None:
+        """Record that ``node_id`` answered (or failed) a call, for the fronting shortcut."""
+        if node_id == self._front:
+            self._front_seen_at = time.monotonic() if alive else float("-inf")
+
     async def fronted(self, requested: str | None = None) -> str:
         ids = await self.node_ids()
         if requested is not None:
             if requested not in ids:
                 raise ApiError(404, f"unknown node {requested!r}; known nodes: {', '.join(ids) or 'none'}", "node")
             return requested
-        if self._front in ids and await self.info(self._front, 1.0) is not None:
-            return self._front  # type: ignore[return-value]
+        checked = None
+        if self._front in ids:
+            if time.monotonic() - self._front_seen_at < self.front_trust_s:
+                return self._front  # type: ignore[return-value]
+            if await self.info(self._front, 1.0) is not None:
+                self._saw(self._front, True)  # type: ignore[arg-type]
+                return self._front  # type: ignore[return-value]
+            checked = self._front
         for node_id in ids:
-            if await self.info(node_id, 1.0) is not None:
+            if node_id != checked and await self.info(node_id, 1.0) is not None:
                 self._front = node_id
+                self._saw(node_id, True)
                 return node_id
         raise ApiError(503, "no node of the cluster is reachable")
 
@@ -101,8 +118,16 @@ class LocalGateway(_FrontingMixin):
 class RayGateway(_FrontingMixin):
     """Node actors on the Ray cluster (production)."""
 
+    #: A node that answered within this many seconds fronts the next request without a liveness call
+    #: (a dead one fails that request with 503 and is re-picked at once).
+    front_trust_s = 0.5
+    #: The registry's node list is re-read at most this often; joins and leaves through this gateway
+    #: refresh it at once.
+    ids_ttl_s = 1.0
+
     def __init__(self) -> None:
         self._handles: dict[str, Any] = {}
+        self._ids: tuple[float, list[str]] | None = None
 
     def _registry(self) -> Any:
         from rustyray.ray_edge.cluster import get_registry
@@ -113,8 +138,12 @@ class RayGateway(_FrontingMixin):
         return await self._registry().get_settings.remote()
 
     async def node_ids(self) -> list[str]:
-        nodes = await self._registry().list_nodes.remote()
-        return sorted(nodes, key=natural_key)
+        now = time.monotonic()
+        if self._ids is not None and now - self._ids[0] < self.ids_ttl_s:
+            return list(self._ids[1])
+        nodes = sorted(await self._registry().list_nodes.remote(), key=natural_key)
+        self._ids = (now, nodes)
+        return list(nodes)
 
     def _handle(self, node_id: str) -> Any:
         handle = self._handles.get(node_id)
@@ -133,16 +162,24 @@ class RayGateway(_FrontingMixin):
             return await asyncio.wait_for(self._handle(node_id).info.remote(), timeout)
         except Exception:
             self._handles.pop(node_id, None)
+            self._saw(node_id, False)
             return None
 
     async def call(self, node_id: str, service: str, method: str, /, **kwargs: Any) -> Any:
         import ray.exceptions
 
         try:
-            result = await self._handle(node_id).call.remote(service, method, kwargs)
+            handle = self._handle(node_id)
+        except ApiError:
+            self._saw(node_id, False)
+            raise
+        try:
+            result = await handle.call.remote(service, method, kwargs)
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
             self._handles.pop(node_id, None)
+            self._saw(node_id, False)
             raise ApiError(503, f"node {node_id!r} is unavailable: {type(exc).__name__}", "node") from None
+        self._saw(node_id, True)
         if result[0] == "ok":
             return result[1]
         _, status, message, field = result
@@ -168,6 +205,7 @@ class RayGateway(_FrontingMixin):
             raise ApiError(409, f"node {node_id!r} could not start: {exc}", "node_id") from None
         self._handles[node_id] = handle
         await registry.add_node.remote(node_id, {"address": info["address"], "joined": True})
+        self._ids = None
         return info
 
     async def stop_node(self, node_id: str) -> None:
@@ -186,6 +224,7 @@ class RayGateway(_FrontingMixin):
                 await asyncio.wait_for(handle.stop.remote(True), 10)
             ray.kill(handle, no_restart=True)
         await self._registry().remove_node.remote(node_id)
+        self._ids = None
         try:
             from ray.util import get_placement_group, remove_placement_group
 
