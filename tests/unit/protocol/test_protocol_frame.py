@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+import lz4.block
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -112,13 +113,34 @@ def test_unknown_flags_and_compression_are_refused(flags, code):
     assert exc.value.code == code
 
 
-def test_decompression_bomb_is_refused():
+@pytest.mark.parametrize("kind", [Compression.ZSTD, Compression.LZ4])
+def test_decompression_bomb_is_refused(kind):
     dec = FrameDecoder(max_frame_size=1024)
-    frame = encode_payload(b"\0" * 100_000, 1, compression=Compression.ZSTD)
+    frame = encode_payload(b"\0" * 100_000, 1, compression=kind)
+    assert len(frame) < 1024  # the compressed frame itself is small: only its expansion is refused
     dec.feed(frame)
     with pytest.raises(RemoteProtocolError) as exc:
         dec.next_frame()
     assert exc.value.code in {"frame_too_large", "bad_compression"}
+
+
+def _lz4_frame(payload: bytes) -> bytes:
+    flags = int(Compression.LZ4)
+    head = HEADER.pack(len(payload) + 4, flags, 1)
+    return head + payload + struct.pack("!I", zlib.crc32(payload, zlib.crc32(head[4:])))
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x01\x00",  # shorter than the stored size
+    struct.pack("<I", 50) + b"\xff" * 8,  # garbage block
+    struct.pack("<I", 10_000) + lz4.block.compress(b"y" * 100, store_size=False),  # lies about its size
+])
+def test_corrupt_lz4_payloads_are_typed_errors(payload):
+    dec = FrameDecoder()
+    dec.feed(_lz4_frame(payload))
+    with pytest.raises(RemoteProtocolError) as exc:
+        dec.next_frame()
+    assert exc.value.code == "bad_compression"
 
 
 def test_decoder_is_poisoned_after_an_error():
