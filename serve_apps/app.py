@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from serve_apps.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
 from serve_apps.common import PREFIX, install_error_handlers
 
 ROUTERS = [
@@ -32,6 +33,7 @@ def build_app(gateway: Any) -> FastAPI:
     """The FastAPI app over a gateway (``RayGateway`` in Serve, ``LocalGateway`` in tests)."""
     app = FastAPI(title="RustyRay management API", version="1", docs_url="/docs", openapi_url="/openapi.json")
     app.state.gateway = gateway
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     install_error_handlers(app)
     for name in ROUTERS:
         module = importlib.import_module(name)
