@@ -318,3 +318,57 @@ async def test_payload_encryption_seals_frames_between_nodes(tmp_path):
         assert HEADER.unpack_from(written[0])[1] & Flags.ENCRYPTED
         tls = (await c.client.get("/security/tls/config")).json()
         assert tls["payload_encryption"]["enabled"] and tls["connections"]["payload_sealed"] >= 1
+
+
+async def test_rotation_under_traffic_loses_nothing(cluster: Any) -> None:
+    """Rotate node2's certificate three times while node1 and node3 keep requesting from it without pause,
+    on the existing links and on fresh connections dialled meanwhile: every request is answered, and the
+    fresh connections see each new certificate in turn."""
+    c = cluster
+    n1, n2, n3 = c.node("node1"), c.node("node2"), c.node("node3")
+    stop = asyncio.Event()
+    answered = {"node1": 0, "node3": 0}
+    failures: list[str] = []
+
+    async def traffic(src: Any) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                reply = await src.request("node2", Echo(data=f"{src.node_id}-{i}".encode()), timeout=5)
+                assert isinstance(reply, EchoReply) and reply.data == f"{src.node_id}-{i}".encode()
+                answered[src.node_id] += 1
+            except Exception as exc:  # any failure is what this test counts
+                failures.append(f"{src.node_id} #{i}: {exc!r}")
+            await asyncio.sleep(0)
+
+    async def fresh_dials() -> int:
+        dialled = 0
+        while not stop.is_set():
+            ok, _ = await _dial(n1, n2)
+            if not ok:
+                failures.append("fresh dial to node2 refused")
+            dialled += 1
+            await asyncio.sleep(0.05)
+        return dialled
+
+    workers = [asyncio.ensure_future(traffic(n1)), asyncio.ensure_future(traffic(n3))]
+    dialer = asyncio.ensure_future(fresh_dials())
+    serials = [await _served_serial(n2, n1)]
+    try:
+        for _ in range(3):
+            before = dict(answered)
+            await wait_for(lambda b=before: all(answered[k] > b[k] + 20 for k in b), 15)  # traffic in between
+            r = await c.client.post("/security/certificates/rotate", json={"node": "node2"})
+            assert r.status_code == 200, r.text
+            serials.append(int(r.json()["serial"], 16))
+            assert await _served_serial(n2, n1) == serials[-1]
+        before = dict(answered)
+        await wait_for(lambda: all(answered[k] > before[k] + 20 for k in before), 15)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+        dialled = await dialer
+    assert failures == []
+    assert len(set(serials)) == 4 and dialled > 0
+    assert n2.stats.protocol_errors == 0
