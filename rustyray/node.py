@@ -158,6 +158,9 @@ class Node:
         self.connections: dict[str, Connection] = {}
         self.handlers: dict[type[Message], Handler] = {}
         self.admission_filters: list[AdmissionFilter] = []
+        #: Checked for every inbound request or one-way message (not responses); a returned reason refuses
+        #: it (a request gets ErrorReply "refused"). Empty unless a rule needs it (the firewall's rate limits).
+        self.message_filters: list[Callable[[Connection, Frame], str | None]] = []
         self.handshake_hooks: list[Callable[[Connection], None]] = []
         self.extra_capabilities: list[str] = []  # offered by services (e.g. "encryption")
         from rustyray.transport.dial_policy import DialPolicy
@@ -739,8 +742,16 @@ class Node:
             if pending is not None and not pending[0].done():
                 pending[0].set_result(msg)
             return
-        handler = self.handlers.get(type(msg))
         wants_reply = bool(frame.flags & Flags.ACK_REQUESTED)
+        if self.message_filters:
+            for check in self.message_filters:
+                reason = check(conn, frame)
+                if reason is not None:
+                    self.stats.count_refusal("message_refused")
+                    if wants_reply:
+                        self._reply(conn, frame, ErrorReply(code="refused", message=reason))
+                    return
+        handler = self.handlers.get(type(msg))
         if handler is None:
             if wants_reply:
                 self._reply(conn, frame, ErrorReply(code="unknown_message",

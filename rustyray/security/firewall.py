@@ -282,6 +282,11 @@ class Firewall:
     def open_connections(self, source_ip: object) -> int:
         return self._connections.get(parse_ip(source_ip), 0)
 
+    @property
+    def filters_messages(self) -> bool:
+        """True while some rule applies per message (rate limits, CIDR and geo blocks)."""
+        return any(isinstance(r, RateLimitRule | CidrBlockRule) for r in self._rules.values())
+
     def admit_message(self, source_ip: object, now: float) -> Verdict:
         addr = parse_ip(source_ip)
         if (blocked := self._blocked(addr)) is not None:

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rustyray.errors import ApiError
+from rustyray.protocol.control import Goodbye, Heartbeat
 from rustyray.protocol.messages import Message
 from rustyray.security.acl import Acl, AclAction, AclConfig
 from rustyray.security.certificates import (
@@ -167,6 +168,9 @@ def _rule_error(exc: InvalidRuleError, prefix: str = "") -> ApiError:
     return ApiError(422, str(exc), f"{prefix}{name}")
 
 
+_CONTROL_PLANE: dict[type, bool] = {}  # message type -> exempt from per-message firewall rules
+
+
 def _source_ip(conn: Connection) -> str | None:
     if conn.peer_address:
         with contextlib.suppress(ValueError):
@@ -243,6 +247,7 @@ class SecurityService:
         self.acl = Acl(AclConfig(default_action=AclAction(self.config.acl_default_action.upper())))
         self.firewall = Firewall()
         self.admission_refusals: Counter[str] = Counter()
+        self.message_refusals: Counter[str] = Counter()  # inbound messages refused by a firewall rule
         self.admitted = 0
         node_dir = node.config.node_dir
         self._acl_set = _RuleSet("acl", node_dir / "security_acl.json")
@@ -273,6 +278,7 @@ class SecurityService:
                                            EncryptionConfig(key_ring_file=self.config.key_ring_file))
         self.cipher = MessageCipher(ring)
         node.admission_filters.append(self._admit)
+        self._sync_message_filter()
         node.quic_server_hooks.append(self._watch_quic)
         if self.config.encrypt_payloads:
             node.extra_capabilities.append("encryption")
@@ -294,6 +300,8 @@ class SecurityService:
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
             self.node.admission_filters.remove(self._admit)
+        with contextlib.suppress(ValueError):
+            self.node.message_filters.remove(self._admit_frame)
         with contextlib.suppress(ValueError):
             self.node.quic_server_hooks.remove(self._watch_quic)
         with contextlib.suppress(ValueError):
@@ -360,7 +368,7 @@ class SecurityService:
             self.admission_refusals["acl_denied"] += 1
             return f"ACL: {decision.reason}"
         now = time.monotonic()
-        verdict = self.firewall.admit_message(ip, now)  # rate limits apply to connection attempts
+        verdict = self.firewall.admit_message(ip, now)  # a connection attempt costs a token too
         if verdict.allowed:
             try:
                 proto = TransportProtocol(conn.protocol_name)
@@ -373,6 +381,41 @@ class SecurityService:
                 return None
         assert verdict.reason is not None
         self.admission_refusals[f"firewall_{verdict.reason.value}"] += 1
+        return f"firewall {verdict.rule_id}: {verdict.detail}"
+
+    def _sync_message_filter(self) -> None:
+        """Check every inbound message only while a rule needs it: no rule, no cost per frame."""
+        filters = self.node.message_filters
+        wanted = self.firewall.filters_messages
+        if wanted and self._admit_frame not in filters:
+            filters.append(self._admit_frame)
+        elif not wanted and self._admit_frame in filters:
+            filters.remove(self._admit_frame)
+
+    def _admit_frame(self, conn: Connection, frame: Any) -> str | None:
+        """Rate limits (and CIDR blocks added after the connection was admitted) per inbound message.
+
+        The control plane is exempt: membership (SWIM, Raft), failure detection (heartbeats, probes) and
+        the replication of these very rules. Otherwise a tight limit would get healthy members declared
+        dead, and the message that lifts the rule could itself be refused (seen in testing).
+        """
+        kind = type(frame.message)
+        exempt = _CONTROL_PLANE.get(kind)
+        if exempt is None:
+            exempt = _CONTROL_PLANE[kind] = kind in (Heartbeat, Goodbye) or kind.__module__.startswith(
+                ("rustyray.membership", "rustyray.health", "rustyray.security"))
+        if exempt:
+            return None
+        ip = conn.__dict__.get("_firewall_source")
+        if ip is None:
+            ip = conn.__dict__["_firewall_source"] = _source_ip(conn) or ""
+        if not ip:
+            return None
+        verdict = self.firewall.admit_message(ip, time.monotonic())
+        if verdict.allowed:
+            return None
+        assert verdict.reason is not None
+        self.message_refusals[verdict.reason.value] += 1
         return f"firewall {verdict.rule_id}: {verdict.detail}"
 
     async def _release_on_close(self, conn: Connection, ip: str) -> None:
@@ -430,6 +473,7 @@ class SecurityService:
                 self.firewall.add_rule(r)
             finally:
                 self.firewall._next_id = max(keep, int(rid.split("-", 1)[1]) + 1)
+        self._sync_message_filter()
 
     def _rule_set(self, kind: str) -> tuple[_RuleSet, list[dict[str, Any]]]:
         if kind == "acl":
@@ -647,13 +691,16 @@ class SecurityService:
     # ------------------------------------------------------------------------------------------- API: firewall
     def api_firewall_rules(self) -> dict[str, Any]:
         return {"rules": self.firewall.to_dicts(), "version": self._fw_set.version,
-                "stats": {**self.firewall.stats(), "admitted": self.admitted}, "node": self.node.node_id}
+                "stats": {**self.firewall.stats(), "admitted": self.admitted,
+                          "messages_refused": dict(self.message_refusals)},
+                "node": self.node.node_id}
 
     async def api_firewall_add(self, rule: dict[str, Any]) -> dict[str, Any]:
         try:
             added = self.firewall.add_rule(rule)
         except InvalidRuleError as exc:
             raise _rule_error(exc) from None
+        self._sync_message_filter()
         applied = await self._replicate("firewall")
         return {"rule_added": True, "rule_id": added.rule_id, "rule": added.to_dict(), "applied_on": applied,
                 "version": self._fw_set.version}
@@ -661,6 +708,7 @@ class SecurityService:
     async def api_firewall_delete(self, rule_id: str) -> dict[str, Any]:
         if not self.firewall.remove_rule(rule_id):
             raise ApiError(404, f"no firewall rule {rule_id!r}", "rule_id")
+        self._sync_message_filter()
         applied = await self._replicate("firewall")
         return {"deleted": True, "rule_id": rule_id, "applied_on": applied, "version": self._fw_set.version}
 

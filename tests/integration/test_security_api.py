@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from harness import local_cluster, wait_for
 
-from rustyray.node import Node
+from rustyray.node import Node, RequestFailed
 from rustyray.protocol.control import Echo, EchoReply
 from rustyray.security.certificates import ensure_cluster_ca, ensure_node_credentials, issue_node_certificate
 from rustyray.transport.tcp import parse_address
@@ -372,3 +372,27 @@ async def test_rotation_under_traffic_loses_nothing(cluster: Any) -> None:
     assert failures == []
     assert len(set(serials)) == 4 and dialled > 0
     assert n2.stats.protocol_errors == 0
+
+
+async def test_a_rate_limit_rule_applies_per_message_and_costs_nothing_once_removed(cluster: Any) -> None:
+    c = cluster
+    n1, n2 = c.node("node1"), c.node("node2")
+    assert n2.message_filters == []  # no per-message rule: no per-frame check at all
+    r = await c.client.post("/security/firewall/rules", json={"type": "rate_limit", "threshold": 20, "burst": 20})
+    assert r.status_code == 200, r.text
+    rule_id = r.json()["rule_id"]
+    await wait_for(lambda: len(n2.message_filters) == 1, 10)  # replicated to node2
+    replies = await asyncio.gather(*(n1.request("node2", Echo(data=b"%d" % i), timeout=5) for i in range(200)),
+                                   return_exceptions=True)
+    refused = [m for m in replies if isinstance(m, RequestFailed)]
+    answered = [m for m in replies if isinstance(m, EchoReply)]
+    assert refused and answered and len(refused) + len(answered) == 200
+    assert len(answered) <= 20 + 5  # the burst, plus what refilled meanwhile (all nodes share 127.0.0.1)
+    assert all(m.code == "refused" and "exceeds 20 msg/s" in str(m) and rule_id in str(m) for m in refused)
+    stats = (await c.client.get("/security/firewall/rules", params={"node": "node2"})).json()["stats"]
+    assert stats["messages_refused"]["rate_limited"] >= len(refused)
+
+    assert (await c.client.delete(f"/security/firewall/rules/{rule_id}")).status_code == 200
+    await wait_for(lambda: n2.message_filters == [], 10)
+    replies = await asyncio.gather(*(n1.request("node2", Echo(data=b"%d" % i), timeout=5) for i in range(200)))
+    assert all(isinstance(m, EchoReply) for m in replies)
