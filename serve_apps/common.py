@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rustyray.errors import ApiError
+from serve_apps.gateway import NodeUnavailable
 
 PREFIX = "/api/v1/network"
 NodeParam = Query(None, description="Ask this node for its own view (default: the node the API fronts)")
@@ -22,8 +23,17 @@ def gateway(request: Request) -> Any:
 async def call(request: Request, service: str, method: str, node: str | None = None, /, **kwargs: Any) -> Any:
     """Run ``service.api_<method>`` on the requested (or fronted) node."""
     gw = gateway(request)
-    node_id = await gw.fronted(node)
-    return await gw.call(node_id, service, method, **kwargs)
+    node_id = await gw.fronted(node, trust=node is None)
+    try:
+        return await gw.call(node_id, service, method, **kwargs)
+    except NodeUnavailable:
+        if node is not None:
+            raise  # the caller asked for that node: its absence is the answer
+        # The fronted node died since it last answered: pick a live one (checked) and ask it instead.
+        retry = await gw.fronted(None)
+        if retry == node_id:
+            raise
+        return await gw.call(retry, service, method, **kwargs)
 
 
 def _field(loc: tuple[Any, ...]) -> str:

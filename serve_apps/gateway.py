@@ -37,6 +37,13 @@ class Gateway(Protocol):
     async def stop_node(self, node_id: str) -> None: ...
 
 
+class NodeUnavailable(ApiError):
+    """503: the node's actor is gone or unreachable (the request did not reach the node)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message, "node")
+
+
 class _FrontingMixin:
     _front: str | None = None
     _front_seen_at: float = float("-inf")
@@ -55,7 +62,12 @@ class _FrontingMixin:
         if node_id == self._front:
             self._front_seen_at = time.monotonic() if alive else float("-inf")
 
-    async def fronted(self, requested: str | None = None) -> str:
+    async def fronted(self, requested: str | None = None, *, trust: bool = False) -> str:
+        """The node that answers for the cluster (``requested`` if given).
+
+        ``trust=True`` lets a fronted node that answered within ``front_trust_s`` skip the liveness call;
+        only callers that retry on :class:`NodeUnavailable` (``serve_apps.common.call``) may pass it.
+        """
         ids = await self.node_ids()
         if requested is not None:
             if requested not in ids:
@@ -63,7 +75,7 @@ class _FrontingMixin:
             return requested
         checked = None
         if self._front in ids:
-            if time.monotonic() - self._front_seen_at < self.front_trust_s:
+            if trust and time.monotonic() - self._front_seen_at < self.front_trust_s:
                 return self._front  # type: ignore[return-value]
             if await self.info(self._front, 1.0) is not None:
                 self._saw(self._front, True)  # type: ignore[arg-type]
@@ -96,7 +108,7 @@ class LocalGateway(_FrontingMixin):
         if node is None:
             raise ApiError(404, f"unknown node {node_id!r}", "node")
         if not node.running:
-            raise ApiError(503, f"node {node_id!r} is not running", "node")
+            raise NodeUnavailable(f"node {node_id!r} is not running")
         try:
             return await node.call_api(service, method, kwargs)
         except TypeError as exc:
@@ -153,7 +165,7 @@ class RayGateway(_FrontingMixin):
             try:
                 handle = get_node(node_id)
             except ValueError:
-                raise ApiError(503, f"node {node_id!r} is not running (its actor is gone)", "node") from None
+                raise NodeUnavailable(f"node {node_id!r} is not running (its actor is gone)") from None
             self._handles[node_id] = handle
         return handle
 
@@ -178,7 +190,7 @@ class RayGateway(_FrontingMixin):
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
             self._handles.pop(node_id, None)
             self._saw(node_id, False)
-            raise ApiError(503, f"node {node_id!r} is unavailable: {type(exc).__name__}", "node") from None
+            raise NodeUnavailable(f"node {node_id!r} is unavailable: {type(exc).__name__}") from None
         self._saw(node_id, True)
         if result[0] == "ok":
             return result[1]

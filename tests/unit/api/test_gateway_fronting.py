@@ -41,22 +41,22 @@ class Fake(_FrontingMixin):
 
 async def test_a_fronted_node_that_just_answered_is_not_checked_again(clock):
     g = Fake(["node1", "node2"], {"node1", "node2"}, trust=0.5)
-    assert await g.fronted() == "node1" and g.info_calls == ["node1"]
+    assert await g.fronted(trust=True) == "node1" and g.info_calls == ["node1"]
     clock.now += 0.3
-    assert await g.fronted() == "node1" and g.info_calls == ["node1"]  # trusted: no round trip
+    assert await g.fronted(trust=True) == "node1" and g.info_calls == ["node1"]  # trusted: no round trip
     g._saw("node1", True)  # a call it answered renews the trust
     clock.now += 0.4
-    assert await g.fronted() == "node1" and g.info_calls == ["node1"]
+    assert await g.fronted(trust=True) == "node1" and g.info_calls == ["node1"]
     clock.now += 0.6
-    assert await g.fronted() == "node1" and g.info_calls == ["node1", "node1"]  # stale: checked
+    assert await g.fronted(trust=True) == "node1" and g.info_calls == ["node1", "node1"]  # stale: checked
 
 
 async def test_a_failed_call_drops_the_trust_and_the_next_live_node_fronts(clock):
     g = Fake(["node1", "node2"], {"node1", "node2"}, trust=0.5)
-    assert await g.fronted() == "node1"
+    assert await g.fronted(trust=True) == "node1"
     g.alive.discard("node1")
     g._saw("node1", False)
-    assert await g.fronted() == "node2"
+    assert await g.fronted(trust=True) == "node2"
     assert g.info_calls == ["node1", "node1", "node2"]
 
 
@@ -97,3 +97,38 @@ async def test_the_registry_node_list_is_cached_for_its_ttl(clock):
     g._ids = None  # what spawn_node / stop_node do after changing the registry
     await g.node_ids()
     assert len(reads) == 3
+
+
+async def test_trust_is_only_taken_when_asked_for(clock):
+    g = Fake(["node1", "node2"], {"node1", "node2"}, trust=0.5)
+    await g.fronted()
+    await g.fronted()  # no trust asked: checked again
+    await g.fronted(trust=True)  # trusted: not checked
+    assert g.info_calls == ["node1", "node1"]
+
+
+async def test_a_call_to_a_fronted_node_that_died_is_answered_by_the_next_one(clock):
+    """serve_apps.common.call: the trusted front died since it last answered; the request still succeeds,
+    through a liveness-checked pick, and an explicitly requested dead node stays a 503."""
+    from fastapi import FastAPI, Request
+
+    from serve_apps.common import call
+    from serve_apps.gateway import NodeUnavailable
+
+    class Gw(Fake):
+        async def call(self, node_id, service, method, /, **kwargs):
+            if node_id not in self.alive:
+                self._saw(node_id, False)
+                raise NodeUnavailable(f"node {node_id!r} is unavailable")
+            self._saw(node_id, True)
+            return {"answered_by": node_id}
+
+    g = Gw(["node1", "node2"], {"node1", "node2"}, trust=0.5)
+    app = FastAPI()
+    app.state.gateway = g
+    request = Request({"type": "http", "app": app})
+    assert await call(request, "manager", "stats") == {"answered_by": "node1"}
+    g.alive.discard("node1")  # dies while trusted
+    assert await call(request, "manager", "stats") == {"answered_by": "node2"}
+    with pytest.raises(NodeUnavailable):
+        await call(request, "manager", "stats", "node1")
