@@ -35,7 +35,13 @@ import httpx  # noqa: E402
 
 from tests.servers.azure_double import AzureDouble  # noqa: E402
 from tests.servers.consul_double import ConsulDouble  # noqa: E402
-from tests.servers.fixtures import DnsmasqServer, EtcdServer, MotoServer, SrvRecordSpec, free_port  # noqa: E402
+from tests.servers.fixtures import (  # noqa: E402
+    DnsmasqServer,
+    EtcdServer,
+    MotoServer,
+    SrvRecordSpec,
+    free_port_block,
+)
 from tests.servers.gcp_double import GcpDouble  # noqa: E402
 from tests.servers.k8s_double import K8sDouble, endpoint_slice  # noqa: E402
 
@@ -61,27 +67,6 @@ class DoubleLoop:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-
-
-def free_base(n: int) -> int:
-    import socket
-
-    for _ in range(200):
-        base = free_port()
-        try:
-            socks = []
-            for p in range(base, base + n):
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    s = socket.socket(socket.AF_INET, kind)
-                    socks.append(s)
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 def toml_value(v: Any) -> str:
@@ -112,7 +97,7 @@ def main() -> int:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="rr-live-discovery-"))
-    base = free_base(2 * len(NODES))
+    base = free_port_block(2 * len(NODES))
     servers: list[Any] = []
     doubles = DoubleLoop()
     launch = None
@@ -147,7 +132,7 @@ def main() -> int:
         gcp.add_instance("proj", "us-central1-a", "rustydb-ig", "vm-0", "127.0.3.1")
 
         config = work / "cluster.toml"
-        broadcast_port = free_base(1)
+        broadcast_port = free_port_block(1)
         write_toml(config, {
             "discovery": {"join": ["etcd"], "refresh_interval_s": 1.0},
             "discovery.etcd": {"endpoints": [etcd.url], "key_prefix": "/rustyray/live/", "lease_ttl_s": 5},

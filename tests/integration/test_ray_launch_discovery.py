@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers.fixtures import DnsmasqServer, SrvRecordSpec
+from tests.servers.fixtures import DnsmasqServer, SrvRecordSpec, free_port_block
 
 ray = pytest.importorskip("ray")
 
@@ -33,28 +33,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _free_block(n: int) -> int:
-    """A base port such that base .. base+n-1 are free for TCP and UDP on 127.0.0.1 right now."""
-    for _ in range(200):
-        base = _free_port()
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    s = socket.socket(socket.AF_INET, kind)
-                    socks.append(s)
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free block of ports")
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +128,7 @@ def test_launch_forms_the_cluster_through_etcd(ray_session, etcd_server, tmp_pat
 
 
 def test_launch_forms_the_cluster_through_dns_srv(ray_session, tmp_path):
-    base = _free_block(2 * len(NODES))
+    base = free_port_block(2 * len(NODES))
     srv = "_rustydb._tcp.cluster.local"
     records = [SrvRecordSpec(srv, f"{n}.cluster.local", base + 2 * i) for i, n in enumerate(NODES)]
     dns = DnsmasqServer(records, [(f"{n}.cluster.local", ["127.0.0.1"]) for n in NODES], ttl=1).start()

@@ -39,6 +39,28 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def free_port_block(n: int) -> int:
+    """A base port such that base .. base+n-1 are free for TCP and UDP on 127.0.0.1 right now."""
+    for _ in range(200):
+        base = free_port()
+        if base + n >= 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    s = socket.socket(socket.AF_INET, kind)
+                    socks.append(s)
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of ports on 127.0.0.1")
+
+
 def free_dual_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (for DNS servers)."""
     for _ in range(50):
@@ -335,6 +357,7 @@ __all__ = [
     "etcd_server",
     "fake_clock",
     "free_port",
+    "free_port_block",
     "gcp_double",
     "k8s_double",
     "moto_server",
