@@ -395,15 +395,17 @@ class SecurityService:
     def _admit_frame(self, conn: Connection, frame: Any) -> str | None:
         """Rate limits (and CIDR blocks added after the connection was admitted) per inbound message.
 
-        The control plane is exempt: membership (SWIM, Raft), failure detection (heartbeats, probes) and
-        the replication of these very rules. Otherwise a tight limit would get healthy members declared
-        dead, and the message that lifts the rule could itself be refused (seen in testing).
+        The control plane is exempt: membership (SWIM, Raft), failure detection (heartbeats, probes), the
+        replication of these very rules, and multiplexed-stream frames (a dropped window update or data
+        chunk would stall or corrupt a stream; streams have their own flow control). Otherwise a tight
+        limit would get healthy members declared dead, and the message that lifts the rule could itself
+        be refused (seen in testing).
         """
         kind = type(frame.message)
         exempt = _CONTROL_PLANE.get(kind)
         if exempt is None:
             exempt = _CONTROL_PLANE[kind] = kind in (Heartbeat, Goodbye) or kind.__module__.startswith(
-                ("rustyray.membership", "rustyray.health", "rustyray.security"))
+                ("rustyray.membership", "rustyray.health", "rustyray.security", "rustyray.pool"))
         if exempt:
             return None
         ip = conn.__dict__.get("_firewall_source")
