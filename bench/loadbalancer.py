@@ -182,44 +182,25 @@ async def _pooled_vs_unpooled(requests: int) -> dict[str, Any]:
 
 
 def _pooled_vs_unpooled_on_ray(requests: int) -> dict[str, Any]:
-    import tempfile
-
     import ray
 
-    from rustyray import launch
-    from rustyray.ray_edge import cluster
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+    from routing import free_port, launch_cluster, node_call, ray_init, shutdown_cluster
 
     progress("starting a 2-node cluster on Ray (rustyray.launch) ...")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, namespace="rustyray", log_to_driver=False,
-                 _node_ip_address="127.0.0.1")
-    with tempfile.TemporaryDirectory() as state:
-        args = launch.parse_args(["--nodes", "2", "--http-port", str(_free_port()), "--no-dashboard",
-                                  "--state-dir", state])
-        try:
-            launch.start(args)
-            handle = cluster.get_node("node1")
-            tag, *rest = ray.get(handle.call.remote("pool", "latency_probe",
-                                                    {"target_node": "node2", "requests": requests}))
-            if tag != "ok":
-                raise RuntimeError(f"latency probe failed: {rest}")
-            result = rest[0]
-        finally:
-            launch.shutdown(False)
-            if started:
-                ray.shutdown()
+        ray_init()
+    try:
+        launch_cluster(2, free_port())
+        result = node_call("node1", "pool", "latency_probe", {"target_node": "node2", "requests": requests})
+    finally:
+        shutdown_cluster()
+        if started:
+            ray.shutdown()
     result["where"] = "node1 -> node2 actors of a rustyray.launch cluster on Ray, TCP + TLS 1.3 (mTLS)"
     progress(f"ray: pooled p50 {result['pooled']['p50_ms']} ms, unpooled p50 {result['unpooled']['p50_ms']} ms")
     return result
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def print_table(result: dict[str, Any]) -> None:

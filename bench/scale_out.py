@@ -276,7 +276,19 @@ def plot(real: list[dict[str, Any]], sim: list[dict[str, Any]], outdir: Path) ->
 
     files = []
 
-    def save(fig: Any, name: str) -> None:
+    def line_plot(name: str, xs: list[Any], series: list[tuple[list[float], str, str]], *, xlabel: str,
+                  ylabel: str, title: str, log_x: bool = False) -> None:
+        """One PNG: each series is (values, matplotlib format, label) over ``xs``."""
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for ys, fmt, label in series:
+            ax.plot(xs, ys, fmt, label=label)
+        ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        if log_x:
+            ax.set_xscale("log")
+        else:
+            ax.set_xticks(xs)
+        ax.legend()
+        ax.grid(alpha=0.3, which="both" if log_x else "major")
         fig.tight_layout()
         fig.savefig(outdir / name, dpi=110)
         plt.close(fig)
@@ -284,45 +296,26 @@ def plot(real: list[dict[str, Any]], sim: list[dict[str, Any]], outdir: Path) ->
 
     if real:
         ns = [r["nodes"] for r in real]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(ns, [r["formation_s"] for r in real], "o-", label="formed (all Alive + Raft leader)")
-        ax.plot(ns, [r["launch_total_s"] for r in real], "s--", label="launch total (incl. Serve API)")
-        ax.set(xlabel="node actors", ylabel="seconds", title="Cluster formation time (local Ray, 2 cores)")
-        ax.set_xticks(ns)
-        ax.legend()
-        ax.grid(alpha=0.3)
-        save(fig, "scale_out_formation.png")
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(ns, [r["acked_per_s"] for r in real], "o-", label="routed sends acked/s (AtLeastOnce)")
-        ax.plot(ns, [r["frames_received_per_s"] for r in real], "s--", label="frames received/s (sum of /stats)")
-        ax.set(xlabel="node actors", ylabel="per second", title="Aggregate throughput (each node -> successor)")
-        ax.set_xticks(ns)
-        ax.legend()
-        ax.grid(alpha=0.3)
-        save(fig, "scale_out_throughput.png")
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(ns, [r["broadcast_in_node"]["p99_ms"] for r in real], "o-", label="p99 in node")
-        ax.plot(ns, [r["broadcast_actor_call"]["p99_ms"] for r in real], "s--", label="p99 via actor call")
-        ax.plot(ns, [r["broadcast_in_node"]["p50_ms"] for r in real], "o:", label="p50 in node")
-        ax.set(xlabel="node actors", ylabel="ms", title="Broadcast latency from node1 to all N")
-        ax.set_xticks(ns)
-        ax.legend()
-        ax.grid(alpha=0.3)
-        save(fig, "scale_out_broadcast_p99.png")
+        line_plot("scale_out_formation.png", ns, [
+            ([r["formation_s"] for r in real], "o-", "formed (all Alive + Raft leader)"),
+            ([r["launch_total_s"] for r in real], "s--", "launch total (incl. Serve API)"),
+        ], xlabel="node actors", ylabel="seconds", title="Cluster formation time (local Ray, 2 cores)")
+        line_plot("scale_out_throughput.png", ns, [
+            ([r["acked_per_s"] for r in real], "o-", "routed sends acked/s (AtLeastOnce)"),
+            ([r["frames_received_per_s"] for r in real], "s--", "frames received/s (sum of /stats)"),
+        ], xlabel="node actors", ylabel="per second", title="Aggregate throughput (each node -> successor)")
+        line_plot("scale_out_broadcast_p99.png", ns, [
+            ([r["broadcast_in_node"]["p99_ms"] for r in real], "o-", "p99 in node"),
+            ([r["broadcast_actor_call"]["p99_ms"] for r in real], "s--", "p99 via actor call"),
+            ([r["broadcast_in_node"]["p50_ms"] for r in real], "o:", "p50 in node"),
+        ], xlabel="node actors", ylabel="ms", title="Broadcast latency from node1 to all N")
 
     if sim:
-        ms_ = [r["members"] for r in sim]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(ms_, [r["detect_99pct_p50_s"] for r in sim], "o-", label="crash -> 99% declare Dead (p50)")
-        ax.plot(ms_, [r["join_99_99pct_p50_s"] for r in sim], "s-", label="join -> 99.99% know it (p50)")
-        ax.set_xscale("log")
-        ax.set(xlabel="members (simulated, 1% loss, Lifeguard)", ylabel="seconds",
-               title="SWIM failure detection and dissemination")
-        ax.legend()
-        ax.grid(alpha=0.3, which="both")
-        save(fig, "scale_out_sim.png")
+        line_plot("scale_out_sim.png", [r["members"] for r in sim], [
+            ([r["detect_99pct_p50_s"] for r in sim], "o-", "crash -> 99% declare Dead (p50)"),
+            ([r["join_99_99pct_p50_s"] for r in sim], "s-", "join -> 99.99% know it (p50)"),
+        ], xlabel="members (simulated, 1% loss, Lifeguard)", ylabel="seconds",
+            title="SWIM failure detection and dissemination", log_x=True)
     return files
 
 

@@ -746,8 +746,7 @@ class Node:
         if self.message_filters:
             for check in self.message_filters:
                 reason = check(conn, frame)
-                if reason is not None:
-                    self.stats.count_refusal("message_refused")
+                if reason is not None:  # the filter's owner counts its refusals
                     if wants_reply:
                         self._reply(conn, frame, ErrorReply(code="refused", message=reason))
                     return

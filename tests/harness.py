@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,16 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interva
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+def prom_sample(text: str, name: str, *, exact: bool = True, **labels: str) -> float | None:
+    """The value of Prometheus sample ``name`` whose label set is ``labels`` (with ``exact=False``: includes
+    them, for exporters such as Ray's that add their own labels); None when there is none."""
+    for m in re.finditer(rf"^{name}{{([^}}]*)}} (\S+)$", text, re.M):
+        found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        if found == labels if exact else all(found.get(k) == v for k, v in labels.items()):
+            return float(m.group(2))
+    return None
 
 
 @dataclass

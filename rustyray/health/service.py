@@ -311,7 +311,8 @@ class HealthService:
         if not self._known(node_id):
             raise ApiError(404, f"unknown node {node_id!r}", field_name)
 
-    def _peer_rows(self, now: float) -> list[Any]:
+    def peer_rows(self, now: float) -> list[Any]:
+        """Heartbeat status of every peer the node knows now (the API and the metrics read this)."""
         self._sync_peers(now)
         return self.monitor.status(now)
 
@@ -321,7 +322,7 @@ class HealthService:
         now = time.monotonic()
         cfg = self.monitor.config
         peers = []
-        for row in self._peer_rows(now):
+        for row in self.peer_rows(now):
             peer = self.node.peers.get(row.node_id)
             peers.append(
                 {
@@ -341,7 +342,7 @@ class HealthService:
     def api_phi_values(self) -> dict[str, Any]:
         """NETWORKING-015."""
         now = time.monotonic()
-        rows = self._peer_rows(now)
+        rows = self.peer_rows(now)
         return {
             "local_node": self.node.node_id,
             "phi_values": [
@@ -426,7 +427,7 @@ class HealthService:
     def node_signals(self, now: float) -> list[NodeSignals]:
         """The aggregator's inputs for every known node (this one first)."""
         threshold = self.monitor.config.phi.threshold
-        rows = {r.node_id: r for r in self._peer_rows(now)}
+        rows = {r.node_id: r for r in self.peer_rows(now)}
         checks = self.checker.node_signals()
         routing = self.node.services.get("routing")
         out = []

@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from rustyray.errors import ApiError
-from rustyray.loadbalancer.circuit_breaker import BreakerRegistry, CircuitBreakerConfig, CircuitState
+from rustyray.loadbalancer.circuit_breaker import (
+    BreakerRegistry,
+    CircuitBreakerConfig,
+    CircuitState,
+    CircuitStatus,
+)
 from rustyray.loadbalancer.errors import LoadBalancerConfigError, LoadBalancerError, NoAvailableNodeError
 from rustyray.loadbalancer.node_stats import NodeStatsConfig, NodeStatsTracker
 from rustyray.loadbalancer.retry import RetryBudget, RetryPolicy, RetryStrategy
@@ -297,13 +302,17 @@ class LoadBalancerService:
         return out
 
     # ------------------------------------------------------------------ circuit breakers (041)
+    def breaker_statuses(self, now: float) -> list[CircuitStatus]:
+        """One breaker row per known node and per node with a breaker (a node never used is Closed)."""
+        nodes = sorted(self.known_nodes() | {s.node for s in self.breakers.statuses(now)})
+        return [self.breakers.get(node_id).status(node_id, now) for node_id in nodes]
+
     def api_circuit_status(self) -> dict[str, Any]:
         now = time.monotonic()
         wall_offset = time.time() - now
-        nodes = sorted(self.known_nodes() | {s.node for s in self.breakers.statuses(now)})
         circuits = []
-        for node_id in nodes:
-            row = self.breakers.get(node_id).status(node_id, now).to_dict()
+        for status in self.breaker_statuses(now):
+            row = status.to_dict()
             if row.get("opened_at") is not None:
                 row["opened_at"] = _iso(row["opened_at"] + wall_offset)
             circuits.append(row)

@@ -67,7 +67,7 @@ def _phi(node: Node, now: float) -> list[Sample]:
     if svc is None:
         return []
     return [_sample("rustyray_phi", "gauge", "Phi accrual suspicion of a peer (higher = more likely failed)",
-                    float(row.phi), peer=row.node_id) for row in svc.monitor.status(now)]
+                    float(row.phi), peer=row.node_id) for row in svc.peer_rows(now)]
 
 
 def _breakers(node: Node, now: float) -> list[Sample]:
@@ -77,8 +77,7 @@ def _breakers(node: Node, now: float) -> list[Sample]:
     if svc is None:
         return []
     out = []
-    nodes = sorted(svc.known_nodes() | {s.node for s in svc.breakers.statuses(now)})
-    for status in (svc.breakers.get(n).status(n, now) for n in nodes):
+    for status in svc.breaker_statuses(now):
         for state in CircuitState:
             out.append(_sample("rustyray_circuit_breaker_state", "gauge",
                                "1 for the breaker's current state towards a peer, 0 for the others",

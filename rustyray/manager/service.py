@@ -66,10 +66,11 @@ class ManagerService:
         return {"node": self.node.node_id, **self.node.stats_snapshot()}
 
     def api_metric_samples(self) -> dict[str, Any]:
-        """Labelled samples (phi per peer, members by state, Raft, breakers, pools, latency histogram)."""
+        """Everything a metrics scrape needs from this node in one call: the counters of ``stats`` and the
+        labelled samples (phi per peer, members by state, Raft, breakers, pools, latency histogram)."""
         from rustyray.manager.samples import node_samples
 
-        return {"node": self.node.node_id, "samples": node_samples(self.node)}
+        return {"node": self.node.node_id, "stats": self.node.stats_snapshot(), "samples": node_samples(self.node)}
 
     async def api_send(self, target_node: str, message_type: str, data: dict[str, Any]) -> dict[str, Any]:
         routing = self.node.services.get("routing")

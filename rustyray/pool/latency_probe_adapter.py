@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 
 
 def ms_summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"p50_ms": round(ordered[len(ordered) // 2], 3),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 3),
-            "mean_ms": round(statistics.fmean(ordered), 3)}
+    from rustyray.node import percentile
+
+    return {"p50_ms": round(percentile(samples, 0.5), 3), "p99_ms": round(percentile(samples, 0.99), 3),
+            "mean_ms": round(statistics.fmean(samples), 3)}
 
 
 async def pooled_vs_unpooled(node: Node, target: str, requests: int, payload: int = 64) -> dict[str, Any]:

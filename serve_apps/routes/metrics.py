@@ -1,9 +1,10 @@
 """``GET /metrics`` (and ``/api/v1/network/metrics``): every node's counters in Prometheus text format.
 
-At scrape time the route asks every node for ``manager.stats`` and its info (in
-parallel, each with a timeout), then renders them through a custom
-``prometheus_client`` collector built from ``rustyray.ray_edge.metrics.METRICS``,
-the same table the in-actor Ray exporter uses. A node that does not answer is
+At scrape time the route asks every node for ``manager.metric_samples`` (its
+counters and labelled samples in one call) and its info, in parallel and with a
+timeout, then renders them through a custom ``prometheus_client`` collector built
+from ``rustyray.ray_edge.metrics.METRICS``, the same table the in-actor Ray exporter
+uses, plus the labelled families of ``rustyray.manager.samples``. A node that does not answer is
 reported as ``rustyray_node_up{node=...} 0`` instead of failing the scrape.
 """
 
@@ -76,13 +77,12 @@ class NodeStatsCollector:
 
 async def _node_values(gw: Any, node_id: str) -> tuple[dict[str, float] | None, list[dict[str, Any]]]:
     try:
-        stats, info, samples = await asyncio.wait_for(
-            asyncio.gather(gw.call(node_id, "manager", "stats"), gw.info(node_id, SCRAPE_TIMEOUT_S),
-                           gw.call(node_id, "manager", "metric_samples")),
+        scraped, info = await asyncio.wait_for(
+            asyncio.gather(gw.call(node_id, "manager", "metric_samples"), gw.info(node_id, SCRAPE_TIMEOUT_S)),
             SCRAPE_TIMEOUT_S)
     except Exception:
         return None, []
-    return node_values(stats, info), samples["samples"]
+    return node_values(scraped["stats"], info), scraped["samples"]
 
 
 async def scrape(gw: Any) -> bytes:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from harness import local_cluster, wait_for
+from harness import local_cluster, prom_sample, wait_for
 from websockets.asyncio.client import connect
 
 import serve_apps.ops
@@ -274,9 +274,7 @@ async def test_stats_stream_rejects_a_bad_interval(cluster):
 
 # ----------------------------------------------------------------------------- metrics
 def sample(text: str, name: str, node: str) -> float:
-    m = re.search(rf'^{name}{{node="{node}"}} (\S+)$', text, re.M)
-    assert m, f"{name} for {node} missing"
-    return float(m.group(1))
+    return labelled(text, name, node=node)
 
 
 async def test_metrics_expose_every_node_with_live_values(cluster):
@@ -302,11 +300,9 @@ async def test_metrics_expose_every_node_with_live_values(cluster):
 
 def labelled(text: str, name: str, **labels: str) -> float:
     """The value of ``name`` whose label set is exactly ``labels``."""
-    for m in re.finditer(rf"^{name}{{([^}}]*)}} (\S+)$", text, re.M):
-        found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        if found == labels:
-            return float(m.group(2))
-    raise AssertionError(f"{name}{labels} missing")
+    value = prom_sample(text, name, **labels)
+    assert value is not None, f"{name}{labels} missing"
+    return value
 
 
 async def test_metrics_carry_phi_members_raft_breakers_pools_and_a_latency_histogram(cluster):

@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from harness import prom_sample
 
 ray = pytest.importorskip("ray")
 
@@ -94,13 +95,7 @@ def test_connect_encode_handshake_and_stats_live(cluster):
 
 def _ray_metric(text: str, name: str, **labels: str) -> float | None:
     """A sample of Ray's Prometheus text whose labels include ``labels`` (Ray adds its own)."""
-    import re
-
-    for m in re.finditer(rf"^{name}{{([^}}]*)}} (\S+)$", text, re.M):
-        found = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(m.group(2))
-    return None
+    return prom_sample(text, name, exact=False, **labels)
 
 
 def test_node_metrics_reach_rays_prometheus_endpoint(cluster):

@@ -10,7 +10,6 @@ test starts and stops its own launch in it.
 from __future__ import annotations
 
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,19 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.servers.fixtures import DnsmasqServer, SrvRecordSpec, free_port_block
+from tests.servers.fixtures import DnsmasqServer, SrvRecordSpec, free_port, free_port_block
 
 ray = pytest.importorskip("ray")
 
 pytestmark = [pytest.mark.ray, pytest.mark.servers]
 
 NODES = ("node1", "node2", "node3")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def ray_session() -> Iterator[None]:
 def launched(config: Path, state_dir: Path, *extra: str) -> Iterator[tuple[dict[str, Any], httpx.Client]]:
     from rustyray import launch
 
-    port = _free_port()
+    port = free_port()
     args = launch.parse_args(["--nodes", str(len(NODES)), "--http-port", str(port), "--no-dashboard",
                               "--config", str(config), "--state-dir", str(state_dir), *extra])
     try:

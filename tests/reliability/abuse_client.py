@@ -30,8 +30,9 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -41,6 +42,8 @@ from rustyray.protocol.frame import encode_frame  # noqa: E402
 from rustyray.protocol.handshake import Hello  # noqa: E402
 from rustyray.security.certificates import ensure_node_credentials  # noqa: E402
 from rustyray.security.tls import client_context  # noqa: E402
+
+T = TypeVar("T")
 
 
 def raise_fd_limit(want: int) -> int:
@@ -107,14 +110,22 @@ async def _wait_close_raw(sock: socket.socket, fam: Family, t0: float, deadline:
     fam.closed_after.append(time.monotonic() - t0)
 
 
-async def idle(source: str, port: int, fam: Family, deadline: float) -> None:
+async def _counted(fam: Family, opening: Awaitable[T]) -> T | None:
+    """Open one connection of a family, counting the attempt and its outcome (None when it failed)."""
     fam.attempted += 1
     try:
-        sock = await _raw_socket(source, port)
-    except (OSError, TimeoutError) as exc:
+        conn = await opening
+    except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
         fam.fail(exc)
-        return
+        return None
     fam.connected += 1
+    return conn
+
+
+async def idle(source: str, port: int, fam: Family, deadline: float) -> None:
+    sock = await _counted(fam, _raw_socket(source, port))
+    if sock is None:
+        return
     try:
         await _wait_close_raw(sock, fam, time.monotonic(), deadline)
     finally:
@@ -123,13 +134,9 @@ async def idle(source: str, port: int, fam: Family, deadline: float) -> None:
 
 async def partial(source: str, port: int, ctx: ssl.SSLContext, fam: Family, deadline: float) -> None:
     """Send a real ClientHello (from an SSLObject over memory BIOs), then never answer the server."""
-    fam.attempted += 1
-    try:
-        sock = await _raw_socket(source, port)
-    except (OSError, TimeoutError) as exc:
-        fam.fail(exc)
+    sock = await _counted(fam, _raw_socket(source, port))
+    if sock is None:
         return
-    fam.connected += 1
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(incoming, outgoing, server_side=False)
     with contextlib.suppress(ssl.SSLWantReadError):
@@ -163,13 +170,10 @@ async def _wait_close_stream(reader: asyncio.StreamReader, fam: Family, t0: floa
 
 
 async def holder(source: str, port: int, ctx: ssl.SSLContext, fam: Family, deadline: float) -> None:
-    fam.attempted += 1
-    try:
-        reader, writer = await _tls(source, port, ctx)
-    except (OSError, TimeoutError, ssl.SSLError) as exc:
-        fam.fail(exc)
+    streams = await _counted(fam, _tls(source, port, ctx))
+    if streams is None:
         return
-    fam.connected += 1
+    reader, writer = streams
     try:
         await _wait_close_stream(reader, fam, time.monotonic(), deadline)
     finally:
@@ -178,13 +182,10 @@ async def holder(source: str, port: int, ctx: ssl.SSLContext, fam: Family, deadl
 
 async def slow(source: str, port: int, ctx: ssl.SSLContext, fam: Family, deadline: float, trickle_s: float,
                cert_id: str) -> None:
-    fam.attempted += 1
-    try:
-        reader, writer = await _tls(source, port, ctx)
-    except (OSError, TimeoutError, ssl.SSLError) as exc:
-        fam.fail(exc)
+    streams = await _counted(fam, _tls(source, port, ctx))
+    if streams is None:
         return
-    fam.connected += 1
+    reader, writer = streams
     t0 = time.monotonic()
     frame = encode_frame(Hello(node_id=cert_id, versions=[1], meta={"pad": "x" * 400}), 1)
     closer = asyncio.ensure_future(_wait_close_stream(reader, fam, t0, deadline))
