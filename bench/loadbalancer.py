@@ -167,13 +167,13 @@ async def _pooled_vs_unpooled(requests: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as state:
         nodes = [Node(NodeConfig(node_id=f"bench{i}", state_dir=state,
                                  transport=TransportConfig(host="127.0.0.1", enable_quic=False)),
-                      services=[("pool", "rustyray.pool.service:PoolService")]) for i in (1, 2)]
+                      services=("pool",)) for i in (1, 2)]
         for node in nodes:
             await node.start()
         a, b = nodes
         try:
             a.learn_peer(b.node_id, b.tcp_address)
-            result = await pooled_vs_unpooled(a, b.node_id, requests)
+            result = await pooled_vs_unpooled(a, a.services["pool"], b.node_id, requests)
         finally:
             for node in nodes:
                 await node.stop()

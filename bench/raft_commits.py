@@ -1,6 +1,6 @@
 """Raft commits on real nodes: throughput, commit latency and leader failover.
 
-Three in-process ``Node``s with the full service list (``rustyray/services.py``), TLS 1.3
+Three in-process ``Node``s with the full service list (``rustyray.node.SERVICE_NAMES``), TLS 1.3
 mTLS between them, bootstrapped like ``launch`` does; Raft persists through
 ``FileStorage`` with fsync (log append and hard state) on this machine's disk.
 ``MembershipService.raft`` (a ``RaftDriver``) is driven directly on the leader:

@@ -41,8 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transport import bare_asyncio, latency_summary, log, measure_pair
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SERVICES = [("transport", "rustyray.transport.service:TransportService"),
-            ("security", "rustyray.security.service:SecurityService")]
+SERVICES = ("transport", "security")
 MODES = {
     "plain TCP": {"tls": False, "encrypt": False},
     "TLS 1.3 mTLS": {"tls": True, "encrypt": False},

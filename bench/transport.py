@@ -162,7 +162,7 @@ async def our_nodes(size: int, oneway_n: int, rtt_n: int, *, tls: bool, protocol
     from rustyray.config import NodeConfig, TransportConfig
     from rustyray.node import Node
 
-    services = [("transport", "rustyray.transport.service:TransportService")]
+    services = ("transport",)
     state = tempfile.mkdtemp(prefix="rr-bench-")
     cfg = TransportConfig(tls=tls, enable_quic=protocol == "QUIC")
     a = Node(NodeConfig(node_id="bench-a", state_dir=state, transport=cfg), services=services)

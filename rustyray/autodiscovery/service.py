@@ -17,7 +17,7 @@ mTLS connections, never new sockets. Serf events and queries are gossiped to
 limit), every node forwarding a message only the first time it sees it. Anti-entropy runs one
 ``AntiEntropySession`` per sync, its byte exchanges wrapped in ``AESyncStep`` requests.
 
-Membership state for anti-entropy comes from ``node.services["membership"]`` when it offers
+Membership state for anti-entropy comes from the membership service (given by the node) when it offers
 ``entries() -> {node_id: (incarnation, status)}`` and
 ``apply_entries(list[(node_id, incarnation, status)])``. Otherwise ``PeerView`` derives it from
 ``node.peers`` (Alive when connected, else Suspect, incarnation from the peer's hello) merged
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     from rustyray.autodiscovery.beacon_runner import BeaconRunner
     from rustyray.autodiscovery.broadcast import BroadcastDiscovery
     from rustyray.autodiscovery.mdns import MdnsDiscovery
-    from rustyray.node import Node, RequestContext
+    from rustyray.transport.api import Host, RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class PeerView:
     hello carried. Entries brought by syncs are kept in ``overrides`` and win by SWIM precedence.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         self.overrides: dict[str, tuple[int, EntryStatus]] = {}
 
@@ -189,8 +189,10 @@ class PeerView:
 class AutodiscoveryService:
     """Zero-config discovery and gossip extensions for one node (see the module docstring)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host, *, membership: Any | None = None) -> None:
         self.node = node
+        self.membership = membership
+        """The membership service whose view anti-entropy synchronises (None: the peer table)."""
         self.rng = random.Random(node.rng.getrandbits(64))
         self.errors: dict[str, str] = {}
         self._load_config()
@@ -230,7 +232,6 @@ class AutodiscoveryService:
         node.on(SerfQueryResponse, self._on_serf)
         node.on(SerfMemberUpdate, self._on_serf)
         node.on(AESyncStep, self._on_ae_step)
-        node.peer_listeners.append(self._on_peer_event)
 
     # ------------------------------------------------------------ configuration
     def _load_config(self) -> None:
@@ -373,7 +374,7 @@ class AutodiscoveryService:
         self.node.learn_peer(node_id, tcp, quic or "")
         return True
 
-    def _on_peer_event(self, event: str, peer_id: str) -> None:
+    def on_peer_event(self, event: str, peer_id: str) -> None:
         peer = self.node.peers.get(peer_id)
         if event == "connected" and peer is not None:
             self.peer_view.overrides.pop(peer_id, None)
@@ -733,7 +734,7 @@ class AutodiscoveryService:
         service when it offers ``entries()`` / ``apply_entries()``, else the peer table."""
         if self.ae_source is not None:
             return "custom", self.ae_source
-        svc = self.node.services.get("membership")
+        svc = self.membership
         if callable(getattr(svc, "entries", None)) and callable(getattr(svc, "apply_entries", None)):
             return "membership", svc
         return "peers", self.peer_view
@@ -807,7 +808,7 @@ class AutodiscoveryService:
                                 f"config: {HOW_TO['anti_entropy']}")
 
     async def api_anti_entropy_sync(self, target_node: str) -> dict[str, Any]:
-        from rustyray.node import RequestFailed
+        from rustyray.transport.mesh import RequestFailed
 
         self._require_ae()
         if target_node == self.node.node_id:

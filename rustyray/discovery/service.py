@@ -41,7 +41,7 @@ from rustyray.discovery.registry import BACKENDS, DiscoveryRegistry
 from rustyray.errors import ApiError
 
 if TYPE_CHECKING:
-    from rustyray.node import Node
+    from rustyray.transport.api import Host
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class BackendState:
 class DiscoveryService:
     """One node's discovery: registry, self-registration, formation loops and the REST operations."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         section = node.config.section("discovery")
         self.config_error: str | None = None

@@ -46,7 +46,7 @@ from rustyray.protocol.control import Heartbeat
 from rustyray.protocol.messages import Message
 
 if TYPE_CHECKING:
-    from rustyray.node import Node, RequestContext
+    from rustyray.transport.api import Host, RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class HealthServiceSettings:
         return self
 
 
-def load_settings(section: dict[str, Any], node: Node) -> tuple[HealthConfig, HealthServiceSettings]:
+def load_settings(section: dict[str, Any], node: Host) -> tuple[HealthConfig, HealthServiceSettings]:
     """Split the raw ``[health]`` table; an unknown key is a ValueError naming it."""
     core_names = {f.name for f in dataclasses.fields(HealthConfig)}
     svc_names = {f.name for f in dataclasses.fields(HealthServiceSettings)}
@@ -107,7 +107,7 @@ def load_settings(section: dict[str, Any], node: Node) -> tuple[HealthConfig, He
     return core, svc
 
 
-def heartbeat_config(node: Node, settings: HealthServiceSettings) -> HeartbeatConfig:
+def heartbeat_config(node: Host, settings: HealthServiceSettings) -> HeartbeatConfig:
     """The monitor's timings from ``[heartbeat]``: phi tolerates 3 intervals of pause (seed defaults:
     1 s heartbeats, Suspected by phi after ~4.5 s and by the 5 s timeout)."""
     hb = node.config.heartbeat
@@ -126,8 +126,10 @@ def heartbeat_config(node: Node, settings: HealthServiceSettings) -> HeartbeatCo
 
 
 class HealthService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host, *, membership: Any | None = None, routing: Any | None = None) -> None:
         self.node = node
+        self.membership = membership
+        self.routing = routing
         self.config, self.settings = load_settings(node.config.section("health"), node)
         self.monitor = HeartbeatMonitor(heartbeat_config(node, self.settings))
         self.aggregator = HealthAggregator(self.config)
@@ -142,7 +144,6 @@ class HealthService:
             self.checker.register_custom(name, check)
         node.on(Heartbeat, self._on_heartbeat)
         node.on(HealthProbeRequest, self._on_probe_request)
-        node.peer_listeners.append(self._on_peer_event)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -167,7 +168,7 @@ class HealthService:
         if peer and peer != self.node.node_id:
             self.monitor.record(peer, time.monotonic())
 
-    def _on_peer_event(self, event: str, peer_id: str) -> None:
+    def on_peer_event(self, event: str, peer_id: str) -> None:
         if event == "learned":
             self.monitor.add_peer(peer_id, time.monotonic())
 
@@ -230,7 +231,7 @@ class HealthService:
     def local_probes(self) -> ProbeReport:
         node = self.node
         now = time.monotonic()
-        membership = node.services.get("membership")
+        membership = self.membership
         joined = bool(node.peers) or getattr(membership, "cluster_name", None) is not None
         return evaluate_probes(
             ProbeInputs(
@@ -283,7 +284,7 @@ class HealthService:
 
         async def routing(spec: HealthCheckSpec) -> bool:
             """The routing service answers a routed Heartbeat from the node (round trip through handlers)."""
-            svc = self.node.services.get("routing")
+            svc = self.routing
             if svc is None:
                 return False
             res = await svc.api_send(
@@ -429,7 +430,7 @@ class HealthService:
         threshold = self.monitor.config.phi.threshold
         rows = {r.node_id: r for r in self.peer_rows(now)}
         checks = self.checker.node_signals()
-        routing = self.node.services.get("routing")
+        routing = self.routing
         out = []
         for node_id in [self.node.node_id, *sorted(rows)]:
             c = checks.get(node_id)

@@ -57,7 +57,7 @@ from rustyray.loadbalancer.traffic_shaping import RateLimitConfig, RateLimiterRe
 from rustyray.protocol.messages import Message
 
 if TYPE_CHECKING:
-    from rustyray.node import Node, RequestContext
+    from rustyray.transport.api import Host, RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,10 @@ def _config_error(exc: LoadBalancerConfigError) -> ApiError:
 class LoadBalancerService:
     """Breakers, rate limits, stats and strategies of one node (see the module docstring)."""
 
-    def __init__(self, node: Node, rng: random.Random | None = None) -> None:
+    def __init__(self, node: Host, rng: random.Random | None = None, *, pool: Any | None = None) -> None:
         self.node = node
+        self.pool = pool
+        """The pool service, whose connection counts feed least-connections (None: the mesh's)."""
         self.config = LoadBalancerServiceConfig.from_table(node.config.section("loadbalancer"))
         self.rng = rng or node.rng
         self.breakers = BreakerRegistry(self.config.circuit_breaker)
@@ -234,7 +236,7 @@ class LoadBalancerService:
     def _connections(self, node_id: str) -> int:
         if node_id == self.node.node_id:
             return 0  # the local node is reached without a connection
-        pool = self.node.services.get("pool")
+        pool = self.pool
         if pool is not None and hasattr(pool, "connection_count"):
             return pool.connection_count(node_id)
         return sum(1 for c in self.node.connections.values()

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rustyray.node import Node
+    from rustyray.transport.api import Host
 
 Sample = dict[str, Any]
 
@@ -28,7 +28,7 @@ def _sample(name: str, kind: str, help_: str, value: Any, **labels: str) -> Samp
     return {"name": name, "kind": kind, "help": help_, "labels": labels, "value": value}
 
 
-def latency_histogram(node: Node) -> Sample:
+def latency_histogram(node: Host) -> Sample:
     stats = node.stats
     buckets, cumulative = [], 0
     for le_ms, count in zip(stats.LATENCY_BUCKETS_MS, stats.latency_buckets, strict=False):
@@ -39,18 +39,13 @@ def latency_histogram(node: Node) -> Sample:
                    "Request round-trip time (request sent to response received), seconds", value)
 
 
-def _membership(node: Node) -> list[Sample]:
-    from rustyray.membership.swim.events import MemberState
-
-    svc = node.services.get("membership")
-    if svc is None or svc.swim is None:
+def _membership(node: Host, svc: Any) -> list[Sample]:
+    counts = svc.state_counts() if svc is not None else None
+    if counts is None:
         return []
-    counts = dict.fromkeys((s.value for s in MemberState), 0)
-    for member in svc.swim.members():
-        counts[member.state.value] += 1
     out = [_sample("rustyray_members", "gauge", "Members this node's SWIM view holds, by state", float(n),
                    state=state) for state, n in counts.items()]
-    raft = svc.raft.status()
+    raft = svc.raft_status()
     out += [
         _sample("rustyray_raft_term", "gauge", "Current Raft term on this node", float(raft["term"])),
         _sample("rustyray_raft_commit_index", "gauge", "Highest Raft log index known committed",
@@ -62,18 +57,16 @@ def _membership(node: Node) -> list[Sample]:
     return out
 
 
-def _phi(node: Node, now: float) -> list[Sample]:
-    svc = node.services.get("health")
+def _phi(svc: Any, now: float) -> list[Sample]:
     if svc is None:
         return []
     return [_sample("rustyray_phi", "gauge", "Phi accrual suspicion of a peer (higher = more likely failed)",
                     float(row.phi), peer=row.node_id) for row in svc.peer_rows(now)]
 
 
-def _breakers(node: Node, now: float) -> list[Sample]:
+def _breakers(svc: Any, now: float) -> list[Sample]:
     from rustyray.loadbalancer.circuit_breaker import CircuitState
 
-    svc = node.services.get("loadbalancer")
     if svc is None:
         return []
     out = []
@@ -85,8 +78,7 @@ def _breakers(node: Node, now: float) -> list[Sample]:
     return out
 
 
-def _pools(node: Node) -> list[Sample]:
-    svc = node.services.get("pool")
+def _pools(svc: Any) -> list[Sample]:
     if svc is None:
         return []
     out = []
@@ -104,7 +96,10 @@ def _pools(node: Node) -> list[Sample]:
     return out
 
 
-def node_samples(node: Node) -> list[Sample]:
-    """Every labelled sample of ``node`` now (see the module docstring for the shape)."""
+def node_samples(node: Host, *, membership: Any = None, health: Any = None, balancer: Any = None,
+                 pool: Any = None) -> list[Sample]:
+    """Every labelled sample of ``node`` now (see the module docstring for the shape); each source is the
+    service the node runs, or None when it does not."""
     now = time.monotonic()
-    return [latency_histogram(node), *_membership(node), *_phi(node, now), *_breakers(node, now), *_pools(node)]
+    return [latency_histogram(node), *_membership(node, membership), *_phi(health, now), *_breakers(balancer, now),
+            *_pools(pool)]

@@ -31,13 +31,13 @@ from rustyray.membership.raft import (
 )
 
 if TYPE_CHECKING:
-    from rustyray.node import Node
+    from rustyray.transport.api import Host
 
 log = logging.getLogger(__name__)
 
 
 class RaftDriver:
-    def __init__(self, node: Node, config: RaftConfig, storage_dir: Path, *,
+    def __init__(self, node: Host, config: RaftConfig, storage_dir: Path, *,
                  send: Callable[[str, Any], None], on_apply: Callable[[RaftEntry], None]) -> None:
         self.node = node
         self.config = config

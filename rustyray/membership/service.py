@@ -56,7 +56,7 @@ from rustyray.protocol.messages import Message
 from rustyray.transport.tcp import parse_address
 
 if TYPE_CHECKING:
-    from rustyray.node import Node, RequestContext
+    from rustyray.transport.api import Host, RequestContext
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _raft_config(node_id: str, table: dict[str, Any]) -> RaftConfig:
 
 
 class MembershipService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         self.rng = random.Random()
         self.swim_config = _swim_config(node.config.section("swim"))
@@ -142,7 +142,6 @@ class MembershipService:
             node.on(t, self._on_swim)
         for t in RaftMessage.__args__ if hasattr(RaftMessage, "__args__") else ():
             node.on(t, self._on_raft)
-        node.peer_listeners.append(self._on_peer_event)
 
     # ------------------------------------------------------------------ persistence
     @property
@@ -307,7 +306,7 @@ class MembershipService:
         if self.bootstrap_expect and not self.raft.started and isinstance(ev, NodeJoined):
             self._maybe_bootstrap_expect()
 
-    def _on_peer_event(self, event: str, peer_id: str) -> None:
+    def on_peer_event(self, event: str, peer_id: str) -> None:
         # a peer learnt by discovery or by an inbound hello, not yet in SWIM: join through it
         if event in ("learned", "connected") and self.swim is not None and self.swim.member(peer_id) is None:
             self.swim.join([peer_id], time.monotonic())
@@ -460,6 +459,18 @@ class MembershipService:
             return [self.node.node_id]
         return sorted(m.node_id for m in self.swim.members()
                       if m.state in (MemberState.ALIVE, MemberState.SUSPECT))
+
+    def state_counts(self) -> dict[str, int] | None:
+        """Members of the SWIM view per state (every state listed), None before SWIM runs."""
+        if self.swim is None:
+            return None
+        counts = dict.fromkeys((s.value for s in MemberState), 0)
+        for member in self.swim.members():
+            counts[member.state.value] += 1
+        return counts
+
+    def raft_status(self) -> dict[str, Any]:
+        return self.raft.status()
 
     def entries(self) -> dict[str, tuple[int, str]]:
         """SWIM state as (incarnation, status) per node, for anti-entropy."""

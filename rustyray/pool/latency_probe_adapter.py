@@ -16,21 +16,21 @@ from typing import TYPE_CHECKING, Any
 from rustyray.protocol.control import Echo
 
 if TYPE_CHECKING:
-    from rustyray.node import Node
+    from rustyray.transport.api import Host
 
 
 def ms_summary(samples: list[float]) -> dict[str, float]:
-    from rustyray.node import percentile
+    from rustyray.transport.mesh import percentile
 
     return {"p50_ms": round(percentile(samples, 0.5), 3), "p99_ms": round(percentile(samples, 0.99), 3),
             "mean_ms": round(statistics.fmean(samples), 3)}
 
 
-async def pooled_vs_unpooled(node: Node, target: str, requests: int, payload: int = 64) -> dict[str, Any]:
-    """Run ``requests`` pooled then ``requests`` unpooled Echo exchanges with ``target``."""
+async def pooled_vs_unpooled(node: Host, pool: Any, target: str, requests: int,
+                             payload: int = 64) -> dict[str, Any]:
+    """Run ``requests`` pooled (leased from ``pool``) then ``requests`` unpooled Echo exchanges with ``target``."""
     peer = node.peers[target]
     host, _, port = peer.tcp_address.rpartition(":")
-    pool = node.services["pool"]
     data = b"x" * payload
     await node.request_on(await node.connection_to(target), Echo(data=b"warm"))
     pooled: list[float] = []

@@ -59,7 +59,7 @@ from rustyray.protocol.messages import Message
 from rustyray.transport.tcp import parse_address
 
 if TYPE_CHECKING:
-    from rustyray.node import Node, RequestContext
+    from rustyray.transport.api import Host, RequestContext
     from rustyray.transport.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class _Streams:
 class PoolService:
     """Per-peer pools of real connections (see the module docstring)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         self.config = PoolServiceConfig.from_table(node.config.section("pool"))
         self.manager = PoolManager(self.config.pool)
@@ -178,23 +178,15 @@ class PoolService:
         """Called with every stream a peer opens; when None they queue for ``accept_stream``."""
         self._evicted_total = 0
         self._opened_total = 0
-        self._original_request_on = node.request_on
-        node.request_on = self._request_on  # type: ignore[method-assign]
-        if "multiplexing" in node.config.transport.capabilities:
-            node.extra_capabilities.append(MUX_CAPABILITY)
-            node.handshake_hooks.append(self._on_handshake)
         for msg_type in (StreamOpen, StreamData, StreamWindowUpdate, StreamReset):
             node.on(msg_type, self._on_stream_frame)
         node.on(PoolConfigUpdate, self._on_config_update)
-        node.peer_listeners.append(self._on_peer_event)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.node.spawn(self._maintain_loop(), name="pool maintenance")
 
     async def stop(self) -> None:
-        if self.node.__dict__.get("request_on") == self._request_on:
-            del self.node.request_on
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("node stopping"))
@@ -216,7 +208,7 @@ class PoolService:
         return streams
 
     # --- wire streams (both ends offer mux-streams) ----------------------------------------
-    def _on_handshake(self, conn: Connection) -> None:
+    def on_handshake(self, conn: Connection) -> None:
         if MUX_CAPABILITY not in conn.peer_capabilities or MUX_CAPABILITY not in self.node.capabilities:
             return
         session = MuxSession(conn, self.config.multiplex, on_stream=self._stream_opened_by_peer)
@@ -267,7 +259,7 @@ class PoolService:
         """The next stream any peer opened to this node (when no ``stream_handler`` is set)."""
         return await self.incoming_streams.get()
 
-    async def _request_on(self, conn: Connection, message: Message, *, timeout: float | None = None,
+    async def request_on(self, conn: Connection, message: Message, *, timeout: float | None = None,
                           priority: int = 1, stream_id: int | None = None) -> Message:
         timeout = timeout or self.node.config.transport.request_timeout_s
         start = time.monotonic()
@@ -276,7 +268,7 @@ class PoolService:
             sid = await session.open_exchange(timeout)
             try:
                 remaining = max(0.001, timeout - (time.monotonic() - start))
-                return await self._original_request_on(conn, message, timeout=remaining, priority=priority,
+                return await self.node.direct_request_on(conn, message, timeout=remaining, priority=priority,
                                                        stream_id=sid)
             finally:
                 session.close_exchange(sid)
@@ -284,7 +276,7 @@ class PoolService:
         stream_id = await streams.open(timeout)
         try:
             remaining = max(0.001, timeout - (time.monotonic() - start))
-            return await self._original_request_on(conn, message, timeout=remaining, priority=priority)
+            return await self.node.direct_request_on(conn, message, timeout=remaining, priority=priority)
         finally:
             streams.close(stream_id)
 
@@ -298,7 +290,7 @@ class PoolService:
     def _pool(self, peer: str) -> NodePool:
         return self.manager.get(peer)
 
-    def _on_peer_event(self, event: str, peer_id: str) -> None:
+    def on_peer_event(self, event: str, peer_id: str) -> None:
         if event == "connected":
             self._adopt_primary(peer_id)
 
@@ -552,7 +544,7 @@ class PoolService:
             raise ApiError(404, f"unknown peer {target_node!r}", "target_node")
         if not 1 <= requests <= 100_000:
             raise ApiError(422, "requests must be in 1..100000", "requests")
-        return await pooled_vs_unpooled(self.node, target_node, requests)
+        return await pooled_vs_unpooled(self.node, self, target_node, requests)
 
     def api_streams(self) -> dict[str, Any]:
         """NETWORKING-045: every live connection of this node with its in-flight exchanges."""

@@ -14,10 +14,13 @@ that the certificate's CN equals ``Hello.node_id``.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rustyray.protocol.addresses import parse_address
 from rustyray.protocol.compression import Compression
+from rustyray.protocol.errors import HandshakeRefused
 from rustyray.protocol.messages import Message
 
 PROTOCOL_VERSION = 1
@@ -114,3 +117,162 @@ def answer_hello(hello: Hello, *, node_id: str, local_caps: Sequence[str], tcp_a
         incarnation=incarnation,
     )
     return ack, result
+
+
+# ------------------------------------------------------------------------------------------------ state machine
+#
+# Why a state machine rather than two hand-written coroutines: the dialler and the listener each ran
+# their own copy of the checks (CN against node id, cluster name, advertised addresses), and the copies
+# drifted. Here both sides are one sans-I/O class each, after h11: the adapter feeds in the frame it
+# read and what TLS told it (the verified certificate CN), and gets back the frame to write and the
+# outcome. No sockets, no clock; the adapter owns timeouts.
+
+
+class HandshakeState(enum.Enum):
+    IDLE = "idle"  # client: nothing sent yet / server: waiting for the peer's Hello
+    AWAITING_ACK = "awaiting_ack"  # client: Hello sent
+    AWAITING_DECISION = "awaiting_decision"  # server: Hello read, admission not yet decided
+    ESTABLISHED = "established"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class LocalEnd:
+    """What this node says about itself in a handshake."""
+
+    node_id: str
+    capabilities: tuple[str, ...]
+    tcp_address: str = ""
+    quic_address: str = ""
+    cluster: str = ""
+    incarnation: int = 0
+    require_tls: bool = True
+
+
+@dataclass(frozen=True)
+class Established:
+    """The agreed terms, applied to the connection by the adapter."""
+
+    peer_node_id: str
+    compression: Compression
+    peer_capabilities: frozenset[str]
+    peer_tcp_address: str = ""
+    peer_quic_address: str = ""
+    peer_incarnation: int = 0
+
+
+def address_problem(tcp_address: str, quic_address: str) -> str | None:
+    """Advertised addresses are redialled later: a hello whose address does not parse is refused now."""
+    for name, value in (("tcp_address", tcp_address), ("quic_address", quic_address)):
+        if value:
+            try:
+                parse_address(value, field=name)
+            except ValueError as exc:
+                return str(exc)
+    return None
+
+
+class ClientHandshake:
+    """The dialler's side: ``start()`` gives the Hello, ``receive()`` checks the HelloAck."""
+
+    def __init__(self, local: LocalEnd, *, expect_node: str | None = None) -> None:
+        self.local = local
+        self.expect_node = expect_node
+        self.state = HandshakeState.IDLE
+
+    def start(self) -> Hello:
+        if self.state is not HandshakeState.IDLE:
+            raise HandshakeRefused(f"handshake already {self.state.value}")
+        self.state = HandshakeState.AWAITING_ACK
+        lo = self.local
+        return Hello(node_id=lo.node_id, versions=list(SUPPORTED_VERSIONS), capabilities=list(lo.capabilities),
+                     tcp_address=lo.tcp_address, quic_address=lo.quic_address, cluster=lo.cluster,
+                     incarnation=lo.incarnation)
+
+    def receive(self, message: Message, *, peer_cn: str | None, tls: bool) -> Established:
+        """The terms of an accepted ack; raises ``HandshakeRefused`` (state REFUSED) otherwise."""
+        if self.state is not HandshakeState.AWAITING_ACK:
+            raise HandshakeRefused(f"unexpected handshake frame in state {self.state.value}")
+        try:
+            problem = self._problem(message, peer_cn, tls)
+        except HandshakeRefused:
+            self.state = HandshakeState.REFUSED
+            raise
+        if problem is not None:
+            self.state = HandshakeState.REFUSED
+            raise HandshakeRefused(problem)
+        assert isinstance(message, HelloAck)
+        self.state = HandshakeState.ESTABLISHED
+        agreed = negotiate(self.local.capabilities, message.capabilities, [message.negotiated_protocol])
+        return Established(message.node_id, agreed.compression, frozenset(message.capabilities),
+                           message.tcp_address, message.quic_address, message.incarnation)
+
+    def _problem(self, ack: Message, peer_cn: str | None, tls: bool) -> str | None:
+        if not isinstance(ack, HelloAck):
+            raise HandshakeRefused(f"expected HelloAck, got {type(ack).__name__}")
+        if not ack.accepted:
+            return f"peer refused the handshake: {ack.reason}"
+        if self.expect_node is not None and ack.node_id != self.expect_node:
+            return f"expected node {self.expect_node!r}, found {ack.node_id!r}"
+        if tls and peer_cn is not None and peer_cn != ack.node_id:
+            return f"peer certificate CN {peer_cn!r} does not match its node id {ack.node_id!r}"
+        if (problem := address_problem(ack.tcp_address, ack.quic_address)) is not None:
+            return f"peer advertises a bad address: {problem}"
+        return None
+
+
+class ServerHandshake:
+    """The listener's side: ``receive()`` reads the Hello, ``decide()`` answers it.
+
+    Between the two the adapter runs its admission filters (ACL, firewall) on the hello;
+    ``identity_problem`` is this machine's own verdict (cluster name, certificate CN, addresses).
+    """
+
+    def __init__(self, local: LocalEnd) -> None:
+        self.local = local
+        self.state = HandshakeState.IDLE
+        self.hello: Hello | None = None
+        self.identity_problem: str | None = None
+
+    def receive(self, message: Message, *, peer_cn: str | None, tls: bool) -> Hello:
+        """Accept the first frame; raises ``HandshakeRefused`` if it is not a Hello."""
+        if self.state is not HandshakeState.IDLE:
+            raise HandshakeRefused(f"unexpected handshake frame in state {self.state.value}")
+        if not isinstance(message, Hello):
+            self.state = HandshakeState.REFUSED
+            raise HandshakeRefused(f"expected Hello, got {type(message).__name__}")
+        self.hello = message
+        self.state = HandshakeState.AWAITING_DECISION
+        self.identity_problem = (self._identity(message, peer_cn, tls)
+                                 or address_problem(message.tcp_address, message.quic_address))
+        return message
+
+    def _identity(self, hello: Hello, cn: str | None, tls: bool) -> str | None:
+        lo = self.local
+        if lo.cluster and hello.cluster and hello.cluster != lo.cluster:
+            return f"peer belongs to cluster {hello.cluster!r}, not {lo.cluster!r}"
+        if not tls:
+            return "TLS is required" if lo.require_tls else None
+        if cn is None:
+            return "no verified client certificate"
+        if cn != hello.node_id:
+            return f"certificate CN {cn!r} does not match claimed node id {hello.node_id!r}"
+        return None
+
+    def decide(self, refusal: str | None = None) -> tuple[HelloAck, Established | None]:
+        """The ack to write, and the terms when accepted. ``refusal`` is the admission filters' reason."""
+        if self.state is not HandshakeState.AWAITING_DECISION or self.hello is None:
+            raise HandshakeRefused(f"no hello to answer in state {self.state.value}")
+        hello, lo = self.hello, self.local
+        reason = self.identity_problem or refusal
+        ack, agreed = answer_hello(hello, node_id=lo.node_id, local_caps=lo.capabilities,
+                                   tcp_address=lo.tcp_address, quic_address=lo.quic_address,
+                                   incarnation=lo.incarnation)
+        if reason is not None:
+            ack = HelloAck(accepted=False, node_id=lo.node_id, reason=reason)
+        if not ack.accepted:
+            self.state = HandshakeState.REFUSED
+            return ack, None
+        self.state = HandshakeState.ESTABLISHED
+        return ack, Established(hello.node_id, agreed.compression, frozenset(hello.capabilities),
+                                hello.tcp_address, hello.quic_address, hello.incarnation)

@@ -161,13 +161,11 @@ class RayMetricsExporter:
             self._histogram.observe(ms / 1000.0)
 
     async def run(self, node: Node, interval_s: float = DEFAULT_INTERVAL_S) -> None:
-        from rustyray.manager.samples import node_samples
-
         await node.ready.wait()
         while node.running:
             try:
                 self.export(node_values(node.stats_snapshot(), node.info()))
-                self.export_samples(node_samples(node))
+                self.export_samples(node.metric_samples())
                 self.export_latencies(node)
             except Exception:
                 log.exception("exporting metrics of %s to Ray failed", node.node_id)

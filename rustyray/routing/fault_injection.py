@@ -1,6 +1,6 @@
 """Fault injection for routed traffic: drop, delay, duplicate and reorder outbound frames.
 
-Why a node-level hook on ``Node.send_on``: every frame a node writes (requests,
+Why a link (``rustyray.transport.link``) in front of the node's own: every frame a node writes (requests,
 replies, routed envelopes and acks) passes through it with the message object in
 hand, so faults can target chosen message types (by default the routing
 envelopes and acks) while handshakes and heartbeats stay intact. Faults happen
@@ -20,16 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rustyray.protocol.errors import ProtocolError
 from rustyray.protocol.messages import Message
 from rustyray.routing.messages import RouteAck, RouteEnvelope
+from rustyray.transport.link import WrapperLink
 
 if TYPE_CHECKING:
-    from rustyray.node import Node
+    from rustyray.transport.api import Host
     from rustyray.transport.connection import Connection
 
 
@@ -84,72 +84,68 @@ class FaultCounters:
     delayed: int = 0
 
 
-class FaultInjector:
-    """Wraps ``node.send_on`` while installed; ``counters`` says what it did."""
+class FaultInjector(WrapperLink):
+    """A link in front of the node's own while installed; ``counters`` says what it did."""
 
-    def __init__(self, node: Node, config: FaultConfig, rng: random.Random) -> None:
+    def __init__(self, node: Host, config: FaultConfig, rng: random.Random) -> None:
+        super().__init__()
         self.node = node
         self.config = config.validate()
         self.rng = rng
         self.counters = FaultCounters()
-        self._original: Callable[..., int] | None = None
+        self._installed = False
         self._held: dict[str, tuple[Connection, Message, int, int, asyncio.TimerHandle]] = {}
 
     @property
     def installed(self) -> bool:
-        return self._original is not None
+        return self._installed
 
     def install(self) -> FaultInjector:
-        assert self._original is None, "already installed"
-        self._original = self.node.send_on
-        self.node.send_on = self._send_on  # type: ignore[method-assign]
+        assert not self._installed, "already installed"
+        self.node.add_link(self)
+        self._installed = True
         return self
 
     def uninstall(self) -> None:
-        """Restore the node's writer and flush held frames."""
-        if self._original is None:
+        """Flush held frames and take this link out of the node's chain."""
+        if not self._installed:
             return
         for conn_id in list(self._held):
             self._release(conn_id)
-        self.node.send_on = self._original  # type: ignore[method-assign]
-        self._original = None
+        self.node.remove_link(self)
+        self._installed = False
 
-    def _write(self, conn: Connection | None, message: Message, msg_id: int, flags: int) -> None:
-        assert self._original is not None
+    def _write(self, conn: Connection, message: Message, msg_id: int, flags: int) -> None:
+        if conn.is_closed:
+            return
         with contextlib.suppress(ConnectionError, ProtocolError):
-            self._original(conn, message, msg_id=msg_id, flags=flags)
+            super().write(conn, message, msg_id, flags, None)
 
-    def _send_on(
-        self, conn: Connection | None, message: Message, *, msg_id: int | None = None, flags: int = 0
-    ) -> int:
-        assert self._original is not None
-        if not isinstance(message, self.config.message_types):
-            return self._original(conn, message, msg_id=msg_id, flags=flags)
-        if conn is None or conn.is_closed:
-            raise ConnectionError("connection is closed")
-        mid = self.node.next_id() if msg_id is None else msg_id
+    def write(self, conn: Connection, message: Message, msg_id: int, flags: int, stream_id: int | None) -> None:
+        if stream_id is not None or not isinstance(message, self.config.message_types):
+            super().write(conn, message, msg_id, flags, stream_id)
+            return
         c = self.config
         u = self.rng.random()
         if u < c.drop:
             self.counters.dropped += 1
         elif u < c.drop + c.duplicate:
             self.counters.duplicated += 1
-            self._write(conn, message, mid, flags)
-            self._write(conn, message, mid, flags)
+            self._write(conn, message, msg_id, flags)
+            self._write(conn, message, msg_id, flags)
         elif u < c.drop + c.duplicate + c.reorder and conn.conn_id not in self._held:
             self.counters.reordered += 1
             timer = asyncio.get_running_loop().call_later(c.hold_max_s, self._release, conn.conn_id)
-            self._held[conn.conn_id] = (conn, message, mid, flags, timer)
-            return mid
+            self._held[conn.conn_id] = (conn, message, msg_id, flags, timer)
+            return
         elif u < c.drop + c.duplicate + c.reorder + c.delay:
             self.counters.delayed += 1
             wait = self.rng.uniform(c.delay_min_s, c.delay_max_s)
-            asyncio.get_running_loop().call_later(wait, self._write, conn, message, mid, flags)
+            asyncio.get_running_loop().call_later(wait, self._write, conn, message, msg_id, flags)
         else:
             self.counters.passed += 1
-            self._write(conn, message, mid, flags)
+            self._write(conn, message, msg_id, flags)
         self._release(conn.conn_id)  # a held frame goes out after this one
-        return mid
 
     def _release(self, conn_id: str) -> None:
         held = self._held.pop(conn_id, None)
@@ -167,8 +163,8 @@ class NetworkPartition:
     """Cut every link between groups of in-process nodes, for partition tests.
 
     While split, a frame written to a peer of another group is dropped (a wrapper around each node's
-    ``send_on``, so every service's traffic is cut, not only routed frames) and a new dial to an
-    address of another group fails at once (a wrapper around ``dial``), so neither side can reach the
+    link, so every service's traffic is cut, not only routed frames) and a new dial to an
+    address of another group fails at once (the same link refuses the connect), so neither side can reach the
     other by reconnecting. Connections opened before the split stay up but carry nothing across, as
     when a switch drops packets without resetting TCP. ``heal()`` lets everything through again.
 
@@ -179,31 +175,28 @@ class NetworkPartition:
         part.uninstall()
     """
 
-    def __init__(self, nodes: dict[str, Node]) -> None:
+    def __init__(self, nodes: dict[str, Host]) -> None:
         self.nodes = nodes
         self.group: dict[str, int] | None = None
         self.dropped = 0
         self.refused_dials = 0
-        self._originals: dict[str, tuple[Callable[..., int], Callable[..., Any]]] = {}
+        self._links: dict[str, _PartitionLink] = {}
         self._by_address: dict[str, str] = {}
 
     def install(self) -> NetworkPartition:
-        assert not self._originals, "already installed"
+        assert not self._links, "already installed"
         for nid, node in self.nodes.items():
             for addr in (node.tcp_address, node.quic_address):
                 if addr:
                     self._by_address[addr] = nid
-            self._originals[nid] = (node.send_on, node.dial)
-            node.send_on = self._make_send_on(nid, node.send_on)  # type: ignore[method-assign]
-            node.dial = self._make_dial(nid, node.dial)  # type: ignore[method-assign]
+            self._links[nid] = link = _PartitionLink(self, nid)
+            node.add_link(link)
         return self
 
     def uninstall(self) -> None:
-        for nid, (send_on, dial) in self._originals.items():
-            node = self.nodes[nid]
-            node.send_on = send_on  # type: ignore[method-assign]
-            node.dial = dial  # type: ignore[method-assign]
-        self._originals.clear()
+        for nid, link in self._links.items():
+            self.nodes[nid].remove_link(link)
+        self._links.clear()
         self.group = None
 
     def split(self, groups: list[list[str]]) -> None:
@@ -219,26 +212,27 @@ class NetworkPartition:
             return False
         return g.get(a, -1) != g.get(b, -1)
 
-    def _make_send_on(self, nid: str, inner: Callable[..., int]) -> Callable[..., int]:
-        def send_on(conn: Connection | None, message: Message, *, msg_id: int | None = None,
-                    flags: int = 0) -> int:
-            if conn is not None and self.cut(nid, conn.peer_node_id):
-                if conn.is_closed:
-                    raise ConnectionError("connection is closed")
-                self.dropped += 1
-                return self.nodes[nid].next_id() if msg_id is None else msg_id
-            return inner(conn, message, msg_id=msg_id, flags=flags)
 
-        return send_on
+class _PartitionLink(WrapperLink):
+    """One node's side of a ``NetworkPartition``: drops frames and refuses dials across the cut."""
 
-    def _make_dial(self, nid: str, inner: Callable[..., Any]) -> Callable[..., Any]:
+    def __init__(self, partition: NetworkPartition, node_id: str) -> None:
+        super().__init__()
+        self.partition = partition
+        self.node_id = node_id
+
+    def write(self, conn: Connection, message: Message, msg_id: int, flags: int, stream_id: int | None) -> None:
+        if self.partition.cut(self.node_id, conn.peer_node_id):
+            self.partition.dropped += 1
+            return
+        super().write(conn, message, msg_id, flags, stream_id)
+
+    async def connect(self, mesh: Any, host: str, port: int, *, protocol: str, expect_node: str | None,
+                      timeout: float) -> Connection:
         from rustyray.transport.tcp import format_address
 
-        async def dial(host: str, port: int, **kw: Any) -> Any:
-            target = kw.get("expect_node") or self._by_address.get(format_address(host, port))
-            if self.cut(nid, target):
-                self.refused_dials += 1
-                raise ConnectionError(f"partitioned: {nid} cannot reach {target}")
-            return await inner(host, port, **kw)
-
-        return dial
+        target = expect_node or self.partition._by_address.get(format_address(host, port))
+        if self.partition.cut(self.node_id, target):
+            self.partition.refused_dials += 1
+            raise ConnectionError(f"partitioned: {self.node_id} cannot reach {target}")
+        return await super().connect(mesh, host, port, protocol=protocol, expect_node=expect_node, timeout=timeout)

@@ -63,7 +63,7 @@ from rustyray.routing.priority import PeerOutboxes, Priority
 from rustyray.routing.record_log import RecordLog
 
 if TYPE_CHECKING:
-    from rustyray.node import Node, RequestContext
+    from rustyray.transport.api import Host, RequestContext
     from rustyray.transport.connection import Connection
 
 MAX_PAYLOAD_BYTES = MAX_FRAME_SIZE - 64 * 1024
@@ -173,8 +173,10 @@ class _PeerTraffic:
 
 
 class RoutingService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host, *, balancer: Any | None = None) -> None:
         self.node = node
+        self.balancer = balancer
+        """The load balancer that gates and picks targets (None: route without one)."""
         self.config, self.settings = load_settings(node.config.section("routing"))
         self.registry: HandlerRegistry = default_registry()
         self.records = RecordLog(node.config.node_dir / RECORDS_FILE, self.settings.record_log_size)
@@ -332,7 +334,7 @@ class RoutingService:
 
     # ------------------------------------------------------------------ the send path
     def _lb(self) -> Any:
-        return self.node.services.get("loadbalancer")
+        return self.balancer
 
     async def _routed(
         self,

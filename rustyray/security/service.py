@@ -8,7 +8,7 @@ What it wires (NETWORKING-048 to 054):
   ``unknown_ca``, ``certificate_expired``, ``certificate_required``), on QUIC through a per-connection
   hook that sees the CRYPTO_ERROR close of a failed handshake. Both land in ``node.stats`` as
   ``tls_<alert>`` / ``quic_<alert>`` refusals.
-* Admission. One ``node.admission_filters`` entry runs the ACL and the firewall on every inbound
+* Admission. One admission filter (``admit``, wired by the node) runs the ACL and the firewall on every inbound
   connection (source = the peer's IP, destination = this node id) before its hello; an admitted
   connection holds a firewall connection slot until it closes.
 * Cluster-wide rules. ACL and firewall rule sets are replicated whole, last writer wins on
@@ -76,7 +76,7 @@ from rustyray.security.tls import tls_config_report
 from rustyray.transport.tcp import parse_address
 
 if TYPE_CHECKING:
-    from rustyray.node import Node, RequestContext
+    from rustyray.transport.api import Host, RequestContext
     from rustyray.transport.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class _RuleSet:
 
 
 class SecurityService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         self.config = SecurityServiceConfig.from_section(node.config.section("security"))
         self.acl = Acl(AclConfig(default_action=AclAction(self.config.acl_default_action.upper())))
@@ -277,19 +277,13 @@ class SecurityService:
             ring = load_or_create_key_ring(self.key_ring_path.parent, time.time(),
                                            EncryptionConfig(key_ring_file=self.config.key_ring_file))
         self.cipher = MessageCipher(ring)
-        node.admission_filters.append(self._admit)
         self._sync_message_filter()
-        node.quic_server_hooks.append(self._watch_quic)
-        if self.config.encrypt_payloads:
-            node.extra_capabilities.append("encryption")
-            node.handshake_hooks.append(self._encrypt_connection)
         if node.server_ssl is not None:
             node.server_ssl._msg_callback = self._tls_message  # type: ignore[attr-defined]
-        node.peer_listeners.append(self._on_peer_event)
         node.on(SecurityRulesSync, self._on_rules_sync)
         node.on(SecurityKeyRingSync, self._on_key_ring_sync)
 
-    def _encrypt_connection(self, conn: Any) -> None:
+    def encrypt_connection(self, conn: Any) -> None:
         """Seal this connection's frames when the peer offered the "encryption" capability too."""
         cipher = self.cipher
         if cipher is None or "encryption" not in conn.peer_capabilities:
@@ -299,13 +293,7 @@ class SecurityService:
 
     async def stop(self) -> None:
         with contextlib.suppress(ValueError):
-            self.node.admission_filters.remove(self._admit)
-        with contextlib.suppress(ValueError):
             self.node.message_filters.remove(self._admit_frame)
-        with contextlib.suppress(ValueError):
-            self.node.quic_server_hooks.remove(self._watch_quic)
-        with contextlib.suppress(ValueError):
-            self.node.peer_listeners.remove(self._on_peer_event)
 
     def health(self) -> tuple[str, str]:
         node = self.node
@@ -338,7 +326,7 @@ class SecurityService:
         name = getattr(msg_type, "name", str(code)).lower()
         self._count_tls_refusal(f"tls_{name}")
 
-    def _watch_quic(self, quic: Any) -> None:
+    def watch_quic(self, quic: Any) -> None:
         """Count a server-side QUIC handshake that aioquic closes with a TLS alert."""
         original = quic.close
 
@@ -357,7 +345,7 @@ class SecurityService:
         quic.close = close
 
     # ------------------------------------------------------------------------------------------- admission
-    def _admit(self, conn: Connection, hello: Any) -> str | None:
+    def admit(self, conn: Connection, hello: Any) -> str | None:
         if hello is not None:  # decided once per connection, before the hello
             return None
         ip = _source_ip(conn)
@@ -514,7 +502,7 @@ class SecurityService:
         rs.save(self._rule_set(msg.kind)[1])
         return SecuritySyncAck(applied=True, version=rs.version)
 
-    def _on_peer_event(self, event: str, peer_id: str) -> None:
+    def on_peer_event(self, event: str, peer_id: str) -> None:
         if event != "connected":
             return
         for kind in ("acl", "firewall"):

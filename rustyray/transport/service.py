@@ -24,13 +24,13 @@ from rustyray.protocol.messages import all_message_types, encode_message
 from rustyray.transport.tcp import format_address
 
 if TYPE_CHECKING:
-    from rustyray.node import Node
+    from rustyray.transport.api import Host
 
 API_CONNECTION_LIMIT = 64
 
 
 class TransportService:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         self.api_connections: OrderedDict[str, Any] = OrderedDict()
 

@@ -14,7 +14,7 @@ from rustyray.protocol.frame import encode_frame
 from rustyray.protocol.handshake import Hello
 from rustyray.security.tls import client_context
 
-SERVICES = [("transport", "rustyray.transport.service:TransportService")]
+SERVICES = ("transport",)
 
 
 @pytest.fixture
