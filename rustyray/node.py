@@ -164,15 +164,22 @@ class Node(Mesh):
         return manager.samples() if manager is not None else []
 
     async def call_api(self, service: str, method: str, kwargs: dict[str, Any]) -> Any:
-        """Invoke ``api_<method>`` of a service: the one entry point the management API uses.
+        """Invoke one management operation: the one entry point the management API uses.
 
-        The arguments are bound before the call, so a wrong or missing argument is the caller's
-        error (422 naming it) and a ``TypeError`` raised inside the operation stays a bug (500).
+        The operation is ``method`` of the service's API facade (``svc.api``, a class in the
+        subsystem's ``api.py``), or ``api_<method>`` of a service without one. The arguments are
+        bound before the call, so a wrong or missing argument is the caller's error (422 naming it)
+        and a ``TypeError`` raised inside the operation stays a bug (500).
         """
         svc = self.services.get(service)
         if svc is None:
             raise ApiError(404, f"service {service!r} is not running on {self.node_id}")
-        fn = getattr(svc, f"api_{method}", None)
+        fn = None
+        facade = getattr(svc, "api", None)
+        if facade is not None and not method.startswith("_") and callable(getattr(type(facade), method, None)):
+            fn = getattr(facade, method)
+        if fn is None:
+            fn = getattr(svc, f"api_{method}", None)
         if fn is None:
             raise ApiError(404, f"service {service!r} has no operation {method!r}")
         bind_call(fn, kwargs)
