@@ -1,46 +1,140 @@
 """Errors that cross the service boundary (node -> actor -> Serve -> HTTP).
 
-Why a plain value-carrying exception: it must survive pickling across Ray and map
-one-to-one onto an HTTP status with a JSON body that names the offending field.
+Why a domain error that speaks no HTTP: a service says *what* went wrong (an
+``ErrorKind``) and which input was wrong (``field``); the management API alone decides
+how that reads over HTTP (``serve_apps.errors.HTTP_STATUS`` is the one kind -> status
+table). It is a plain value-carrying exception so that it survives pickling across Ray.
+
+``ApiError(status, message, field)`` is the older, HTTP-speaking spelling, kept so that
+existing call sites keep working: its status only picks the kind
+(``_LEGACY_STATUS_KIND``); in every other respect it is a ``DomainError``. New code
+raises ``DomainError`` (or a helper below) and catches ``DomainError``: an
+``except ApiError`` does not see a plain ``DomainError``.
 """
 
 from __future__ import annotations
 
+import enum
 
-class ApiError(Exception):
-    """A request the node refuses: ``status`` is the HTTP status, ``field`` the bad input."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+class ErrorKind(enum.Enum):
+    """What went wrong, in the domain's terms (the HTTP status is the API layer's business)."""
+
+    INVALID = "invalid"  # malformed input (bad encoding, wrong algorithm, garbage ciphertext)
+    UNAUTHORIZED = "unauthorized"  # the caller did not prove who it is
+    FORBIDDEN = "forbidden"  # refused by policy (ACL, firewall, dial policy, address policy)
+    NOT_FOUND = "not_found"  # no such node, service, operation, rule, check...
+    CONFLICT = "conflict"  # the current state does not allow it (feature disabled, already a member)
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # over a size limit (frame, message, body)
+    UNPROCESSABLE = "unprocessable"  # well-formed but wrong: bad argument names, types or values
+    TOO_MANY_REQUESTS = "too_many_requests"  # rate limited; retry later
+    INTERNAL = "internal"  # a bug or an unexpected failure inside the node
+    NOT_IMPLEMENTED = "not_implemented"  # this deployment cannot do that (e.g. a gateway that cannot spawn)
+    UPSTREAM_FAILED = "upstream_failed"  # a peer or backend answered, but wrongly
+    UNAVAILABLE = "unavailable"  # a node, peer or backend is not reachable or not running
+    TIMEOUT = "timeout"  # a peer or backend did not answer in time
+
+
+def _restore(cls: type[DomainError], kind: ErrorKind, message: str, field: str | None) -> DomainError:
+    """Unpickle any ``DomainError`` subclass without calling its (possibly different) constructor."""
+    exc = cls.__new__(cls)
+    DomainError.__init__(exc, kind, message, field)
+    return exc
+
+
+class DomainError(Exception):
+    """A request the node refuses: ``kind`` says why, ``field`` names the bad input (if one is to blame)."""
+
+    def __init__(self, kind: ErrorKind, message: str, field: str | None = None) -> None:
+        if not isinstance(kind, ErrorKind):
+            raise TypeError(f"DomainError kind must be an ErrorKind, not {kind!r}")
         super().__init__(message)
-        self.status = status
+        self.kind = kind
         self.message = message
         self.field = field
 
-    def __reduce__(self):  # keep all three values when pickled by Ray
-        return (ApiError, (self.status, self.message, self.field))
+    def __reduce__(self):  # keep kind, message and field (and the subclass) when pickled by Ray
+        return (_restore, (type(self), self.kind, self.message, self.field))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.kind.name}, {self.message!r}, field={self.field!r})"
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"error": self.message, "status": self.status}
+        """``{"error": message, "kind": "not_found", "field": name?}`` (no HTTP status: see serve_apps.errors)."""
+        out: dict[str, object] = {"error": self.message, "kind": self.kind.value}
         if self.field:
             out["field"] = self.field
         return out
 
+    @property
+    def status(self) -> int:
+        """Backward compatibility for code and tests that read an HTTP status off the error.
 
-def bad_request(message: str, field: str | None = None) -> ApiError:
-    return ApiError(400, message, field)
+        Derived from the one kind -> status table, ``serve_apps.errors.HTTP_STATUS``; new code
+        should look at ``kind``.
+        """
+        from serve_apps.errors import HTTP_STATUS
 
-
-def unprocessable(message: str, field: str | None = None) -> ApiError:
-    return ApiError(422, message, field)
-
-
-def not_found(message: str, field: str | None = None) -> ApiError:
-    return ApiError(404, message, field)
-
-
-def conflict(message: str, field: str | None = None) -> ApiError:
-    return ApiError(409, message, field)
+        return HTTP_STATUS[self.kind]
 
 
-def unavailable(message: str, field: str | None = None) -> ApiError:
-    return ApiError(503, message, field)
+#: Compatibility shim only: the HTTP status an ``ApiError(status, ...)`` call site passes -> its kind.
+#: (The authoritative kind -> status direction lives in ``serve_apps.errors.HTTP_STATUS``; a test
+#: checks that every status here maps back to itself.)
+_LEGACY_STATUS_KIND: dict[int, ErrorKind] = {
+    400: ErrorKind.INVALID,
+    401: ErrorKind.UNAUTHORIZED,
+    403: ErrorKind.FORBIDDEN,
+    404: ErrorKind.NOT_FOUND,
+    409: ErrorKind.CONFLICT,
+    413: ErrorKind.PAYLOAD_TOO_LARGE,
+    422: ErrorKind.UNPROCESSABLE,
+    429: ErrorKind.TOO_MANY_REQUESTS,
+    500: ErrorKind.INTERNAL,
+    501: ErrorKind.NOT_IMPLEMENTED,
+    502: ErrorKind.UPSTREAM_FAILED,
+    503: ErrorKind.UNAVAILABLE,
+    504: ErrorKind.TIMEOUT,
+}
+
+
+class ApiError(DomainError):
+    """Deprecated spelling ``ApiError(status, message, field)``: the status only selects the ``ErrorKind``."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        kind = _LEGACY_STATUS_KIND.get(status)
+        if kind is None:
+            raise ValueError(f"ApiError({status}, ...): no ErrorKind for that status; raise DomainError(kind, ...)")
+        super().__init__(kind, message, field)
+
+
+def bad_request(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.INVALID, message, field)
+
+
+def unprocessable(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.UNPROCESSABLE, message, field)
+
+
+def not_found(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.NOT_FOUND, message, field)
+
+
+def conflict(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.CONFLICT, message, field)
+
+
+def unavailable(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.UNAVAILABLE, message, field)
+
+
+def forbidden(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.FORBIDDEN, message, field)
+
+
+def too_many_requests(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.TOO_MANY_REQUESTS, message, field)
+
+
+def payload_too_large(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.PAYLOAD_TOO_LARGE, message, field)

@@ -15,6 +15,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rustyray.errors import DomainError, ErrorKind
+from serve_apps.errors import error_body, http_status
+
 #: Largest request body accepted, in bytes (JSON of a 16 MiB frame's data fits; gigabytes do not).
 MAX_BODY_BYTES = 20 << 20
 
@@ -63,9 +66,10 @@ class BodyLimitMiddleware:
                 await self._refuse(send, seen)
 
     async def _refuse(self, send: Send, size: int) -> None:
-        body = json.dumps({"error": f"request body of {size}+ bytes exceeds the {self.max_bytes} byte limit",
-                           "status": 413, "field": "body"}).encode()
-        await send({"type": "http.response.start", "status": 413,
+        exc = DomainError(ErrorKind.PAYLOAD_TOO_LARGE,
+                          f"request body of {size}+ bytes exceeds the {self.max_bytes} byte limit", "body")
+        body = json.dumps(error_body(exc)).encode()
+        await send({"type": "http.response.start", "status": http_status(exc),
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})

@@ -9,7 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError
+from serve_apps.errors import error_response
 from serve_apps.gateway import NodeUnavailable
 
 PREFIX = "/api/v1/network"
@@ -44,9 +45,9 @@ def _field(loc: tuple[Any, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Every error is JSON: ``{"error": message, "status": code, "field": name?}``."""
 
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+    @app.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        return error_response(exc)  # the status comes from serve_apps.errors.HTTP_STATUS
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -62,9 +63,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": str(exc.detail), "status": exc.status_code}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """A bug or unexpected failure (in a route or, in process, in a service): 500, traceback logged."""
         import logging
 
-        logging.getLogger("rustyray.api").exception("unhandled error")
+        logging.getLogger("rustyray.api").error("unhandled error in %s %s", request.method, request.url.path,
+                                                exc_info=exc)
         return JSONResponse({"error": f"internal error: {type(exc).__name__}: {exc}", "status": 500},
                             status_code=500)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from rustyray.errors import ApiError
+from rustyray.errors import ApiError, DomainError, ErrorKind
 
 
 def natural_key(node_id: str) -> tuple[Any, ...]:
@@ -37,11 +37,24 @@ class Gateway(Protocol):
     async def stop_node(self, node_id: str) -> None: ...
 
 
-class NodeUnavailable(ApiError):
-    """503: the node's actor is gone or unreachable (the request did not reach the node)."""
+class NodeUnavailable(DomainError):
+    """UNAVAILABLE (503): the node's actor is gone or unreachable (the request did not reach the node)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(503, message, "node")
+        super().__init__(ErrorKind.UNAVAILABLE, message, "node")
+
+
+def _wire_error(kind: str | int, message: str, field: str | None) -> DomainError:
+    """The error of a node actor's ``("error", kind_name, message, field)`` reply.
+
+    An int is the HTTP status an actor running older code sends; an unknown kind reads as INTERNAL.
+    """
+    if isinstance(kind, int):
+        try:
+            return ApiError(kind, message, field)
+        except ValueError:
+            return DomainError(ErrorKind.INTERNAL, message, field)
+    return DomainError(ErrorKind.__members__.get(kind, ErrorKind.INTERNAL), message, field)
 
 
 class _FrontingMixin:
@@ -109,10 +122,9 @@ class LocalGateway(_FrontingMixin):
             raise ApiError(404, f"unknown node {node_id!r}", "node")
         if not node.running:
             raise NodeUnavailable(f"node {node_id!r} is not running")
-        try:
-            return await node.call_api(service, method, kwargs)
-        except TypeError as exc:
-            raise ApiError(422, str(exc)) from None
+        # A DomainError passes through as is; anything else (a TypeError from a bug included) is not a
+        # client error: it propagates to the app's catch-all handler, which logs it and answers 500.
+        return await node.call_api(service, method, kwargs)
 
     async def spawn_node(self, node_id: str, seeds: list[str], host: str | None, port: int) -> dict[str, Any]:
         if self._spawner is None:
@@ -182,7 +194,7 @@ class RayGateway(_FrontingMixin):
 
         try:
             handle = self._handle(node_id)
-        except ApiError:
+        except DomainError:
             self._saw(node_id, False)
             raise
         try:
@@ -194,8 +206,8 @@ class RayGateway(_FrontingMixin):
         self._saw(node_id, True)
         if result[0] == "ok":
             return result[1]
-        _, status, message, field = result
-        raise ApiError(status, message, field)
+        _, kind, message, field = result
+        raise _wire_error(kind, message, field)
 
     async def spawn_node(self, node_id: str, seeds: list[str], host: str | None, port: int) -> dict[str, Any]:
         from rustyray.ray_edge import cluster

@@ -30,9 +30,10 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import Info
 
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError
 from serve_apps import ops
 from serve_apps.common import PREFIX
+from serve_apps.errors import http_status
 from serve_apps.graphql_hub import GraphQLHub
 
 router = APIRouter()  # nothing at import time; see mount()
@@ -59,11 +60,11 @@ def _state(raw: str) -> tuple[str, str]:
 
 
 async def _api(op: Awaitable[T]) -> T:
-    """Run a gateway operation; an ``ApiError`` becomes a GraphQL error carrying its status and field."""
+    """Run a gateway operation; a ``DomainError`` becomes a GraphQL error carrying its HTTP status and field."""
     try:
         return await op
-    except ApiError as exc:
-        extensions = {"status": exc.status, **({"field": exc.field} if exc.field else {})}
+    except DomainError as exc:
+        extensions = {"status": http_status(exc), **({"field": exc.field} if exc.field else {})}
         raise GraphQLError(exc.message, extensions=extensions) from None
 
 

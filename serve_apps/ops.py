@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import ApiError, DomainError, ErrorKind
 from serve_apps.gateway import natural_key
 
 
@@ -117,8 +117,8 @@ async def leave_cluster(gw: Any, *, node_id: str | None = None, reason: str = "r
         raise ApiError(404, f"unknown node {node_id!r}", "node_id")
     try:
         await gw.call(node_id, "membership", "leave", reason=reason)
-    except ApiError as exc:
-        if exc.status != 503:
+    except DomainError as exc:
+        if exc.kind is not ErrorKind.UNAVAILABLE:
             raise
         # the node is gone: remove it from the configuration on its behalf
         front = await gw.fronted(None)
@@ -136,7 +136,7 @@ async def leave_cluster(gw: Any, *, node_id: str | None = None, reason: str = "r
                 size = len(alive)
                 version = (await gw.call(front, "membership", "view")).get("view_version")
                 break
-        except ApiError:
+        except DomainError:
             pass
         await asyncio.sleep(0.2)
     return {"success": True, "node_id": node_id, "cluster_size": size,

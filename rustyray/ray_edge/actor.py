@@ -4,7 +4,8 @@ Why the node starts from ``__init__``: an async actor's constructor runs inside
 its event loop, so a node that Ray restarts (``max_restarts``) binds its
 listeners, reloads its state directory and rejoins without anyone calling it.
 Every management call goes through ``call``, which returns a tagged tuple instead
-of raising so that an ``ApiError`` keeps its status and field across Ray.
+of raising so that a ``DomainError`` keeps its kind and field across Ray (the HTTP
+status is chosen by the API, ``serve_apps.errors``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import ray
 
 from rustyray.config import NodeConfig
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError, ErrorKind
 from rustyray.node import Node
 
 NAMESPACE = "rustyray"
@@ -45,18 +46,21 @@ class NodeActor:
         return self.node.info()
 
     async def call(self, service: str, method: str, kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        """Run ``service.api_<method>(**kwargs)``: ``("ok", result)`` or ``("error", status, message, field)``."""
+        """Run ``service.api_<method>(**kwargs)``: ``("ok", result)`` or ``("error", kind_name, message, field)``.
+
+        Argument mismatches are ``UNPROCESSABLE`` domain errors raised by the node before the call
+        (``rustyray.api_binding.bind_call``); any other exception, a ``TypeError`` included, is a bug
+        or an unexpected failure: logged with its traceback and answered as ``INTERNAL`` (HTTP 500).
+        """
         if not self._boot.done():
             await asyncio.wait_for(asyncio.shield(self._boot), 60)
         try:
             return ("ok", await self.node.call_api(service, method, kwargs))
-        except ApiError as exc:
-            return ("error", exc.status, exc.message, exc.field)
-        except TypeError as exc:  # wrong or missing arguments from the API layer
-            return ("error", 422, str(exc), None)
+        except DomainError as exc:
+            return ("error", exc.kind.name, exc.message, exc.field)
         except Exception as exc:  # a bug or an unexpected failure: report it, keep the node alive
             logging.getLogger(__name__).exception("%s.%s failed", service, method)
-            return ("error", 500, f"{service}.{method} failed: {type(exc).__name__}: {exc}", None)
+            return ("error", ErrorKind.INTERNAL.name, f"{service}.{method} failed: {type(exc).__name__}: {exc}", None)
 
     async def stop(self, graceful: bool = True) -> bool:
         await self.node.stop(graceful=graceful)

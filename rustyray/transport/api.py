@@ -8,19 +8,20 @@ node alone decides which services exist and how they are wired. ``Mesh``
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rustyray.protocol.messages import Message
-from rustyray.transport.mesh import Handler, NodeStats, Peer, RequestContext
-
 if TYPE_CHECKING:
-    from rustyray.config import NodeConfig
-    from rustyray.transport.connection import Connection
+    import asyncio
+    import random
+    from collections.abc import Awaitable
 
-__all__ = ["Host", "RequestContext"]
+    from rustyray.config import NodeConfig
+    from rustyray.protocol.messages import Message
+    from rustyray.transport.connection import Connection
+    from rustyray.transport.mesh import Handler, NodeStats, Peer, RequestContext  # noqa: F401 (re-exported for services)
+
+__all__ = ["Host", "PeerListener"]
 
 
 class Host(Protocol):

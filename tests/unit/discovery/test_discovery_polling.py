@@ -1,35 +1,7 @@
-"""poll_watch semantics, and the purity rule for the parsing modules."""
+"""poll_watch semantics (the parsing modules' purity rule is in tests/unit/test_sans_io_guard.py)."""
 
-import ast
-from pathlib import Path
-
-import pytest
-
-import rustyray.discovery as discovery_pkg
 from rustyray.discovery import BackendUnavailableError, Candidate, DiscoveryEventKind, DiscoveryResult
 from rustyray.discovery.polling import poll_watch
-
-PURE_MODULES = [
-    "model.py",
-    "dns_records.py",
-    "etcd_records.py",
-    "consul_records.py",
-    "k8s_records.py",
-    "cloud/records.py",
-]
-FORBIDDEN = {"asyncio", "socket", "time", "ray", "httpx", "boto3", "dns.asyncresolver", "subprocess"}
-
-
-@pytest.mark.parametrize("module", PURE_MODULES)
-def test_parsing_modules_do_no_io(module):
-    tree = ast.parse((Path(discovery_pkg.__file__).parent / module).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module)
-    assert not {m for m in imported if m in FORBIDDEN or m.split(".")[0] in FORBIDDEN}
 
 
 def result(*nodes: str) -> DiscoveryResult:

@@ -1,15 +1,11 @@
-"""The LoadBalancer facade, node stats, and the sans-I/O rule."""
+"""The LoadBalancer facade and node stats (the sans-I/O rule is in tests/unit/test_sans_io_guard.py)."""
 
 from __future__ import annotations
 
-import ast
-import pathlib
 import random
 
 import pytest
 
-import rustyray.loadbalancer as lb_pkg
-import rustyray.pool as pool_pkg
 from rustyray.loadbalancer import (
     BreakerRegistry,
     CircuitBreakerConfig,
@@ -86,22 +82,3 @@ def test_ewma_converges_to_recent_samples() -> None:
     snap = t.snapshot()["n"]
     assert snap.latency_ewma_ms == pytest.approx(10, abs=0.1)
     assert snap.error_rate > 0.99
-
-
-FORBIDDEN = {"asyncio", "socket", "ray", "time", "threading"}
-
-
-@pytest.mark.parametrize("package", [lb_pkg, pool_pkg])
-def test_cores_do_no_io_and_read_no_clock(package: object) -> None:
-    root = pathlib.Path(package.__file__).parent
-    for path in root.rglob("*.py"):
-        if path.name == "service.py" or path.name.endswith("_adapter.py") or "adapters" in path.parts:
-            continue  # the asyncio adapter that drives the cores on a node
-        for node in ast.walk(ast.parse(path.read_text())):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in FORBIDDEN, f"{path} imports {name}"

@@ -1,16 +1,13 @@
-"""Config, wire codec, the Ready/Advance contract, status shape and core purity."""
+"""Config, wire codec, the Ready/Advance contract and status shape (purity: tests/unit/test_sans_io_guard.py)."""
 
 from __future__ import annotations
 
-import ast
 import random
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import rustyray.membership.raft as raft_pkg
 from rustyray.membership.raft import (
     EntryKind,
     HardState,
@@ -135,20 +132,3 @@ def test_joiner_never_campaigns() -> None:
         n.tick()
     n.campaign()
     assert n.role is Role.FOLLOWER and not n.has_ready()
-
-
-CORE_MODULES = ["config", "core", "errors", "log", "messages", "progress", "state"]
-
-
-@pytest.mark.parametrize("mod", CORE_MODULES)
-def test_core_modules_do_no_io(mod: str) -> None:
-    src = (Path(raft_pkg.__file__).parent / f"{mod}.py").read_text()
-    tree = ast.parse(src)
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-            assert not node.module.startswith("rustyray.membership.raft.storage")
-    assert not imported & {"asyncio", "socket", "ray", "time", "os", "threading"}
