@@ -1,0 +1,1 @@
+"""Cluster-wide settings: one versioned registry replicated to every member (see ``registry``)."""
