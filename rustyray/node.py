@@ -50,7 +50,9 @@ class Node(Mesh):
 
     def __init__(self, config: NodeConfig, *, services: Collection[str] | None = None,
                  rng: random.Random | None = None) -> None:
-        super().__init__(config, rng=rng)
+        from rustyray.security.tls_adapter import ClusterTls
+
+        super().__init__(config, tls=ClusterTls(config.certs_dir, config.node_id), rng=rng)
         wanted = SERVICE_NAMES if services is None else tuple(services)
         unknown = sorted(set(wanted) - set(SERVICE_NAMES))
         if unknown:

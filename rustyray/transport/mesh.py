@@ -55,6 +55,7 @@ from rustyray.transport.connection import Connection
 from rustyray.transport.link import DirectLink, Link
 from rustyray.transport.reconnect import Backoff
 from rustyray.transport.tcp import TcpConnection, TcpListener, format_address, parse_address
+from rustyray.transport.tls_port import TlsProvider
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ def percentile(values: list[float], q: float) -> float:
 class Mesh:
     """One node's transport (see the module docstring)."""
 
-    def __init__(self, config: NodeConfig, *, rng: random.Random | None = None) -> None:
+    def __init__(self, config: NodeConfig, *, tls: TlsProvider | None = None,
+                 rng: random.Random | None = None) -> None:
         config.validate()
         self.config = config
         self.node_id = config.node_id
@@ -185,6 +187,8 @@ class Mesh:
         self.server_ssl = None
         self.client_ssl = None
         self.credentials: Any = None
+        self.tls = tls
+        """Where certificates and TLS contexts come from (the node passes security's ``ClusterTls``)."""
         self.incarnation = 0
         self.running = False
         self.ready = asyncio.Event()
@@ -208,11 +212,12 @@ class Mesh:
                                 handshake_timeout=cfg.transport.connect_timeout_s)
         await self._bind(self._tcp, cfg.transport.tcp_port or int(saved.get("tcp_port", 0)))
         if cfg.transport.enable_quic:
-            from rustyray.security.quic_tls import require_client_certificate
             from rustyray.transport.quic import QuicListener
 
+            tls = self._tls()
+
             def on_server_quic(quic: Any) -> None:
-                require_client_certificate(quic)
+                tls.require_client_certificate(quic)
                 for hook in self.quic_server_hooks:  # e.g. the security service counts TLS refusals
                     hook(quic)
 
@@ -294,15 +299,16 @@ class Mesh:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._state_file())
 
-    def _load_tls(self) -> None:
-        from rustyray.security.certificates import ensure_cluster_ca, ensure_node_credentials
-        from rustyray.security.tls import client_context, server_context
+    def _tls(self) -> TlsProvider:
+        if self.tls is None:
+            raise RuntimeError(f"{self.node_id}: TLS or QUIC is on but no TLS provider was given")
+        return self.tls
 
-        certs = self.config.certs_dir
-        ensure_cluster_ca(certs)
-        self.credentials = ensure_node_credentials(certs, self.node_id)
-        self.server_ssl = server_context(self.credentials)
-        self.client_ssl = client_context(self.credentials)
+    def _load_tls(self) -> None:
+        tls = self._tls()
+        self.credentials = tls.load()
+        self.server_ssl = tls.server_context(self.credentials)
+        self.client_ssl = tls.client_context(self.credentials)
 
     def reload_tls(self) -> None:
         """Rebuild the TLS contexts from the credentials on disk (after a rotation).
@@ -310,16 +316,15 @@ class Mesh:
         New connections use the new certificate at once; established ones keep
         theirs until they close (they drain naturally).
         """
-        from rustyray.security.tls import client_context, server_context
-
+        tls = self._tls()
         assert self.credentials is not None
-        fresh = server_context(self.credentials)  # raises (and changes nothing) if the files are unusable
+        fresh = tls.server_context(self.credentials)  # raises (and changes nothing) if the files are unusable
         if self.server_ssl is None:
             self.server_ssl = fresh
         else:
             # asyncio captured this very context object when the listener started: update it in place.
             self.server_ssl.load_cert_chain(str(self.credentials.cert_path), str(self.credentials.key_path))
-        self.client_ssl = client_context(self.credentials)
+        self.client_ssl = tls.client_context(self.credentials)
         if self._quic is not None:
             self._quic._configuration = self._quic_config(is_client=False)
             if self._quic.server is not None:  # the running aioquic server holds its own reference
@@ -329,9 +334,7 @@ class Mesh:
         return self._quic_config(is_client=True, server_node_id=server_node_id)
 
     def _quic_config(self, *, is_client: bool, server_node_id: str | None = None) -> Any:
-        from rustyray.security.quic_tls import quic_configuration
-
-        return quic_configuration(self.credentials, is_client=is_client, server_node_id=server_node_id)
+        return self._tls().quic_configuration(self.credentials, is_client=is_client, server_node_id=server_node_id)
 
     # ------------------------------------------------------------------ addresses
     @property
@@ -437,12 +440,9 @@ class Mesh:
             except Exception:
                 log.exception("handshake hook failed on %s", conn.conn_id)
 
-    @staticmethod
-    def _peer_cn(conn: Connection) -> str | None:
+    def _peer_cn(self, conn: Connection) -> str | None:
         if isinstance(conn, TcpConnection):
-            from rustyray.security.tls import peer_node_id
-
-            return peer_node_id(conn.ssl_object)
+            return self.tls.peer_node_id(conn.ssl_object) if self.tls is not None else None
         return getattr(conn, "peer_certificate_cn", None)
 
     # ------------------------------------------------------------------ outbound
