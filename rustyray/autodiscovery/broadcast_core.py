@@ -59,9 +59,11 @@ __all__ = [
     "NodeIdentity",
     "PacketDropped",
     "SendDatagram",
+    "derive_secret",
 ]
 
 _DOMAIN = b"rustyray-autodisc-v1\x00"
+_SECRET_DOMAIN = b"rustyray-autodiscovery-broadcast-v1\x00"
 Address = tuple[str, int]
 
 
@@ -177,6 +179,12 @@ Body = AutodiscAnnounce | AutodiscReply | AutodiscBeacon
 _envelope_decoder = msgspec.msgpack.Decoder(AutodiscSigned)
 _body_decoder = msgspec.msgpack.Decoder(Body)
 _encoder = msgspec.msgpack.Encoder()
+
+
+def derive_secret(ca_pem: bytes) -> bytes:
+    """The HMAC key every node of a cluster derives from the shared CA certificate when no secret
+    is configured: SHA-256 over a domain label and the CA's PEM bytes."""
+    return hashlib.sha256(_SECRET_DOMAIN + ca_pem).digest()
 
 
 # ---------------------------------------------------------------- core data
@@ -304,8 +312,9 @@ class BroadcastCore:
     def _destination(self) -> Address:
         return (self.config.broadcast_address, self.config.port)
 
-    def announce(self, now: float) -> tuple[bytes, SendDatagram]:
-        """Start an announce round; returns its nonce (for ``announce_result``) and the datagram."""
+    def announce(self, now: float, destination: Address | None = None) -> tuple[bytes, SendDatagram]:
+        """Start an announce round; returns its nonce (for ``announce_result``) and the datagram,
+        addressed to ``destination`` (default: the configured broadcast address and port)."""
         nonce = self._nonce()
         ident = self.identity
         body = AutodiscAnnounce(
@@ -320,7 +329,7 @@ class BroadcastCore:
         while len(self._pending) > self.config.pending_announces:
             self._pending.popitem(last=False)
         self.stats["announces_sent"] += 1
-        return nonce, SendDatagram(self.seal(body), self._destination())
+        return nonce, SendDatagram(self.seal(body), destination or self._destination())
 
     def beacon(self, now: float) -> SendDatagram:
         """One beacon datagram (no reply expected)."""
@@ -346,6 +355,11 @@ class BroadcastCore:
     def announce_result(self, nonce: bytes) -> dict[str, object]:
         """The NETWORKING-027 response body for one announce round."""
         return {"broadcast_sent": True, "listeners_notified": self.listeners_notified(nonce)}
+
+    def candidates_status(self, now: float) -> list[dict[str, object]]:
+        """The candidates as the API lists them; ``last_seen_ms`` is the age of the last packet."""
+        return [{"node_id": c.node_id, "tcp_address": c.tcp_addr, "quic_address": c.quic_addr, "via": c.via,
+                 "last_seen_ms": round(max(0.0, now - c.last_seen) * 1000)} for c in self.candidates]
 
     # -- receiving
 

@@ -16,14 +16,24 @@ The instance label is the node id with characters that DNS-SD labels handle badl
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rustyray.autodiscovery.errors import AutodiscoveryConfigError
+from rustyray.protocol.addresses import format_address
 
-__all__ = ["DiscoveredNode", "MdnsConfig", "MdnsRegistry", "build_txt", "instance_name", "parse_service"]
+__all__ = [
+    "DiscoveredNode",
+    "MdnsConfig",
+    "MdnsRegistry",
+    "build_txt",
+    "cluster_tag",
+    "instance_name",
+    "parse_service",
+]
 
 TXT_VERSION = "1"
 
@@ -88,6 +98,20 @@ class DiscoveredNode:
 
     def as_dict(self) -> dict[str, object]:
         return {"hostname": self.hostname, "ip": self.ip, "port": self.port, "node_id": self.node_id}
+
+    def transport_addresses(self) -> tuple[str, str]:
+        """``(tcp, quic)`` as ``host:port`` to dial: the ``tcp`` TXT port (else the SRV port), and
+        the ``quic`` one if advertised (else "")."""
+        tcp = format_address(self.ip, self.ports.get("tcp", self.port))
+        quic = format_address(self.ip, self.ports["quic"]) if "quic" in self.ports else ""
+        return tcp, quic
+
+
+def cluster_tag(cluster_name: str, ca_pem: bytes | None) -> str:
+    """The cluster name a node advertises in TXT: ``name~<12 hex of SHA-256(CA)>``, or the bare name
+    without a CA. Only peers that share our CA can complete a handshake with us, so a same-named
+    cluster on the LAN with another CA is ignored rather than dialled."""
+    return cluster_name if ca_pem is None else f"{cluster_name}~{hashlib.sha256(ca_pem).hexdigest()[:12]}"
 
 
 def instance_name(node_id: str, service_type: str) -> str:

@@ -118,3 +118,24 @@ def test_config_validation_names_the_field() -> None:
     with pytest.raises(ValueError, match="broadcast_address"):
         BroadcastConfig(cluster_name="c", secret=SECRET, broadcast_address="").validate()
     assert BroadcastConfig(cluster_name="c", secret=SECRET, broadcast_address="10.0.0.255").enabled is False
+
+
+def test_announce_to_a_chosen_destination_and_the_candidates_listing() -> None:
+    a, b = core("n1", seed=1), core("n2", seed=2)
+    nonce, dgram = a.announce(T0, ("127.0.0.9", 47001))
+    assert dgram.addr == ("127.0.0.9", 47001) and a.stats["announces_sent"] == 1
+    for act in b.receive(dgram.data, ("127.0.0.1", 5000), T0):
+        if isinstance(act, SendDatagram):
+            a.receive(act.data, ("127.0.0.1", 47000), T0 + 0.1)
+    assert a.listeners_notified(nonce) == 1
+    assert a.candidates_status(T0 + 1.0) == [{"node_id": "n2", "tcp_address": "127.0.0.1:7002",
+                                              "quic_address": "127.0.0.1:8002", "via": "reply",
+                                              "last_seen_ms": 900}]
+    assert b.candidates_status(T0 - 5.0)[0]["last_seen_ms"] == 0  # a clock behind the packet: never negative
+
+
+def test_the_derived_secret_depends_on_the_ca_only() -> None:
+    from rustyray.autodiscovery.broadcast_core import derive_secret
+
+    assert derive_secret(b"ca one") == derive_secret(b"ca one") != derive_secret(b"ca two")
+    assert len(derive_secret(b"ca one")) == 32  # long enough for BroadcastConfig.validate

@@ -63,3 +63,21 @@ def test_config_validation() -> None:
         MdnsConfig(interfaces=("::1",)).validate()
     with pytest.raises(ValueError, match="service_type"):
         MdnsConfig(service_type="rustydb").validate()
+
+
+def test_transport_addresses_prefer_the_txt_ports() -> None:
+    from rustyray.autodiscovery.mdns_core import DiscoveredNode
+
+    plain = DiscoveredNode(hostname="h", ip="127.0.0.1", port=7000, node_id="n")
+    assert plain.transport_addresses() == ("127.0.0.1:7000", "")
+    both = DiscoveredNode(hostname="h", ip="127.0.0.1", port=7000, node_id="n", ports={"tcp": 7100, "quic": 7101})
+    assert both.transport_addresses() == ("127.0.0.1:7100", "127.0.0.1:7101")
+
+
+def test_cluster_tag_carries_the_ca_fingerprint() -> None:
+    from rustyray.autodiscovery.mdns_core import cluster_tag
+
+    assert cluster_tag("prod", None) == "prod"
+    tag = cluster_tag("prod", b"-----BEGIN CERTIFICATE-----")
+    assert tag.startswith("prod~") and len(tag) == len("prod~") + 12
+    assert tag != cluster_tag("prod", b"another CA") and tag == cluster_tag("prod", b"-----BEGIN CERTIFICATE-----")

@@ -1,0 +1,201 @@
+"""The autodiscovery management operations (NETWORKING-026 to 030): ``AutodiscoveryApi``.
+
+Why a facade: input validation and the API contract (operation names and arguments, response
+fields, which error names which field) live apart from the I/O adapters, so that the adapters
+only move packets and frames and the contract reads in one place. ``Node.call_api`` calls the
+public methods here by name (``svc.api.<operation>``); each raises a ``rustyray.errors`` error
+that names the offending field.
+
+Network safety. mDNS, broadcast and beacons answer "conflict" with the TOML that enables them
+when they are off. A broadcast address given in a request is used only if it is loopback or
+listed in ``[autodiscovery.broadcast] allowed_broadcast_addresses``; otherwise the request is
+refused ("forbidden") before anything is sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from rustyray.autodiscovery.errors import AutodiscoveryError, SerfSizeLimitExceeded
+from rustyray.errors import conflict, forbidden, not_found, unavailable, unprocessable
+
+if TYPE_CHECKING:
+    from rustyray.autodiscovery.broadcast_adapter import BroadcastAdapter
+    from rustyray.autodiscovery.serf_adapter import SerfAdapter
+    from rustyray.autodiscovery.service import AutodiscoveryService
+
+__all__ = ["HOW_TO", "LOOPBACK_NET", "AutodiscoveryApi"]
+
+LOOPBACK_NET = ipaddress.IPv4Network("127.0.0.0/8")
+
+HOW_TO = {
+    "mdns": '[autodiscovery.mdns] enabled = true, interfaces = ["127.0.0.1"]',
+    "broadcast": '[autodiscovery.broadcast] enabled = true, broadcast_address = "127.255.255.255", port = 7947',
+    "beacon": "[autodiscovery.beacon] enabled = true, interval_ms = 1000, ttl_ms = 5000 "
+    "(needs [autodiscovery.broadcast] enabled = true)",
+    "serf": "[autodiscovery.serf] enabled = true",
+    "anti_entropy": "[autodiscovery.anti_entropy] enabled = true",
+}
+
+
+class AutodiscoveryApi:
+    """One method per management operation of the autodiscovery service."""
+
+    def __init__(self, service: AutodiscoveryService) -> None:
+        self._svc = service
+        self._node_id = service.node.node_id
+
+    # ------------------------------------------------------------ mDNS (026)
+    def mdns_discovered(self) -> dict[str, Any]:
+        mdns = self._svc.mdns_adapter
+        if not mdns.config.enabled:
+            raise conflict(f"mDNS discovery is disabled on {self._node_id}; enable it in the node's "
+                           f"TOML config: {HOW_TO['mdns']}")
+        if "mdns" in self._svc.errors:
+            raise unavailable(f"mDNS discovery failed to start on {self._node_id}: {self._svc.errors['mdns']}")
+        nodes = mdns.discovered()
+        return {
+            "node": self._node_id,
+            "enabled": True,
+            "registered": mdns.registered,
+            "service_type": mdns.config.short_type,
+            "interfaces": list(mdns.config.interfaces or []),
+            "cluster_tag": mdns.config.cluster_name,
+            "discovered_nodes": nodes,
+            "total": len(nodes),
+            "peers_learned": mdns.learner.learned,
+        }
+
+    # ------------------------------------------------------------ broadcast (027) and beacons (028)
+    def _check_broadcast_address(self, address: str) -> str:
+        try:
+            ip = ipaddress.IPv4Address(address)
+        except ValueError:
+            raise unprocessable(f"broadcast_address {address!r} is not an IPv4 address",
+                                "broadcast_address") from None
+        if ip in LOOPBACK_NET or str(ip) in self._svc.allowed_broadcast:
+            return str(ip)
+        raise forbidden(f"broadcast_address {address} is refused: only loopback (127.0.0.0/8) or an address "
+                        f"listed in [autodiscovery.broadcast] allowed_broadcast_addresses may be used; "
+                        f"nothing was sent", "broadcast_address")
+
+    def _broadcast(self) -> BroadcastAdapter:
+        bc = self._svc.broadcast_adapter
+        if not bc.enabled:
+            raise conflict(f"UDP broadcast discovery is disabled on {self._node_id}; enable it on every "
+                           f"node in the TOML config: {HOW_TO['broadcast']}")
+        if bc.discovery is None:
+            raise unavailable(f"broadcast discovery failed to start on {self._node_id}: "
+                              f"{self._svc.errors.get('broadcast', 'not started')}")
+        return bc
+
+    async def broadcast_announce(self, broadcast_address: str, port: int,
+                                 wait_ms: int | None = None) -> dict[str, Any]:
+        address = self._check_broadcast_address(broadcast_address)
+        if not 1 <= port <= 65535:
+            raise unprocessable("port must be in 1..65535", "port")
+        bc = self._broadcast()
+        assert bc.discovery is not None
+        core = bc.discovery.core
+        wait = core.config.reply_wait_s if wait_ms is None else wait_ms / 1000.0
+        result, learned = await bc.announce((address, port), wait)
+        return {
+            **result,
+            "node": self._node_id,
+            "broadcast_address": address,
+            "port": port,
+            "wait_ms": round(wait * 1000),
+            "candidates": [c.node_id for c in core.candidates],
+            "peers_learned": learned,
+        }
+
+    def broadcast_candidates(self) -> dict[str, Any]:
+        bc = self._broadcast()
+        assert bc.discovery is not None
+        core = bc.discovery.core
+        return {"node": self._node_id, "candidates": core.candidates_status(bc.discovery.clock()),
+                "stats": dict(core.stats), "peers_learned": bc.learner.learned}
+
+    def beacon_status(self) -> dict[str, Any]:
+        bc = self._svc.broadcast_adapter
+        if not bc.beacon_config.enabled:
+            return {"node": self._node_id, "enabled": False, "how_to_enable": HOW_TO["beacon"],
+                    "message": f"beacons are disabled on {self._node_id}; enable them in the TOML config: "
+                               f"{HOW_TO['beacon']}"}
+        if bc.beacon is None or bc.discovery is None:
+            raise unavailable(f"beacons failed to start on {self._node_id}: "
+                              f"{self._svc.errors.get('broadcast', 'not started')}")
+        return {"node": self._node_id, **bc.beacon.status(), "candidates_expired": bc.expired,
+                "dropped": bc.discovery.core.stats["dropped"], "peers_learned": bc.learner.learned}
+
+    # ------------------------------------------------------------ Serf (029)
+    def _serf(self) -> SerfAdapter:
+        serf = self._svc.serf_adapter
+        if not serf.core.enabled:
+            raise conflict(f"Serf events and queries are disabled on {self._node_id}; enable them in "
+                           f"the TOML config: {HOW_TO['serf']}")
+        return serf
+
+    def serf_members(self) -> dict[str, Any]:
+        serf = self._serf()
+        return serf.core.members_view(serf.view())
+
+    async def serf_event(self, name: str, payload: str = "", coalesce: bool = True) -> dict[str, Any]:
+        serf = self._serf()
+        if not name:
+            raise unprocessable("name must not be empty", "name")
+        try:
+            result, sent = await serf.user_event(name, payload.encode(), coalesce)
+        except SerfSizeLimitExceeded as exc:
+            raise unprocessable(f"payload: {exc}", "payload") from None
+        return {**result, "node": self._node_id, "name": name, "coalesce": coalesce, "gossiped_to": sent}
+
+    def serf_events(self, limit: int = 100) -> dict[str, Any]:
+        return self._serf().core.events_view(self._node_id, limit)
+
+    async def serf_query(self, name: str, payload: str = "", timeout_ms: int | None = None) -> dict[str, Any]:
+        serf = self._serf()
+        if not name:
+            raise unprocessable("name must not be empty", "name")
+        if timeout_ms is not None and not 1 <= timeout_ms <= 60_000:
+            raise unprocessable("timeout_ms must be in 1..60000", "timeout_ms")
+        try:
+            state, start, end = await serf.query(name, payload.encode(),
+                                                 None if timeout_ms is None else timeout_ms / 1000.0)
+        except SerfSizeLimitExceeded as exc:
+            raise unprocessable(f"payload: {exc}", "payload") from None
+        expected = sorted(self._svc.node.live_members())
+        return {**state.result(end), "node": self._node_id, "name": name, "responses_received": len(state.responses),
+                "expected": expected, "timeout_ms": round((state.deadline - start) * 1000),
+                "duration_ms": round((end - start) * 1000, 3)}
+
+    # ------------------------------------------------------------ anti-entropy (030)
+    def _require_ae(self) -> None:
+        if not self._svc.ae_adapter.core.enabled:
+            raise conflict(f"anti-entropy is disabled on {self._node_id}; enable it in the TOML "
+                           f"config: {HOW_TO['anti_entropy']}")
+
+    async def anti_entropy_sync(self, target_node: str) -> dict[str, Any]:
+        from rustyray.transport.mesh import RequestFailed
+
+        self._require_ae()
+        peers = self._svc.node.peers
+        if target_node == self._node_id:
+            raise unprocessable("target_node must be another node, not the one running the sync", "target_node")
+        if target_node not in peers:
+            known = ", ".join(sorted(peers)) or "none"
+            raise not_found(f"target_node {target_node!r} is not a known peer of {self._node_id} "
+                            f"(known: {known})", "target_node")
+        ae = self._svc.ae_adapter
+        try:
+            return await ae.sync_with(target_node)
+        except (ConnectionError, OSError, TimeoutError, RequestFailed, AutodiscoveryError) as exc:
+            ae.core.failed()
+            raise unavailable(f"target_node {target_node!r}: sync failed: {type(exc).__name__}: {exc}",
+                              "target_node") from None
+
+    def anti_entropy_status(self) -> dict[str, Any]:
+        self._require_ae()
+        ae = self._svc.ae_adapter
+        return ae.core.status(ae.tree(), ae.state_source()[0])
