@@ -333,8 +333,30 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, _on_signal)
 
 
+def check_config(path: str | None) -> str | None:
+    """Build and validate the ``ClusterConfig`` of ``--config``; the error to print, None when it is valid.
+
+    Runs before Ray is imported or connected, so a typo (``[routing] retry_attemps``) fails here, naming
+    the table and key, instead of inside a node actor after start.
+    """
+    from rustyray.config import load_cluster_config
+    from rustyray.config_loader import ConfigError
+
+    try:
+        load_cluster_config(path)
+    except ConfigError as exc:
+        return str(exc)
+    except (OSError, ValueError) as exc:  # unreadable, or not TOML (tomllib.TOMLDecodeError is a ValueError)
+        return f"{path}: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    error = check_config(args.config)
+    if error is not None:
+        print(f"[rustyray] config error: {error}", file=sys.stderr, flush=True)
+        return 2
     _install_signal_handlers()
     stop = _STOP
     try:

@@ -1,41 +1,22 @@
-"""Building frozen config dataclasses from parsed TOML tables (pure)."""
+"""Field checks shared by the discovery configs, and the loader the registry uses (pure)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any, TypeVar
+
+from rustyray.config_loader import build
 
 T = TypeVar("T")
 
 
 def config_from_mapping(cls: type[T], table: Mapping[str, Any], section: str) -> T:
-    """``cls(**table)`` with TOML lists turned into tuples and unknown keys rejected by name.
+    """``table`` (the parsed ``[section]``) as a validated ``cls``: :func:`rustyray.config_loader.build`.
 
-    Calls ``validate()`` so a bad table fails here, naming ``section.field``.
+    Unknown keys, wrong types and what ``validate()`` refuses raise a ``ConfigError`` (a ValueError)
+    naming ``[section]`` and the field.
     """
-    if not isinstance(table, Mapping):
-        raise ValueError(f"[{section}] must be a table, got {type(table).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ValueError(f"[{section}] has unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, list):
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        elif isinstance(value, Mapping):
-            value = tuple((str(k), str(v)) for k, v in value.items())
-        kwargs[key] = value
-    try:
-        config = cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"[{section}]: {exc}") from exc
-    try:
-        config.validate()  # type: ignore[attr-defined]
-    except ValueError as exc:
-        raise ValueError(f"[{section}] {exc}") from exc
-    return config
+    return build(cls, table, section)
 
 
 def require_positive(name: str, value: float) -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from rustyray._aio import cancel_and_wait
-from rustyray.discovery._config import require_http_url, require_positive, require_text
 from rustyray.discovery._http import decode_json, send
+from rustyray.discovery.config import ConsulDiscoveryConfig
 from rustyray.discovery.consul_records import (
     build_consul_result,
     check_id,
@@ -28,44 +27,6 @@ from rustyray.discovery.consul_records import (
 )
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
 from rustyray.discovery.model import Candidate, DiscoveryEvent, DiscoveryResult, diff_candidates
-
-
-@dataclass(frozen=True)
-class ConsulDiscoveryConfig:
-    """``[discovery.consul]``: the agent to talk to and how this cluster's service is named."""
-
-    #: Base URL of the local Consul agent's HTTP API.
-    address: str = "http://127.0.0.1:8500"
-    #: Consul service name shared by every node of the cluster.
-    service_name: str = "rustydb"
-    #: Datacenter to query (``?dc=``); None means the agent's own datacenter.
-    datacenter: str | None = None
-    #: ACL token sent as X-Consul-Token; None sends none.
-    token: str | None = None
-    #: Tags added to every registration (e.g. "database").
-    tags: tuple[str, ...] = ()
-    #: TTL of the registration's health check in seconds; it is marked passing every TTL/3.
-    check_ttl_s: float = 10.0
-    #: Seconds a check may stay critical before Consul drops the registration; 0 disables.
-    deregister_critical_after_s: float = 60.0
-    #: Longest a blocking query is held by Consul, in seconds (its ``wait`` parameter).
-    wait_s: float = 30.0
-    #: Seconds allowed for each non-blocking request.
-    request_timeout_s: float = 5.0
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        require_http_url("address", self.address)
-        require_text("service_name", self.service_name)
-        if self.datacenter is not None:
-            require_text("datacenter", self.datacenter)
-        if not isinstance(self.tags, tuple) or not all(isinstance(t, str) for t in self.tags):
-            raise ValueError("tags must be a list of strings")
-        require_positive("check_ttl_s", self.check_ttl_s)
-        if self.deregister_critical_after_s < 0:
-            raise ValueError("deregister_critical_after_s must be >= 0")
-        require_positive("wait_s", self.wait_s)
-        require_positive("request_timeout_s", self.request_timeout_s)
 
 
 class ConsulDiscovery:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.resolver
 
-from rustyray.discovery._config import require_positive, require_text
+from rustyray.discovery.config import DnsDiscoveryConfig
 from rustyray.discovery.dns_records import (
     AddressRecord,
     DnsCache,
@@ -20,59 +19,10 @@ from rustyray.discovery.dns_records import (
     address_records_from_rdata,
     build_dns_result,
     parse_nameserver,
-    srv_query_name,
     srv_records_from_rdata,
 )
 from rustyray.discovery.errors import BackendUnavailableError
 from rustyray.discovery.model import DiscoveryEvent, DiscoveryResult, diff_candidates
-
-
-@dataclass(frozen=True)
-class DnsDiscoveryConfig:
-    """``[discovery.dns]``: where the SRV records of the cluster live."""
-
-    #: Service label: records are looked up at ``_<service_name>._<protocol>.<domain>``.
-    service_name: str = "rustydb"
-    #: Zone holding the SRV records, e.g. "cluster.local" or "service.consul".
-    domain: str = "cluster.local"
-    #: Resolvers to ask, each "host" or "host:port" ("[v6]:port" for IPv6). Empty: /etc/resolv.conf.
-    nameservers: tuple[str, ...] = ()
-    #: The SRV protocol label ("tcp" or "udp"), i.e. the transport the *nodes* speak.
-    protocol: str = "tcp"
-    #: Ask the resolver over TCP instead of UDP (large answers, or resolvers that only do TCP).
-    query_over_tcp: bool = False
-    #: Seconds allowed for each lookup (all retries included) before it counts as unavailable.
-    timeout_s: float = 3.0
-    #: Prefer AAAA over A when a target has both.
-    prefer_ipv6: bool = False
-    #: Floor on the re-resolution interval in seconds, so TTL 0 does not become a query storm.
-    min_refresh_s: float = 1.0
-    #: Ceiling on the re-resolution interval in seconds, bounding staleness under long TTLs.
-    max_refresh_s: float = 300.0
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        require_text("service_name", self.service_name)
-        require_text("domain", self.domain)
-        if self.protocol not in ("tcp", "udp"):
-            raise ValueError(f"protocol must be 'tcp' or 'udp', got {self.protocol!r}")
-        if not isinstance(self.nameservers, tuple):
-            raise ValueError("nameservers must be a list of 'host' or 'host:port' strings")
-        for entry in self.nameservers:
-            try:
-                parse_nameserver(entry)
-            except (ValueError, AttributeError) as exc:
-                raise ValueError(f"nameservers entry {entry!r} is invalid: {exc}") from exc
-        require_positive("timeout_s", self.timeout_s)
-        if self.min_refresh_s < 0:
-            raise ValueError(f"min_refresh_s must be >= 0, got {self.min_refresh_s!r}")
-        if self.max_refresh_s < self.min_refresh_s:
-            raise ValueError("max_refresh_s must be >= min_refresh_s")
-
-    @property
-    def query_name(self) -> str:
-        """The absolute SRV owner name queried."""
-        return srv_query_name(self.service_name, self.protocol, self.domain)
 
 
 class DnsDiscovery:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from rustyray._aio import cancel_and_wait
-from rustyray.discovery._config import require_http_url, require_positive, require_text
 from rustyray.discovery._http import send_json
+from rustyray.discovery.config import EtcdDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
 from rustyray.discovery.etcd_records import (
     as_int,
@@ -33,42 +33,6 @@ from rustyray.discovery.etcd_records import (
     prefix_range_end,
 )
 from rustyray.discovery.model import Candidate, DiscoveryEvent, DiscoveryResult, diff_candidates
-
-#: etcd refuses (or silently raises) lease TTLs below this many seconds.
-MIN_LEASE_TTL_S = 2
-
-
-@dataclass(frozen=True)
-class EtcdDiscoveryConfig:
-    """``[discovery.etcd]``: the etcd cluster and how nodes register in it."""
-
-    #: Client URLs of etcd members, tried in order until one answers.
-    endpoints: tuple[str, ...] = ("http://127.0.0.1:2379",)
-    #: Key prefix under which every node registers ``<prefix><node_id>``.
-    key_prefix: str = "/rustyray/nodes/"
-    #: Lease TTL in seconds (>= 2): how long a crashed node stays listed. Renewed every TTL/3.
-    lease_ttl_s: int = 10
-    #: Seconds allowed for each non-streaming request.
-    request_timeout_s: float = 5.0
-    #: Seconds to wait before re-opening a watch stream that broke.
-    watch_retry_s: float = 1.0
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        if not self.endpoints or not isinstance(self.endpoints, tuple):
-            raise ValueError("endpoints must be a non-empty list of http(s) URLs")
-        for url in self.endpoints:
-            require_http_url("endpoints", url)
-        require_text("key_prefix", self.key_prefix)
-        if not isinstance(self.lease_ttl_s, int) or self.lease_ttl_s < MIN_LEASE_TTL_S:
-            raise ValueError(f"lease_ttl_s must be an integer >= {MIN_LEASE_TTL_S}, got {self.lease_ttl_s!r}")
-        require_positive("request_timeout_s", self.request_timeout_s)
-        require_positive("watch_retry_s", self.watch_retry_s)
-
-    @property
-    def keepalive_interval_s(self) -> float:
-        """Renew the lease at a third of its TTL, leaving two chances before it lapses."""
-        return self.lease_ttl_s / 3
 
 
 @dataclass

@@ -13,15 +13,14 @@ import json
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from rustyray.discovery._config import require_http_url, require_positive, require_text
 from rustyray.discovery._http import send_json
+from rustyray.discovery.config import SERVICE_ACCOUNT_DIR, KubernetesDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
 from rustyray.discovery.k8s_records import (
     SERVICE_NAME_LABEL,
@@ -36,73 +35,21 @@ from rustyray.discovery.k8s_records import (
 )
 from rustyray.discovery.model import Candidate, DiscoveryEvent, DiscoveryResult, diff_candidates
 
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+def in_cluster_namespace() -> str | None:
+    """The pod's namespace from the service-account mount; None outside a pod."""
+    ns_file = Path(SERVICE_ACCOUNT_DIR) / "namespace"
+    return ns_file.read_text().strip() if ns_file.exists() else None
 
 
-@dataclass(frozen=True)
-class KubernetesDiscoveryConfig:
-    """``[discovery.kubernetes]``: where the API server is and which workload to follow."""
-
-    #: Namespace of the Service / StatefulSet.
-    namespace: str = "default"
-    #: Service whose EndpointSlices (or Endpoints) list the nodes; also echoed in the result.
-    service: str = "rustydb"
-    #: If set, discover the pods of this StatefulSet (via its spec.selector) instead of endpoints.
-    statefulset: str | None = None
-    #: If set (and no statefulset), discover pods matching this label selector, e.g. "app=rustydb".
-    label_selector: str | None = None
-    #: Named port to take from the endpoints/containers; None takes the first one.
-    port_name: str | None = None
-    #: Port used when the object names none (pods without declared ports).
-    default_port: int = 7000
-    #: API server URL; None derives it from KUBERNETES_SERVICE_HOST/PORT (in-cluster).
-    api_server: str | None = None
-    #: Bearer token; None reads ``token_path`` on every request (tokens are rotated on disk).
-    token: str | None = None
-    #: Service-account token file used when ``token`` is None.
-    token_path: str = f"{SERVICE_ACCOUNT_DIR}/token"
-    #: CA bundle that signed the API server's certificate; the system store is used if it is absent.
-    ca_path: str = f"{SERVICE_ACCOUNT_DIR}/ca.crt"
-    #: Seconds allowed for each list/get request.
-    request_timeout_s: float = 10.0
-    #: Server-side timeout of one watch request in seconds (``timeoutSeconds``); it is then renewed.
-    watch_timeout_s: int = 300
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        require_text("namespace", self.namespace)
-        require_text("service", self.service)
-        if self.statefulset is not None:
-            require_text("statefulset", self.statefulset)
-        if self.label_selector is not None:
-            require_text("label_selector", self.label_selector)
-        if not isinstance(self.default_port, int) or not 0 < self.default_port < 65536:
-            raise ValueError(f"default_port must be a port in 1..65535, got {self.default_port!r}")
-        if self.api_server is not None:
-            require_http_url("api_server", self.api_server)
-        require_positive("request_timeout_s", self.request_timeout_s)
-        if not isinstance(self.watch_timeout_s, int) or self.watch_timeout_s <= 0:
-            raise ValueError("watch_timeout_s must be a positive integer")
-
-    @classmethod
-    def in_cluster(cls, **overrides: Any) -> KubernetesDiscoveryConfig:
-        """Config for a pod: namespace from the service-account mount unless given."""
-        if "namespace" not in overrides:
-            ns_file = Path(SERVICE_ACCOUNT_DIR) / "namespace"
-            if ns_file.exists():
-                overrides["namespace"] = ns_file.read_text().strip()
-        return replace(cls(), **overrides)
-
-    def resolved_api_server(self) -> str:
-        """``api_server`` or the in-cluster URL; ValueError when neither is available."""
-        if self.api_server:
-            return self.api_server.rstrip("/")
-        host = os.environ.get("KUBERNETES_SERVICE_HOST")
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        if not host:
-            raise ValueError("api_server is not set and KUBERNETES_SERVICE_HOST is not in the environment")
-        host = f"[{host}]" if ":" in host else host
-        return f"https://{host}:{port}"
+def in_cluster_api_server() -> str:
+    """The API server URL from KUBERNETES_SERVICE_HOST/PORT; ValueError when they are not set."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        raise ValueError("api_server is not set and KUBERNETES_SERVICE_HOST is not in the environment")
+    host = f"[{host}]" if ":" in host else host
+    return f"https://{host}:{port}"
 
 
 def make_ssl_context(ca_path: str) -> ssl.SSLContext:

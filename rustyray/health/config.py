@@ -2,7 +2,9 @@
 
 The phi detector and heartbeats keep their own settings next to them; the phi
 threshold here only decides how a phi value counts towards a node's score and
-should match the detector's.
+should match the detector's. ``HealthConfig`` is the whole ``[health]`` table: when
+the table sets no ``phi_threshold`` it takes ``[heartbeat] phi_threshold`` (and
+``phi_floor`` at most half of it), see ``ClusterConfig.from_toml``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """Knobs of ``HealthAggregator``, ``ProbeEvaluator`` and ``RecoveryManager``."""
+    """Knobs of ``HealthAggregator``, ``ProbeEvaluator``, ``RecoveryManager`` and the ``HealthService`` adapter."""
 
     # -- aggregation (NETWORKING-017) --
     phi_threshold: float = 8.0
@@ -74,6 +76,19 @@ class HealthConfig:
     quarantine_s: float = 30.0
     """Seconds a node stays quarantined after ``recovery_max_attempts`` failed attempts."""
 
+    # -- the service adapter (HealthService) --
+    failed_after_ms: int = 0
+    """Silence (ms) after which a peer is Failed; 0 means 3 x ``heartbeat.timeout_ms``."""
+
+    tick_ms: int = 100
+    """Period (ms) of the tick that measures event-loop lag and drives recovery timers."""
+
+    auto_recover: bool = True
+    """Start recovery (ExponentialBackoff) for a peer whose heartbeat status turns Failed."""
+
+    probe_timeout_ms: int = 2000
+    """How long (ms) to wait for a node's own probe answer before reporting it unreachable."""
+
     @classmethod
     def lan(cls) -> HealthConfig:
         return cls()
@@ -124,4 +139,10 @@ class HealthConfig:
             raise ValueError("recovery_multiplier must be >= 1")
         if self.quarantine_s < 0:
             raise ValueError("quarantine_s must be >= 0")
+        if self.failed_after_ms < 0:
+            raise ValueError("failed_after_ms must be >= 0")
+        if self.tick_ms <= 0:
+            raise ValueError("tick_ms must be > 0")
+        if self.probe_timeout_ms <= 0:
+            raise ValueError("probe_timeout_ms must be > 0")
         return self

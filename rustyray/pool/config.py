@@ -1,11 +1,13 @@
-"""Pool configuration: one frozen dataclass, documented defaults, presets."""
+"""Pool configuration: ``PoolConfig`` (one node's pools) and ``PoolServiceConfig`` (the ``[pool]`` table)."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from rustyray.pool.errors import require
+from rustyray.config_loader import FLATTEN
+from rustyray.pool.errors import PoolConfigError, require
+from rustyray.pool.multiplexing import MultiplexConfig
 
 
 class EvictionPolicy(enum.Enum):
@@ -61,3 +63,26 @@ class PoolConfig:
         """Small, fast-cycling pools for single-host tests."""
         return cls(min_size=1, max_size=4, acquire_timeout_sec=1.0, health_check_interval_sec=5.0,
                    idle_timeout_sec=10.0, max_lifetime_sec=60.0, max_idle=2)
+
+
+@dataclass(frozen=True)
+class PoolServiceConfig:
+    """The ``[pool]`` table: PoolConfig's keys and the adapter's at the top, sub-table ``[pool.multiplex]``."""
+
+    pool: PoolConfig = field(default_factory=lambda: PoolConfig(min_size=1), metadata=FLATTEN)
+    """Per-peer pool limits (keys directly in ``[pool]``). min_size defaults to 1: the pinned primary
+    connection covers it."""
+    multiplex: MultiplexConfig = field(default_factory=MultiplexConfig)
+    """Stream limit per connection (max_streams, default 100)."""
+    maintenance_interval_sec: float = 0.5
+    """Seconds between maintenance passes (eviction, health probes, min_size refill)."""
+    health_probe_timeout_sec: float = 2.0
+    """Timeout (s) of the Echo probe sent on an idle connection due a health check."""
+
+    def validate(self) -> None:
+        self.pool.validate()
+        self.multiplex.validate()
+        if self.maintenance_interval_sec <= 0:
+            raise PoolConfigError("maintenance_interval_sec: must be > 0")
+        if self.health_probe_timeout_sec <= 0:
+            raise PoolConfigError("health_probe_timeout_sec: must be > 0")

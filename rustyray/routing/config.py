@@ -1,4 +1,4 @@
-"""Configuration of the routing subsystem (outboxes, retries, deduplication)."""
+"""Configuration of the routing subsystem (outboxes, retries, deduplication): the ``[routing]`` table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    """Knobs for ``PriorityOutbox``, ``DeliveryTracker`` and ``DedupWindow``.
+    """Knobs for ``PriorityOutbox``, ``DeliveryTracker``, ``DedupWindow`` and the ``RoutingService`` adapter.
 
     Defaults suit a LAN cluster; ``local()`` shrinks the timings for tests and
     single-host clusters.
@@ -36,6 +36,17 @@ class RoutingConfig:
 
     dedup_max_age_s: float = 600.0
     """Seconds a key is remembered; must exceed senders' delivery deadlines or late retries slip through."""
+
+    # -- the service adapter (RoutingService) --
+    dedup_persist_interval_s: float = 1.0
+    """Seconds between saves of the dedup window to ``node_dir/dedup.bin`` (only when it changed)."""
+
+    receive_log_size: int = 256
+    """Message ids kept in the receive log (the newest ones)."""
+
+    record_log_size: int = 100_000
+    """Records kept by the durable record log ``node_dir/records.jsonl`` (ChaosRecord); the file holds at most
+    twice as many lines before it is compacted to the newest ``record_log_size``."""
 
     @classmethod
     def lan(cls) -> RoutingConfig:
@@ -72,4 +83,10 @@ class RoutingConfig:
             raise ValueError("dedup_max_entries must be >= 1")
         if self.dedup_max_age_s <= 0:
             raise ValueError("dedup_max_age_s must be > 0")
+        if self.dedup_persist_interval_s <= 0:
+            raise ValueError("dedup_persist_interval_s must be > 0")
+        if self.receive_log_size < 1:
+            raise ValueError("receive_log_size must be >= 1")
+        if self.record_log_size < 1:
+            raise ValueError("record_log_size must be >= 1")
         return self

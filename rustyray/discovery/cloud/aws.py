@@ -9,65 +9,22 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import botocore.config
 import botocore.exceptions
 
-from rustyray.discovery._config import require_http_url, require_port, require_positive, require_text
 from rustyray.discovery.cloud.records import (
     asg_instance_ids,
     build_cloud_result,
     candidates_from_reservations,
     ec2_filters,
 )
+from rustyray.discovery.config import AwsDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
 from rustyray.discovery.model import DiscoveryEvent, DiscoveryResult
 from rustyray.discovery.polling import poll_watch
-
-
-@dataclass(frozen=True)
-class AwsDiscoveryConfig:
-    """``[discovery.aws]``: which EC2 instances are cluster members."""
-
-    #: AWS region queried, echoed as ``region`` in the result.
-    region: str = "us-east-1"
-    #: Tag pairs an instance must carry, e.g. ``{ "rustyray-cluster" = "prod" }`` in TOML.
-    tag_filters: tuple[tuple[str, str], ...] = ()
-    #: If set, members are the InService instances of this Auto Scaling group (tags still filter).
-    auto_scaling_group: str | None = None
-    #: Port the nodes listen on for SWIM (EC2 knows nothing about it).
-    port: int = 7000
-    #: Only instances in state "running".
-    running_only: bool = True
-    #: Override of the EC2/Auto Scaling endpoint (e.g. a local moto server); None uses AWS.
-    endpoint_url: str | None = None
-    #: Static credentials; None uses boto3's default chain (env, profile, instance role).
-    access_key_id: str | None = None
-    #: Secret paired with ``access_key_id``.
-    secret_access_key: str | None = None
-    #: Seconds for connect and for read of each API call.
-    request_timeout_s: float = 10.0
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        require_text("region", self.region)
-        if not isinstance(self.tag_filters, tuple) or not all(
-            isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in self.tag_filters
-        ):
-            raise ValueError("tag_filters must be a table of tag = value strings")
-        if not self.tag_filters and not self.auto_scaling_group:
-            raise ValueError("tag_filters or auto_scaling_group must be set (refusing to list every instance)")
-        if self.auto_scaling_group is not None:
-            require_text("auto_scaling_group", self.auto_scaling_group)
-        require_port("port", self.port)
-        if self.endpoint_url is not None:
-            require_http_url("endpoint_url", self.endpoint_url)
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError("access_key_id and secret_access_key must be set together")
-        require_positive("request_timeout_s", self.request_timeout_s)
 
 
 class AwsDiscovery:

@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from rustyray.discovery._config import require_http_url, require_port, require_positive, require_text
 from rustyray.discovery._http import send_json
 from rustyray.discovery.cloud.records import build_cloud_result, candidates_from_scale_set, rebase_link
+from rustyray.discovery.config import AzureDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError
 from rustyray.discovery.model import DiscoveryEvent, DiscoveryResult
 from rustyray.discovery.polling import poll_watch
 
 #: Guards against a nextLink loop: at most this many pages per listing.
 MAX_PAGES = 100
-
-
-@dataclass(frozen=True)
-class AzureDiscoveryConfig:
-    """``[discovery.azure]``: the VM scale set whose members are cluster nodes."""
-
-    subscription_id: str = ""
-    resource_group: str = ""
-    #: Name of the virtual machine scale set.
-    scale_set: str = ""
-    #: ARM bearer token (e.g. from the instance metadata service or ``az account get-access-token``).
-    access_token: str = ""
-    #: ARM endpoint; override for sovereign clouds or a local test double.
-    base_url: str = "https://management.azure.com"
-    #: api-version for scale-set network interfaces (a Microsoft.Network API).
-    network_api_version: str = "2018-10-01"
-    #: api-version for scale-set VMs (Microsoft.Compute).
-    compute_api_version: str = "2024-03-01"
-    #: Region echoed as ``region``; empty takes the VMs' ``location``.
-    location: str = ""
-    #: Port the nodes listen on for SWIM.
-    port: int = 7000
-    #: Seconds allowed for each request.
-    request_timeout_s: float = 10.0
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        for name in ("subscription_id", "resource_group", "scale_set", "access_token"):
-            require_text(name, getattr(self, name))
-        require_http_url("base_url", self.base_url)
-        require_port("port", self.port)
-        require_positive("request_timeout_s", self.request_timeout_s)
 
 
 class AzureDiscovery:

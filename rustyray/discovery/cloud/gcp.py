@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from rustyray.discovery._config import require_http_url, require_port, require_positive, require_text
 from rustyray.discovery._http import send_json
 from rustyray.discovery.cloud.records import (
     build_cloud_result,
@@ -18,44 +16,13 @@ from rustyray.discovery.cloud.records import (
     gcp_members,
     region_from_zone,
 )
+from rustyray.discovery.config import GcpDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError
 from rustyray.discovery.model import Candidate, DiscoveryEvent, DiscoveryResult
 from rustyray.discovery.polling import poll_watch
 
 #: Guards against a pageToken loop: at most this many pages per listing.
 MAX_PAGES = 100
-
-
-@dataclass(frozen=True)
-class GcpDiscoveryConfig:
-    """``[discovery.gcp]``: the zonal instance group whose members are cluster nodes."""
-
-    project: str = ""
-    #: Zone of the instance group, e.g. "us-central1-a"; the region is derived from it.
-    zone: str = ""
-    instance_group: str = ""
-    #: OAuth2 bearer token with compute.readonly scope (e.g. from the metadata server).
-    access_token: str = ""
-    #: Compute API root; override for a local test double.
-    base_url: str = "https://compute.googleapis.com/compute/v1"
-    #: Only members whose status is RUNNING.
-    running_only: bool = True
-    #: Port the nodes listen on for SWIM.
-    port: int = 7000
-    #: Concurrent instances.get calls.
-    max_concurrency: int = 8
-    #: Seconds allowed for each request.
-    request_timeout_s: float = 10.0
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        for name in ("project", "zone", "instance_group", "access_token"):
-            require_text(name, getattr(self, name))
-        require_http_url("base_url", self.base_url)
-        require_port("port", self.port)
-        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
-            raise ValueError("max_concurrency must be an integer >= 1")
-        require_positive("request_timeout_s", self.request_timeout_s)
 
 
 class GcpDiscovery:

@@ -1,0 +1,186 @@
+"""Configuration of autodiscovery: the ``[autodiscovery]`` table and its sub-tables (pure).
+
+Each sub-table (``[autodiscovery.mdns]``, ``.broadcast``, ``.beacon``, ``.serf``,
+``.anti_entropy``) holds its core config's keys (``MdnsConfig``, ``BroadcastConfig``,
+``BeaconConfig``, ``SerfConfig``, ``AntiEntropyConfig``) minus what the node supplies
+(cluster name, node name, the secret as bytes), plus the service's own keys. The defaults
+are the service's: mDNS and broadcast on loopback, serf and anti-entropy on, mDNS,
+broadcast and beacons off. ``core(...)`` turns a sub-table into its core config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, fields
+
+from rustyray.autodiscovery.anti_entropy import AntiEntropyConfig
+from rustyray.autodiscovery.beacon import BeaconConfig
+from rustyray.autodiscovery.broadcast_core import BroadcastConfig
+from rustyray.autodiscovery.mdns_core import MdnsConfig
+from rustyray.autodiscovery.serf import SerfConfig
+
+__all__ = ["AntiEntropySettings", "AutodiscoveryConfig", "BroadcastSettings", "MdnsSettings", "SerfSettings"]
+
+
+def _core_kwargs(settings: object, core: type, skip: tuple[str, ...] = ()) -> dict[str, object]:
+    names = {f.name for f in fields(core)} - set(skip)  # type: ignore[arg-type]
+    return {f.name: getattr(settings, f.name) for f in fields(settings) if f.name in names}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class MdnsSettings:
+    """``[autodiscovery.mdns]``: ``MdnsConfig`` without ``cluster_name`` (the node's)."""
+
+    enabled: bool = False
+    """Whether the node registers and browses at all."""
+    service_type: str = "_rustydb._tcp.local."
+    """DNS-SD service type registered and browsed."""
+    interfaces: tuple[str, ...] = ("127.0.0.1",)
+    """IPv4 addresses of the interfaces zeroconf binds; loopback unless the operator names interfaces."""
+    advertise_addresses: tuple[str, ...] | None = None
+    """IPv4 addresses put in our A records; unset = ``interfaces``."""
+    resolve_timeout_ms: int = 3000
+    """Milliseconds allowed to resolve one discovered instance (SRV/TXT/A)."""
+
+    def core(self, cluster_name: str | None) -> MdnsConfig:
+        return MdnsConfig(cluster_name=cluster_name, **_core_kwargs(self, MdnsConfig))  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        self.core(None).validate()
+
+
+@dataclass(frozen=True)
+class BroadcastSettings:
+    """``[autodiscovery.broadcast]``: ``BroadcastConfig`` without ``cluster_name``, plus the service's keys."""
+
+    enabled: bool = False
+    """Whether the node runs broadcast discovery at all."""
+    secret: str | None = None
+    """Shared HMAC key (at least 16 bytes); unset: ``secret_file``, else a key derived from the cluster CA."""
+    secret_file: str | None = None
+    """File holding the shared key (used when ``secret`` is unset)."""
+    broadcast_address: str = "127.255.255.255"
+    """Destination of announces and beacons (the subnet's directed broadcast address)."""
+    port: int = 7947
+    """UDP port listeners bind and announces go to."""
+    listen_address: str | None = None
+    """Address the listening socket binds; unset binds the broadcast address itself."""
+    unicast_bind_address: str = "127.0.0.1"
+    """Address of the socket that sends announces/beacons and receives replies."""
+    max_clock_skew_s: float = 30.0
+    """Seconds a packet's timestamp may differ from the receiver's clock (also the nonce memory)."""
+    reply_wait_s: float = 0.5
+    """Seconds the announcer waits for replies before reporting ``listeners_notified``."""
+    nonce_cache_size: int = 4096
+    """Accepted nonces remembered (oldest evicted first)."""
+    pending_announces: int = 16
+    """Recent announces whose replies are still counted."""
+    allowed_broadcast_addresses: tuple[str, ...] = ()
+    """IPv4 addresses ``POST /autodiscovery/broadcast/announce`` may name besides ``broadcast_address``."""
+
+    def core(self, cluster_name: str, secret: bytes) -> BroadcastConfig:
+        kwargs = _core_kwargs(self, BroadcastConfig, skip=("secret",))
+        return BroadcastConfig(cluster_name=cluster_name, secret=secret, **kwargs)  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        for key in ("broadcast_address", "unicast_bind_address", "listen_address"):
+            value = getattr(self, key)
+            if value is not None:
+                _ipv4(value, key)
+        for address in self.allowed_broadcast_addresses:
+            _ipv4(address, "allowed_broadcast_addresses")
+        if self.enabled:
+            self.core("cluster", (self.secret or "x" * 16).encode()).validate()
+
+
+@dataclass(frozen=True)
+class SerfSettings:
+    """``[autodiscovery.serf]``: ``SerfConfig`` without ``node_name`` (the node id), plus the service's keys."""
+
+    enabled: bool = True
+    """Run the Serf layer (user events, queries, member tags)."""
+    tags: dict[str, str] = field(default_factory=dict)
+    """This node's member tags, e.g. ``{ role = "db" }``."""
+    retransmit_mult: int = 4
+    """Each Serf message is gossiped retransmit_mult * ceil(log10(n + 1)) times."""
+    recent_events: int = 256
+    """User events kept for ``GET /autodiscovery/serf/events``."""
+    event_buffer: int = 512
+    """Lamport times of user events remembered for deduplication."""
+    query_buffer: int = 512
+    """Same for queries."""
+    coalesce_period_s: float = 0.5
+    """Seconds a window of received events is held at most before delivery; 0 delivers at once."""
+    quiescent_period_s: float = 0.1
+    """Seconds without a new event after which the window is delivered early."""
+    gossip_interval_s: float = 0.2
+    """The SWIM gossip interval; scales the default query timeout."""
+    query_timeout_mult: int = 16
+    """Multiplier of the default query timeout."""
+    user_event_size_limit: int = 512
+    """Max bytes of name + payload of a user event."""
+    query_size_limit: int = 1024
+    """Max bytes of name + payload of a query."""
+    query_response_size_limit: int = 1024
+    """Max bytes of a query response payload."""
+
+    def core(self, node_name: str) -> SerfConfig:
+        return SerfConfig(node_name=node_name, **_core_kwargs(self, SerfConfig))  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        if self.retransmit_mult < 1:
+            raise ValueError("retransmit_mult must be >= 1")
+        if self.recent_events < 1:
+            raise ValueError("recent_events must be >= 1")
+        self.core("validate").validate()
+
+
+@dataclass(frozen=True)
+class AntiEntropySettings:
+    """``[autodiscovery.anti_entropy]``: ``AntiEntropyConfig`` plus the service's schedule."""
+
+    enabled: bool = True
+    """Run periodic Merkle-tree syncs with a random member."""
+    interval_s: float = 30.0
+    """Seconds between two periodic syncs."""
+    request_timeout_s: float = 5.0
+    """Seconds allowed for each step of a sync."""
+    depth: int = 3
+    """Levels below the root (fan-out 16 each)."""
+    digest_bytes: int = 8
+    """Bytes kept of each SHA-256 digest."""
+    max_rounds: int = 8
+    """Root comparisons per session before giving up."""
+
+    def core(self) -> AntiEntropyConfig:
+        return AntiEntropyConfig(**_core_kwargs(self, AntiEntropyConfig))  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        if self.interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        if self.request_timeout_s <= 0:
+            raise ValueError("request_timeout_s must be > 0")
+        self.core().validate()
+
+
+@dataclass(frozen=True)
+class AutodiscoveryConfig:
+    """The ``[autodiscovery]`` table: one sub-table per feature."""
+
+    mdns: MdnsSettings = field(default_factory=MdnsSettings)
+    broadcast: BroadcastSettings = field(default_factory=BroadcastSettings)
+    beacon: BeaconConfig = field(default_factory=BeaconConfig)
+    serf: SerfSettings = field(default_factory=SerfSettings)
+    anti_entropy: AntiEntropySettings = field(default_factory=AntiEntropySettings)
+
+    def validate(self) -> None:
+        if self.beacon.enabled and not self.broadcast.enabled:
+            raise ValueError("beacon.enabled requires [autodiscovery.broadcast] enabled = true "
+                             "(beacons travel on the broadcast sockets)")
+
+
+def _ipv4(value: str, key: str) -> None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{key}: {value!r} is not an IPv4 address") from None
