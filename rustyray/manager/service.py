@@ -88,7 +88,7 @@ class ManagerService:
         routing = self.routing
         if routing is None:
             raise ApiError(503, "routing service is not running")
-        res = await routing.api_send(target_node=target_node, message_type=message_type, data=data,
+        res = await routing.api.send(target_node=target_node, message_type=message_type, data=data,
                                      priority="Normal", delivery="AtLeastOnce")
         return {"sent": res["success"], "message_id": res["message_id"], "latency_ms": res["latency_ms"],
                 "target_node": target_node, **({"error": res["error"]} if "error" in res else {})}
@@ -97,7 +97,7 @@ class ManagerService:
         routing = self.routing
         if routing is None:
             raise ApiError(503, "routing service is not running")
-        res = await routing.api_broadcast(message_type=message_type, data=data, priority="Normal")
+        res = await routing.api.broadcast(message_type=message_type, data=data, priority="Normal")
         return {"sent_to": res["successful_sends"], "failed": res["failed_sends"],
                 "broadcast_time_ms": res["broadcast_latency_ms"], "nodes_reached": res["nodes_reached"],
                 "total_nodes": res["total_nodes"]}

@@ -1,4 +1,4 @@
-"""Routing: priorities, delivery guarantees, fan-out accounting and message handlers (sans-I/O)."""
+"""Routing: priorities, delivery guarantees, the send and receive cores, fan-out accounting and handlers (sans-I/O)."""
 
 from rustyray.routing.config import RoutingConfig
 from rustyray.routing.delivery import (
@@ -42,6 +42,8 @@ from rustyray.routing.handlers import (
 )
 from rustyray.routing.messages import RouteAck, RouteEnvelope
 from rustyray.routing.priority import PeerOutboxes, Priority, PriorityOutbox
+from rustyray.routing.receive_core import ReceiveCore
+from rustyray.routing.send_core import SendCore, SendRequest
 
 __all__ = [
     "BUILTIN_HANDLERS",
@@ -69,12 +71,15 @@ __all__ = [
     "QuorumCollector",
     "QuorumResult",
     "QuorumStatus",
+    "ReceiveCore",
     "RouteAck",
     "RouteEnvelope",
     "RoutingConfig",
     "RoutingError",
     "ScatterGather",
     "ScatterGatherResult",
+    "SendCore",
+    "SendRequest",
     "Settled",
     "UnknownMessageTypeError",
     "backoff_delay",

@@ -38,3 +38,19 @@ class RouteAck(Message, frozen=True, kw_only=True):
     duplicate: bool = False
     result: bytes | None = None
     error: str | None = None
+
+
+# -- RouteAck.error carries "code|field|message" ---------------------------------------------------
+
+
+def ack_error(code: str, message: str, field: str = "") -> str:
+    """The ``RouteAck.error`` text for a failure ``code`` (e.g. ``invalid_payload``), naming ``field``."""
+    return f"{code}|{field}|{message}"
+
+
+def parse_ack_error(text: str) -> tuple[str, str | None, str]:
+    """``(code, field or None, message)`` of a ``RouteAck.error``; text in another shape is code ``error``."""
+    parts = text.split("|", 2)
+    if len(parts) != 3:
+        return "error", None, text
+    return parts[0], parts[1] or None, parts[2]

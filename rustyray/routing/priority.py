@@ -166,3 +166,12 @@ class PeerOutboxes(Generic[T]):
 
     def __len__(self) -> int:
         return sum(len(box) for box in self._boxes.values())
+
+
+def frame_flags(priority: Priority | str) -> int:
+    """Frame header flags carrying ``priority`` (its rank in bits 6-7); an unknown spelling counts as Normal."""
+    try:
+        rank = Priority.parse(priority).rank
+    except ValueError:
+        rank = Priority.NORMAL.rank
+    return rank << 6

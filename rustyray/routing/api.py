@@ -1,0 +1,237 @@
+"""The routing management operations (NETWORKING-007 to 013, 056, 057): ``RoutingApi``.
+
+Why a facade: input validation and the API contract (operation names, arguments, response bodies,
+which ``ApiError`` answers what, naming the field) live apart from the I/O adapter, so
+``RoutingService`` is left with the sender and timer tasks, the handler runs and the files.
+``Node.call_api("routing", op, kwargs)`` calls ``svc.api.<op>``; the manager and health services
+call ``send``/``broadcast`` here too.
+
+Every operation refuses bad input before anything is sent: 422 naming the field (an empty
+``message_type``, an unknown priority or delivery, a non-positive ``timeout_ms``, ``data`` that is
+not a JSON object), 413 for ``data`` that could never fit one frame, 404 for an unknown node.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from rustyray.errors import ApiError
+from rustyray.protocol.frame import MAX_FRAME_SIZE
+from rustyray.routing.delivery import DeliveryGuarantee
+from rustyray.routing.dispatch_core import validate_quorum
+from rustyray.routing.errors import InvalidQuorumError
+from rustyray.routing.priority import Priority
+from rustyray.routing.send_core import BroadcastRun, GatherRun, QuorumRun, SendRequest
+
+if TYPE_CHECKING:
+    from rustyray.routing.service import RoutingService
+
+MAX_PAYLOAD_BYTES = MAX_FRAME_SIZE - 64 * 1024
+"""Largest routed ``data`` (JSON bytes): a frame also carries the envelope (type, ids, key) around it."""
+
+
+def _priority(value: str) -> Priority:
+    try:
+        return Priority.parse(value)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), "priority") from None
+
+
+def _guarantee(value: str) -> DeliveryGuarantee:
+    try:
+        return DeliveryGuarantee.parse(value)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), "delivery") from None
+
+
+def _timeout(timeout_ms: float) -> float:
+    if not isinstance(timeout_ms, int | float) or timeout_ms <= 0:
+        raise ApiError(422, "timeout_ms must be a positive number of milliseconds", "timeout_ms")
+    return float(timeout_ms) / 1000.0
+
+
+def _encode(data: Any) -> bytes:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ApiError(422, "data must be a JSON object", "data")
+    try:
+        payload = msgspec.json.encode(data)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise ApiError(422, f"data cannot be encoded: {exc}", "data") from None
+    if len(payload) > MAX_PAYLOAD_BYTES:  # it could never be written: refuse now, not after the timeout
+        raise ApiError(413, f"data of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit "
+                            f"of one message", "data")
+    return payload
+
+
+def _request(message_type: str, priority: str, timeout_ms: float,
+             data: dict[str, Any] | None) -> tuple[Priority, float, bytes]:
+    """Validate what every routing operation takes (422 naming the field)."""
+    if not message_type:
+        raise ApiError(422, "message_type must not be empty", "message_type")
+    return _priority(priority), _timeout(timeout_ms), _encode(data)
+
+
+def _probability(name: str, value: Any) -> None:
+    if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ApiError(422, f"{name} must be a probability in [0, 1]", name)
+
+
+class RoutingApi:
+    """The routing operations of one node, over its :class:`RoutingService`."""
+
+    def __init__(self, service: RoutingService) -> None:
+        self._svc = service
+
+    def _known(self, node_id: str) -> bool:
+        node = self._svc.node
+        return node_id == node.node_id or node_id in node.peers
+
+    def _targets(self, nodes: Any, field_name: str) -> list[str]:
+        if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
+            raise ApiError(422, f"{field_name} must be a non-empty list of node ids", field_name)
+        if len(set(nodes)) != len(nodes):
+            raise ApiError(422, f"{field_name} must not contain duplicates", field_name)
+        unknown = [n for n in nodes if not self._known(n)]
+        if unknown:
+            raise ApiError(404, f"unknown node(s) {', '.join(unknown)} in {field_name}", field_name)
+        return list(nodes)
+
+    async def send(
+        self,
+        target_node: str,
+        message_type: str,
+        data: dict[str, Any] | None = None,
+        priority: str = "Normal",
+        delivery: str = "AtLeastOnce",
+        idempotency_key: str | None = None,
+        timeout_ms: float = 5000,
+    ) -> dict[str, Any]:
+        """NETWORKING-007: route one message to ``target_node`` and report its acknowledgement."""
+        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
+        guarantee = _guarantee(delivery)
+        if guarantee is DeliveryGuarantee.EXACTLY_ONCE and not idempotency_key:
+            raise ApiError(422, "ExactlyOnce delivery needs an idempotency_key", "idempotency_key")
+        if not self._known(target_node):
+            raise ApiError(404, f"unknown node {target_node!r}", "target_node")
+        outcome = await self._svc.route(
+            SendRequest(target_node, message_type, payload, prio, guarantee, idempotency_key, timeout_s)
+        )
+        if outcome.error_code == "outbox_full":
+            raise ApiError(503, outcome.error or "outbox full", "target_node")
+        if outcome.error_code in ("unknown_message_type", "invalid_payload"):
+            raise ApiError(422, outcome.error or "rejected", outcome.error_field or "data")
+        out: dict[str, Any] = {
+            "success": outcome.ok,
+            "message_id": outcome.message_id,
+            "routed_to": target_node,
+            "latency_ms": outcome.latency_ms,
+            "priority": prio.value,
+            "delivery": guarantee.value,
+            "acknowledged": outcome.acknowledged,
+            "duplicate": outcome.duplicate,
+            "attempts": outcome.attempts,
+            "response": outcome.response,
+        }
+        if outcome.error is not None:
+            out["error"] = outcome.error
+        return out
+
+    async def broadcast(
+        self,
+        message_type: str,
+        data: dict[str, Any] | None = None,
+        priority: str = "Normal",
+        timeout_ms: float = 5000,
+        delivery: str = "AtLeastOnce",
+    ) -> dict[str, Any]:
+        """NETWORKING-008: the message to every live member, this node included."""
+        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
+        guarantee = _guarantee(delivery)
+        svc = self._svc
+        targets = list(dict.fromkeys(svc.node.live_members()))
+        key = svc.sending.broadcast_key() if guarantee is DeliveryGuarantee.EXACTLY_ONCE else None
+        template = SendRequest("", message_type, payload, prio, guarantee, key, timeout_s)
+        return await svc.broadcast(BroadcastRun(targets, template))
+
+    async def scatter_gather(
+        self,
+        target_nodes: list[str],
+        message_type: str,
+        data: dict[str, Any] | None = None,
+        timeout_ms: float = 5000,
+        priority: str = "Normal",
+    ) -> dict[str, Any]:
+        """NETWORKING-009: ask every target, gather the answers; late nodes are marked timed out."""
+        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
+        targets = self._targets(target_nodes, "target_nodes")
+        return await self._svc.fan_out(GatherRun(targets, message_type, payload, prio, timeout_s))
+
+    async def quorum(
+        self,
+        nodes: list[str],
+        quorum_size: int,
+        message_type: str,
+        data: dict[str, Any] | None = None,
+        timeout_ms: float = 3000,
+        priority: str = "Normal",
+    ) -> dict[str, Any]:
+        """NETWORKING-010: stop as soon as the quorum and the consensus are decided (or impossible)."""
+        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
+        targets = self._targets(nodes, "nodes")
+        try:
+            validate_quorum(len(targets), quorum_size)
+        except InvalidQuorumError as exc:
+            raise ApiError(422, str(exc), "quorum_size") from None
+        return await self._svc.fan_out(QuorumRun(targets, quorum_size, message_type, payload, prio, timeout_s))
+
+    def delivery_stats(self) -> dict[str, Any]:
+        """Per guarantee: sent, acknowledged, retried, deduplicated, failed; plus receiver-side numbers."""
+        svc = self._svc
+        return {"node": svc.node.node_id, **svc.sending.stats(), "receiver": svc.receiving.stats()}
+
+    def receive_log(self, after: int | None = None, limit: int = 1000) -> dict[str, Any]:
+        """What this node's handlers processed: counts per type, recent ids, the handler state, and a page
+        of the durable record log (``after``: records with a higher index; default the newest ``limit``)."""
+        if after is not None and (not isinstance(after, int) or after < -1):
+            raise ApiError(422, "after must be an integer >= -1", "after")
+        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ApiError(422, "limit must be 1..10000", "limit")
+        svc = self._svc
+        rx = svc.receiving
+        return {
+            "node": svc.node.node_id,
+            "received": rx.received,
+            "processed": rx.processed,
+            "processed_by_type": dict(rx.processed_by_type),
+            "duplicates_suppressed": rx.duplicates_suppressed,
+            "handler_errors": rx.handler_errors,
+            "recent": list(rx.recent),
+            "config": dict(svc.context.config),
+            "counters": dict(svc.context.counters),
+            "message_types": svc.registry.message_types(),
+            "records": svc.records.read(after, limit),
+        }
+
+    def fault_injection(
+        self,
+        drop: float = 0.0,
+        duplicate: float = 0.0,
+        delay: float = 0.0,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Drop / duplicate / delay this node's outbound routed frames (envelopes and acks) with the given
+        probabilities, so loss can be injected into a live cluster; all zero turns injection off. Reports
+        what the injector did since it was turned on."""
+        for name, value in (("drop", drop), ("duplicate", duplicate), ("delay", delay)):
+            _probability(name, value)
+        if drop + duplicate + delay > 1.0:
+            raise ApiError(422, "drop + duplicate + delay must be at most 1", "drop")
+        enabled = drop > 0 or duplicate > 0 or delay > 0
+        counters = self._svc.inject_faults(float(drop), float(duplicate), float(delay), seed, enabled=enabled)
+        return {"node": self._svc.node.node_id, "enabled": enabled,
+                "drop": drop, "duplicate": duplicate, "delay": delay, "seed": seed,
+                "previous_counters": counters}
