@@ -47,6 +47,7 @@ __all__ = [
     "cert_matches_key",
     "ensure_cluster_ca",
     "ensure_node_credentials",
+    "file_lock",
     "install_node_certificate",
     "issue_node_certificate",
     "load_certificate_info",
@@ -111,15 +112,20 @@ def _utcnow(now: dt.datetime | None) -> dt.datetime:
 
 
 @contextlib.contextmanager
-def _dir_lock(certs_dir: Path) -> Iterator[None]:
-    certs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(certs_dir / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+def file_lock(path: Path, dir_mode: int = 0o777) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created 0600, its directory with ``dir_mode``): across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _dir_lock(certs_dir: Path) -> contextlib.AbstractContextManager[None]:
+    return file_lock(certs_dir / _LOCK_NAME, dir_mode=0o700)
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:

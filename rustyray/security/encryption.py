@@ -182,6 +182,27 @@ class KeyRing:
     def key_ids(self) -> list[int]:
         return sorted(self._keys)
 
+    def merge(self, other: KeyRing) -> tuple[bool, list[tuple[int, str]]]:
+        """Add ``other``'s keys to this ring and adopt its primary when newer (a replicated ring only grows).
+
+        Returns whether this ring changed (key ids or primary) and the ``(key_id, why)`` conflicts: ids
+        that already name a different key here (two nodes rotated at once without a shared disk), which
+        are skipped. Adopting the newer primary re-raises such a conflict as ``KeyRingError``.
+        """
+        before = (self.key_ids(), self.primary.key_id)
+        conflicts: list[tuple[int, str]] = []
+        for kid in other.key_ids():
+            k = other.get(kid)
+            assert k is not None
+            try:
+                self.add(k.key, k.created_at, key_id=kid)
+            except KeyRingError as exc:
+                conflicts.append((kid, str(exc)))
+        if other.primary.key_id > self.primary.key_id and self.get(other.primary.key_id) is not None:
+            p = other.primary
+            self.add(p.key, p.created_at, key_id=p.key_id, make_primary=True)
+        return (self.key_ids(), self.primary.key_id) != before, conflicts
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (keys base64); secret material, store with mode 0600."""
         return {

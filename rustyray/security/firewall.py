@@ -229,6 +229,18 @@ class Firewall:
             self._rate[rule_id] = _RateState()
         return rule
 
+    def add_replica(self, rule_id: str, body: Mapping[str, object]) -> FirewallRule:
+        """Add a rule under the id its origin gave it (``fw-<n>``): replicas keep the origin's ids.
+
+        A malformed id raises ``ValueError``; ids stay unique, as the numbering moves past ``n`` either way.
+        """
+        n = int(rule_id.split("-", 1)[1])
+        keep, self._next_id = self._next_id, n
+        try:
+            return self.add_rule(body)
+        finally:
+            self._next_id = max(keep, n + 1)
+
     def remove_rule(self, rule_id: str) -> bool:
         self._rate.pop(rule_id, None)
         return self._rules.pop(rule_id, None) is not None

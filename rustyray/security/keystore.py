@@ -1,20 +1,25 @@
 """Persistence of the cluster key ring in the node's state dir (file mode 0600, atomic replace).
 
-This is the I/O edge of ``encryption``: the ring itself is pure data.
+This is the I/O edge of ``encryption``: the ring itself is pure data. ``ClusterKeyStore`` is the ring file
+every node of a cluster shares, changed only under an inter-process file lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
 
+from rustyray.security.certificates import file_lock
 from rustyray.security.encryption import EncryptionConfig, KeyRing, RandomBytes
 from rustyray.security.errors import KeyRingError
 
-__all__ = ["load_key_ring", "load_or_create_key_ring", "save_key_ring"]
+__all__ = ["ClusterKeyStore", "load_key_ring", "load_or_create_key_ring", "merge_rings", "save_key_ring"]
+
+log = logging.getLogger(__name__)
 
 
 def _write_temp(ring: KeyRing, path: Path) -> Path:
@@ -71,3 +76,53 @@ def load_or_create_key_ring(
     finally:
         os.unlink(tmp)
     return ring
+
+
+def merge_rings(mine: KeyRing, other: KeyRing) -> bool:
+    """``KeyRing.merge``, logging the conflicts it skipped. True when ``mine`` changed."""
+    changed, conflicts = mine.merge(other)
+    for kid, why in conflicts:  # two nodes rotated at once without a shared disk
+        log.error("key ring merge conflict on key %d: %s", kid, why)
+    return changed
+
+
+class ClusterKeyStore:
+    """``state_dir/<file_name>``: the key ring file shared by the cluster, locked by ``.<file_name>.lock``."""
+
+    def __init__(self, state_dir: Path, file_name: str) -> None:
+        self.file_name = file_name
+        self.path = Path(state_dir) / file_name
+        self.lock_path = Path(state_dir) / f".{file_name}.lock"
+
+    def open(self, now: float) -> KeyRing:
+        """The shared ring, created (one key) by the first node to open it."""
+        with file_lock(self.lock_path):
+            return load_or_create_key_ring(self.path.parent, now, EncryptionConfig(key_ring_file=self.file_name))
+
+    def rotate(self, current: KeyRing, now: float) -> tuple[KeyRing, int]:
+        """Merge ``current`` into the shared ring, add a new primary key and save: (the new ring, its id)."""
+        with file_lock(self.lock_path):
+            ring = load_key_ring(self.path)
+            merge_rings(ring, current)
+            new_id = ring.rotate(now)
+            save_key_ring(ring, self.path)
+        return ring, new_id
+
+    def reload_into(self, ring: KeyRing) -> bool:
+        """Merge the shared ring into ``ring`` (keys another node added); True when ``ring`` changed."""
+        try:
+            disk = load_key_ring(self.path)
+        except KeyRingError as exc:
+            log.error("cannot reload key ring: %s", exc)
+            return False
+        return merge_rings(ring, disk)
+
+    def save_merged(self, ring: KeyRing) -> None:
+        """Merge ``ring`` into the shared ring (or replace an unreadable one) and save it if it changed."""
+        with file_lock(self.lock_path):
+            try:
+                disk = load_key_ring(self.path)
+            except KeyRingError:
+                disk = None
+            if disk is None or merge_rings(disk, ring):
+                save_key_ring(disk or ring, self.path)

@@ -1,0 +1,282 @@
+"""The security management API (NETWORKING-048 to 054): one method per operation the REST routes call.
+
+Why a facade apart from the service: the API contract (argument names and defaults, input validation,
+which error names which field, the response dicts) is one concern, and running security on a live node
+(TLS hooks, admission on every connection, replication, files) is another. ``SecurityService`` is the
+I/O adapter and builds this facade as ``service.api``; ``Node.call_api("security", op, kwargs)`` calls
+``service.api.<op>(**kwargs)``. The facade reaches files and peers only through the service's
+collaborators (``NodeCertificates``, ``ClusterKeyStore``, ``SecurityReplication``) and reads the clock
+through the injected ``clock``; refusals are ``rustyray.errors.ApiError`` naming the bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rustyray.errors import ApiError
+from rustyray.security.challenges import ChallengeBook
+from rustyray.security.encryption import CipherAlgorithm, MessageCipher, encrypt_response
+from rustyray.security.errors import CertificateError, DecryptionError, InvalidRuleError
+from rustyray.security.rotation import RotationPlan, RotationSource, rotation_report
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rustyray.security.service import SecurityService
+
+__all__ = ["SecurityApi"]
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise ApiError(422, f"{field}: not valid base64", field) from None
+
+
+def _rule_error(exc: InvalidRuleError, prefix: str = "") -> ApiError:
+    """InvalidRuleError messages start with the field name ("source: ..."); keep it in the API error."""
+    name = str(exc).split(":", 1)[0].strip() or "rule"
+    return ApiError(422, str(exc), f"{prefix}{name}")
+
+
+def _parse_algorithm(value: str) -> CipherAlgorithm:
+    try:
+        return CipherAlgorithm.parse(value)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), "algorithm") from None
+
+
+def _no_ca() -> ApiError:
+    return ApiError(503, "TLS is disabled on this node: there is no cluster CA to verify against")
+
+
+def _not_this_node(me: str, other: str, field: str) -> ApiError:
+    return ApiError(404, f"this is {me}, not {other!r}; route the call to {other}", field)
+
+
+class SecurityApi:
+    """The ``security`` operations of one node (see the module docstring for why it is a class of its own)."""
+
+    def __init__(self, service: SecurityService, *, clock: Callable[[], float]) -> None:
+        self._svc = service
+        self._node = service.node
+        self._clock = clock  # wall clock, epoch seconds
+        self.challenges = ChallengeBook()  # identity challenges this node issued, until answered
+        self.rotations = 0  # certificate rotations done through this API
+
+    @property
+    def _cipher(self) -> MessageCipher:
+        assert self._svc.cipher is not None
+        return self._svc.cipher
+
+    # ------------------------------------------------------------------------------------------- TLS
+    def tls_config(self) -> dict[str, Any]:
+        node, svc = self._node, self._svc
+        out = svc.certs.tls_report()
+        live = [c for c in node.connections.values() if not c.is_closed]
+        out["connections"] = {
+            "encrypted": sum(1 for c in live if c.tls_version is not None),
+            "plaintext": sum(1 for c in live if c.tls_version is None),
+            "payload_sealed": sum(1 for c in live if c.payload_encrypted),
+        }
+        out["payload_encryption"] = {
+            "enabled": svc.config.encrypt_payloads,
+            "key_id": svc.cipher.ring.primary.key_id if svc.cipher is not None else None,
+        }
+        out["refusals"] = {
+            "total": node.stats.handshake_refusals,
+            "by_reason": dict(node.stats.refusals),
+            "admission": dict(svc.admission.refusals),
+        }
+        out["node"] = node.node_id
+        return out
+
+    def mtls_verify(self, certificate_pem: str | None = None) -> dict[str, Any]:
+        node = self._node
+        if node.credentials is None:
+            raise _no_ca()
+        if not certificate_pem:
+            return {"authenticated": False, "client_cn": None, "verified": False,
+                    "reason": "no client certificate: this API is plain HTTP, so send the PEM certificate to "
+                              "check in the JSON body as certificate_pem"}
+        try:
+            check = self._svc.certs.check_client(certificate_pem)
+        except ValueError as exc:
+            raise ApiError(422, f"certificate_pem: not a PEM certificate ({exc})", "certificate_pem") from None
+        result = check.result
+        out = result.to_dict()
+        now = self._clock()
+        if result.verified:
+            out["reason"] = "issued by the cluster CA and currently valid"
+        elif not (check.not_before.timestamp() <= now < check.not_after.timestamp()):
+            out["reason"] = "certificate is outside its validity period"
+        else:
+            out["reason"] = "certificate is not issued by the cluster CA"
+        out["member"] = result.client_cn in node.live_members() if result.verified else False
+        out["not_after"] = check.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return out
+
+    # ------------------------------------------------------------------------------------------- encryption
+    def encrypt(self, data: str, algorithm: str = "AES256GCM") -> dict[str, Any]:
+        cipher = self._cipher
+        out = encrypt_response(cipher, data.encode(), _parse_algorithm(algorithm))
+        out["node"] = self._node.node_id
+        return out
+
+    def decrypt(self, ciphertext: str, algorithm: str | None = None) -> dict[str, Any]:
+        cipher = self._cipher
+        sealed = _b64(ciphertext, "ciphertext")
+        if algorithm is not None:
+            alg = _parse_algorithm(algorithm)
+            if len(sealed) >= 5 and sealed[4] != alg.wire_id:
+                raise ApiError(400, f"algorithm: ciphertext was sealed with another algorithm than {alg.value}",
+                               "algorithm")
+        try:
+            plain = cipher.open(sealed)
+        except DecryptionError as exc:
+            # a key another node just rotated in may not have reached this node yet: look on the shared disk
+            if "unknown key id" not in str(exc) or not self._svc.keys.reload_into(cipher.ring):
+                raise ApiError(400, f"ciphertext: {exc}", "ciphertext") from None
+            try:
+                plain = cipher.open(sealed)
+            except DecryptionError as exc2:
+                raise ApiError(400, f"ciphertext: {exc2}", "ciphertext") from None
+        key_id = int.from_bytes(sealed[:4], "big")
+        used = next(a for a in CipherAlgorithm if a.wire_id == sealed[4])
+        out: dict[str, Any] = {"decrypted": True, "algorithm": used.value, "key_id": key_id,
+                               "node": self._node.node_id}
+        try:
+            out["data"] = plain.decode()
+        except UnicodeDecodeError:
+            out["data"], out["encoding"] = base64.b64encode(plain).decode(), "base64"
+        return out
+
+    async def rotate_key(self) -> dict[str, Any]:
+        svc = self._svc
+        previous = self._cipher.ring.primary.key_id
+        ring, new_id = svc.keys.rotate(self._cipher.ring, self._clock())
+        svc.cipher = MessageCipher(ring)
+        reloaded = await svc.replication.push_key_ring(ring)
+        return {"rotated": True, "key_id": new_id, "previous_key_id": previous, "key_ids": ring.key_ids(),
+                "reloaded_on": reloaded, "node": self._node.node_id}
+
+    # ------------------------------------------------------------------------------------------- ACL
+    async def acl_add(self, rule: dict[str, Any]) -> dict[str, Any]:
+        try:
+            added = self._svc.acl.add_from_dict(rule)
+        except InvalidRuleError as exc:
+            raise _rule_error(exc, "rule.") from None
+        applied = await self._svc.replication.replicate("acl")
+        return {"rule_added": True, "rule_id": added.rule_id, "rule": added.to_dict(), "applied_on": applied,
+                "version": self._svc.replication.version("acl")}
+
+    def acl_rules(self) -> dict[str, Any]:
+        acl = self._svc.acl
+        return {"rules": acl.to_dicts(), "default_action": acl.config.default_action.value,
+                "version": self._svc.replication.version("acl"),
+                "refused": self._svc.admission.refusals["acl_denied"], "node": self._node.node_id}
+
+    async def acl_delete(self, rule_id: str) -> dict[str, Any]:
+        if not self._svc.acl.remove(rule_id):
+            raise ApiError(404, f"no ACL rule {rule_id!r}", "rule_id")
+        return await self._deleted("acl", rule_id)
+
+    def acl_check(self, source: str, destination: str) -> dict[str, Any]:
+        try:
+            decision = self._svc.acl.check(source, destination)
+        except InvalidRuleError as exc:
+            raise ApiError(422, f"source: {exc}", "source") from None
+        return {**decision.to_dict(), "source": source, "destination": destination}
+
+    async def _deleted(self, kind: str, rule_id: str) -> dict[str, Any]:
+        applied = await self._svc.replication.replicate(kind)
+        return {"deleted": True, "rule_id": rule_id, "applied_on": applied,
+                "version": self._svc.replication.version(kind)}
+
+    # ------------------------------------------------------------------------------------------- firewall
+    def firewall_rules(self) -> dict[str, Any]:
+        svc = self._svc
+        return {"rules": svc.firewall.to_dicts(), "version": svc.replication.version("firewall"),
+                "stats": {**svc.firewall.stats(), "admitted": svc.admission.admitted,
+                          "messages_refused": dict(svc.admission.message_refusals)},
+                "node": self._node.node_id}
+
+    async def firewall_add(self, rule: dict[str, Any]) -> dict[str, Any]:
+        svc = self._svc
+        try:
+            added = svc.firewall.add_rule(rule)
+        except InvalidRuleError as exc:
+            raise _rule_error(exc) from None
+        svc.sync_message_filter()
+        applied = await svc.replication.replicate("firewall")
+        return {"rule_added": True, "rule_id": added.rule_id, "rule": added.to_dict(), "applied_on": applied,
+                "version": svc.replication.version("firewall")}
+
+    async def firewall_delete(self, rule_id: str) -> dict[str, Any]:
+        if not self._svc.firewall.remove_rule(rule_id):
+            raise ApiError(404, f"no firewall rule {rule_id!r}", "rule_id")
+        self._svc.sync_message_filter()
+        return await self._deleted("firewall", rule_id)
+
+    # ------------------------------------------------------------------------------------------- certificates
+    def rotate(self, node: str, new_cert_path: str | None = None, new_key_path: str | None = None) -> dict[str, Any]:
+        me, certs = self._node, self._svc.certs
+        if node != me.node_id:
+            raise _not_this_node(me.node_id, node, "node")
+        if me.credentials is None:
+            raise ApiError(409, "TLS is disabled on this node; enable transport.tls to rotate certificates")
+        plan = RotationPlan(new_cert_path, new_key_path)
+        previous = certs.info()
+        for field, path in plan.required_files():
+            if not certs.exists(path):
+                raise ApiError(422, f"{field}: no such file {path}", field)
+        if plan.source is RotationSource.INSTALLED:
+            try:
+                certs.install(plan)
+            except CertificateError as exc:
+                raise ApiError(422, f"new_cert_path: {exc}; the current certificate stays in force",
+                               "new_cert_path") from None
+        else:
+            certs.reissue()
+        me.reload_tls()
+        self.rotations += 1
+        return rotation_report(plan, me.node_id, previous, certs.info(), me.credentials.cert_path)
+
+    # ------------------------------------------------------------------------------------------- identity
+    def _cert_of(self, node_id: str) -> Path:
+        if not node_id or not all(c.isalnum() or c in "-_." for c in node_id) or node_id.startswith("."):
+            raise ApiError(422, f"node_id: invalid node id {node_id!r}", "node_id")
+        path = self._svc.certs.member_certificate(node_id)
+        if path is None:
+            raise ApiError(404, f"no certificate for node {node_id!r} in the cluster", "node_id")
+        return path
+
+    def identity_verify(self, node_id: str, challenge: str, signature: str) -> dict[str, Any]:
+        if self._node.credentials is None:
+            raise _no_ca()
+        cert_path = self._cert_of(node_id)
+        chal = _b64(challenge, "challenge")
+        sig = _b64(signature, "signature")
+        out = self._svc.certs.verify_identity(node_id, cert_path, chal, sig)
+        out["fresh"] = self.challenges.consume(chal)
+        return out
+
+    def identity_challenge(self) -> dict[str, Any]:
+        chal = self._svc.certs.new_challenge()
+        self.challenges.issue(chal, self._clock())
+        return {"challenge": base64.b64encode(chal).decode(), "bytes": len(chal), "issued_by": self._node.node_id}
+
+    def identity_sign(self, node_id: str, challenge: str) -> dict[str, Any]:
+        me = self._node
+        if node_id != me.node_id:
+            raise _not_this_node(me.node_id, node_id, "node_id")
+        if me.credentials is None:
+            raise ApiError(409, "TLS is disabled on this node: it has no certificate key to sign with")
+        chal = _b64(challenge, "challenge")
+        sig = self._svc.certs.sign(chal)
+        return {"node_id": me.node_id, "challenge": challenge, "signature": base64.b64encode(sig).decode(),
+                "scheme": "rustyray-node-identity-v1 (ECDSA P-256/SHA-256 over a domain-separated challenge)"}
