@@ -16,15 +16,18 @@ from rustyray.pool.errors import (
     UnknownStreamError,
 )
 from rustyray.pool.eviction import IdleConnection, select_evictions
+from rustyray.pool.exchange_slots import ExchangeSlots, SlotGrant, SlotOutcome
 from rustyray.pool.manager import PoolManager
 from rustyray.pool.multiplexing import MultiplexConfig, MultiplexedConnection, MultiplexStats
 from rustyray.pool.node_pool import AcquireOutcome, ConnectionState, Grant, NodePool, PoolStats
+from rustyray.pool.peer_pools import PeerPools
 from rustyray.pool.warmup import WarmupPlan, plan_warmup
 
 __all__ = [
     "AcquireOutcome",
     "ConnectionState",
     "EvictionPolicy",
+    "ExchangeSlots",
     "FlowControlError",
     "Grant",
     "IdleConnection",
@@ -33,12 +36,15 @@ __all__ = [
     "MultiplexStats",
     "MultiplexedConnection",
     "NodePool",
+    "PeerPools",
     "PoolConfig",
     "PoolConfigError",
     "PoolError",
     "PoolExhaustedError",
     "PoolManager",
     "PoolStats",
+    "SlotGrant",
+    "SlotOutcome",
     "StreamLimitError",
     "UnknownConnectionError",
     "UnknownStreamError",

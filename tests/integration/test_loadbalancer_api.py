@@ -12,7 +12,7 @@ from rustyray.errors import ApiError
 from rustyray.loadbalancer.retry import RetryStrategy
 
 SECTIONS = {"loadbalancer": {"load_poll_interval_sec": 0.2,
-                             "circuit_breaker": {"failure_threshold": 3, "open_timeout_sec": 0.5}}}
+                             "circuit_breaker": {"failure_threshold": 3, "open_timeout_sec": 2.0}}}
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
@@ -101,7 +101,7 @@ async def test_open_circuit_removes_node_until_it_recovers(cluster):
     picks = [await select(cluster, strategy="RoundRobin") for _ in range(4)]
     assert {p["selected_node"] for p in picks} == {"node1", "node3"}
     assert picks[0]["skipped"] == {"node2": "circuit Open"}
-    await wait_for(lambda: service.breakers.get("node2").can_attempt(time.monotonic()), 3)
+    await wait_for(lambda: service.breakers.get("node2").can_attempt(time.monotonic()), 6)
     service.before_send("node2")  # the half-open trial
     service.after_send("node2", True, 1.0)
     status = (await cluster.client.get("/loadbalancer/circuit-breaker/status")).json()

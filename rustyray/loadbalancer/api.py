@@ -1,0 +1,133 @@
+"""The load balancer's management operations (NETWORKING-037..043): the API facade of ``LoadBalancerService``.
+
+Why a facade: input validation and the API contract (argument names and defaults, the
+response fields, which error names which field) live here, apart from the asyncio adapter;
+the adapter keeps what touches the node (the routing hooks, counting connections, polling
+loads, pushing settings to the members). ``Node.call_api("loadbalancer", op, kwargs)`` calls
+``LoadBalancerService.api.<op>``. Errors are ``rustyray.errors.ApiError`` naming the field.
+``select``'s own checks stay in ``LoadBalancerService.select``, which direct callers (the
+routing service) use without this facade. The clocks are injected: ``clock`` (monotonic, the
+cores' time) and ``wall_clock`` (for the ISO timestamps in responses).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from rustyray.errors import ApiError
+from rustyray.loadbalancer.retry import RetryPolicy
+from rustyray.loadbalancer.selection import plain_number
+
+if TYPE_CHECKING:
+    from rustyray.loadbalancer.service import LoadBalancerService
+
+
+def _iso(wall: float) -> str:
+    return datetime.fromtimestamp(wall, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_scope(scope: str) -> None:
+    if scope not in ("cluster", "node"):
+        raise ApiError(422, "scope must be 'cluster' or 'node'", "scope")
+
+
+def _policy_dict(policy: RetryPolicy) -> dict[str, Any]:
+    return {"max_attempts": policy.max_attempts, "initial_delay_ms": plain_number(policy.initial_delay_ms),
+            "max_delay_ms": plain_number(policy.max_delay_ms), "multiplier": plain_number(policy.multiplier)}
+
+
+class LoadBalancerApi:
+    """One method per management operation of the load-balancer service."""
+
+    def __init__(self, service: LoadBalancerService, *, clock: Callable[[], float],
+                 wall_clock: Callable[[], float]) -> None:
+        self._svc = service
+        self._node = service.node
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    def select(self, strategy: str, available_nodes: list[str] | None = None,
+               routing_key: str | None = None) -> dict[str, Any]:
+        """NETWORKING-037..040: the node the strategy would pick now (a query: nothing is claimed)."""
+        selection, skipped = self._svc.select(strategy, available_nodes, routing_key)
+        out = selection.to_dict()
+        if skipped:
+            out["skipped"] = skipped
+        return out
+
+    def circuit_status(self) -> dict[str, Any]:
+        """NETWORKING-041: every breaker, ``opened_at`` as UTC ISO time."""
+        now = self._clock()
+        wall_offset = self._wall_clock() - now
+        circuits = []
+        for status in self._svc.breaker_statuses(now):
+            row = status.to_dict()
+            if row.get("opened_at") is not None:
+                row["opened_at"] = _iso(row["opened_at"] + wall_offset)
+            circuits.append(row)
+        return {"node": self._node.node_id, "circuits": circuits,
+                "config": dataclasses.asdict(self._svc.breakers.config)}
+
+    async def retry_configure(self, strategy: str, max_attempts: int, initial_delay_ms: float,
+                              max_delay_ms: float, multiplier: float | None = None,
+                              scope: str = "cluster") -> dict[str, Any]:
+        """NETWORKING-042: install the retry policy here (and on every live member when scope is cluster)."""
+        _check_scope(scope)
+        policy = self._svc.apply_retry(strategy, max_attempts, initial_delay_ms, max_delay_ms, multiplier)
+        out = {"configured": True, "strategy": policy.strategy.value, **_policy_dict(policy),
+               "scope": scope,
+               "applied_nodes": [self._node.node_id], "failed_nodes": {}}
+        if scope == "cluster":
+            await self._svc.replication.push_retry(strategy, max_attempts, initial_delay_ms, max_delay_ms,
+                                                   multiplier, out)
+        return out
+
+    def retry(self) -> dict[str, Any]:
+        policy = self._svc.retry_policy
+        return {"node": self._node.node_id, "strategy": policy.strategy.value, **_policy_dict(policy),
+                "retry_budget_balance": round(self._svc.retry_budget.balance(self._clock()), 3)}
+
+    async def rate_limit_set(self, node: str, requests_per_second: float, burst_size: int,
+                             scope: str = "cluster") -> dict[str, Any]:
+        """NETWORKING-043: limit sends to ``node`` here (and on every live member when scope is cluster)."""
+        _check_scope(scope)
+        self._svc.apply_rate_limit(node, requests_per_second, burst_size)
+        out = {"applied": True, "node": node, "rps": plain_number(requests_per_second), "burst": burst_size,
+               "scope": scope, "applied_nodes": [self._node.node_id], "failed_nodes": {}}
+        if scope == "cluster":
+            await self._svc.replication.push_rate_limit(node, requests_per_second, burst_size, out)
+        return out
+
+    def rate_limits(self) -> dict[str, Any]:
+        now = self._clock()
+        limiters = self._svc.limiters
+        rows = [{"node": n, "rps": plain_number(c.requests_per_second), "burst": c.burst_size,
+                 "retry_after_sec": round(limiters.retry_after(n, now), 4)}
+                for n, c in sorted(self._svc.limits.items())]
+        return {"node": self._node.node_id, "limits": rows, "refused": dict(self._svc.refused)}
+
+    def stats(self) -> dict[str, Any]:
+        """What Adaptive and LeastConnections see for every live member right now."""
+        svc = self._svc
+        live = self._node.live_members()
+        svc.refresh_connections(live)
+        snap = svc.tracker.snapshot()
+        adaptive = svc.config.adaptive
+        nodes = []
+        for node_id in live:
+            load = snap.get(node_id)
+            row: dict[str, Any] = {"node": node_id}
+            if load is not None:
+                row.update(active_connections=load.active_connections, in_flight=load.in_flight,
+                           latency_ewma_ms=round(load.latency_ewma_ms, 3),
+                           error_rate=round(load.error_rate, 4),
+                           cpu_load=round(load.cpu_load, 4), mem_load=round(load.mem_load, 4),
+                           load_score=round(adaptive.score(load), 3))
+            report = svc.reports.get(node_id)
+            if report is not None:
+                row["reported_at"] = _iso(report["wall"])
+            nodes.append(row)
+        return {"node": self._node.node_id, "nodes": nodes}
