@@ -106,17 +106,21 @@ def test_node_metrics_reach_rays_prometheus_endpoint(cluster):
     def scrape() -> str:
         return httpx.get(url, timeout=10).text
 
+    wanted = [("ray_rustyray_messages_sent_total", {"node": "node2"}),
+              ("ray_rustyray_members", {"node": "node1", "state": "Alive"}),
+              ("ray_rustyray_raft_term", {"node": "node3"}),
+              ("ray_rustyray_phi", {"node": "node1", "peer": "node2"}),
+              ("ray_rustyray_circuit_breaker_state", {"node": "node2", "peer": "node1", "state": "Closed"}),
+              ("ray_rustyray_pool_connections", {"node": "node1", "peer": "node3", "state": "idle"}),
+              ("ray_rustyray_active_connections", {"node": "node3"})]
+
     def scrape_with_nodes() -> str | None:
+        """A scrape once every node's exporter has pushed once (each pushes on its own period)."""
         text = scrape()
-        return text if _ray_metric(text, "ray_rustyray_messages_sent_total", node="node2") is not None else None
+        return text if all(_ray_metric(text, name, **labels) is not None for name, labels in wanted) else None
 
     first = _wait(scrape_with_nodes, 90)
-    for name, labels in [("ray_rustyray_members", {"node": "node1", "state": "Alive"}),
-                         ("ray_rustyray_raft_term", {"node": "node3"}),
-                         ("ray_rustyray_phi", {"node": "node1", "peer": "node2"}),
-                         ("ray_rustyray_circuit_breaker_state", {"node": "node2", "peer": "node1", "state": "Closed"}),
-                         ("ray_rustyray_pool_connections", {"node": "node1", "peer": "node3", "state": "idle"}),
-                         ("ray_rustyray_active_connections", {"node": "node3"})]:
+    for name, labels in wanted:
         assert _ray_metric(first, name, **labels) is not None, (name, labels)
     assert _ray_metric(first, "ray_rustyray_raft_term", node="node3") >= 1
     # counters keep moving (heartbeats, probes): a later scrape shows more messages

@@ -80,11 +80,6 @@ KNOWN_EXCEPTIONS: dict[str, tuple[str, frozenset[str]]] = {
         "from the certificates adapter at import time; split off the file reads",
         frozenset({"imports os", "reads the clock: dt.datetime.now", "imports adapter security/certificates.py"}),
     ),
-    "security/__init__.py": (
-        "re-exports the certificates and tls adapters, so importing any security core (acl, firewall, "
-        "encryption...) loads ssl, aioquic and socket",
-        frozenset({"imports adapter security/certificates.py", "imports adapter security/tls.py"}),
-    ),
     "membership/raft/__init__.py": (
         "re-exports FileStorage/MemoryStorage from the storage adapter, so importing any raft core "
         "imports the file storage",
