@@ -60,6 +60,8 @@ class Node(Mesh):
         self._wanted = frozenset(wanted)
         self.services: dict[str, Any] = {}
         """The running services by name: read by the management API (``call_api``) and tests."""
+        self.settings: Any = None
+        """The cluster-wide settings channel (``rustyray.settings``) the pool, balancer and security share."""
 
     # ------------------------------------------------------------------ wiring
     def _build(self) -> None:
@@ -70,16 +72,23 @@ class Node(Mesh):
             from rustyray.transport.service import TransportService
 
             s["transport"] = TransportService(self)
+        settings = None
+        if want & {"security", "pool", "loadbalancer"}:
+            from rustyray.settings.channel_adapter import SettingsChannel
+
+            settings = SettingsChannel(self)
+            settings.load()
+            self.settings = settings
+            self.peer_listeners.append(settings.on_peer_event)
         if "security" in want:
             from rustyray.security.service import SecurityService
 
-            s["security"] = security = SecurityService(self)
+            s["security"] = security = SecurityService(self, settings=settings)
             self.admission_filters.append(security.admit)
             self.quic_server_hooks.append(security.watch_quic)
             if security.config.encrypt_payloads:
                 self.extra_capabilities.append("encryption")
                 self.handshake_hooks.append(security.encrypt_connection)
-            self.peer_listeners.append(security.on_peer_event)
         if "discovery" in want:
             from rustyray.discovery.service import DiscoveryService
 
@@ -101,7 +110,7 @@ class Node(Mesh):
             from rustyray.pool.mux_adapter import MUX_CAPABILITY
             from rustyray.pool.service import PoolService
 
-            s["pool"] = pool = PoolService(self)
+            s["pool"] = pool = PoolService(self, settings=settings)
             self.request_channel = pool.request_on
             if "multiplexing" in self.config.transport.capabilities:
                 self.extra_capabilities.append(MUX_CAPABILITY)
@@ -111,7 +120,7 @@ class Node(Mesh):
         if "loadbalancer" in want:
             from rustyray.loadbalancer.service import LoadBalancerService
 
-            s["loadbalancer"] = balancer = LoadBalancerService(self, pool=pool)
+            s["loadbalancer"] = balancer = LoadBalancerService(self, pool=pool, settings=settings)
         routing = None
         if "routing" in want:
             from rustyray.routing.service import RoutingService

@@ -21,6 +21,10 @@ from rustyray.errors import ApiError
 from rustyray.loadbalancer.retry import RetryPolicy
 from rustyray.loadbalancer.selection import plain_number
 
+RETRY_KEY = "loadbalancer.retry"
+RATE_LIMIT_PREFIX = "loadbalancer.rate_limit."
+"""Settings-channel keys: the retry policy, and one rate limit per target node (prefix + node id)."""
+
 if TYPE_CHECKING:
     from rustyray.loadbalancer.service import LoadBalancerService
 
@@ -76,14 +80,21 @@ class LoadBalancerApi:
                               scope: str = "cluster") -> dict[str, Any]:
         """NETWORKING-042: install the retry policy here (and on every live member when scope is cluster)."""
         _check_scope(scope)
-        policy = self._svc.apply_retry(strategy, max_attempts, initial_delay_ms, max_delay_ms, multiplier)
-        out = {"configured": True, "strategy": policy.strategy.value, **_policy_dict(policy),
-               "scope": scope,
-               "applied_nodes": [self._node.node_id], "failed_nodes": {}}
-        if scope == "cluster":
-            await self._svc.replication.push_retry(strategy, max_attempts, initial_delay_ms, max_delay_ms,
-                                                   multiplier, out)
-        return out
+        value = {"strategy": strategy, "max_attempts": max_attempts, "initial_delay_ms": initial_delay_ms,
+                 "max_delay_ms": max_delay_ms, "multiplier": multiplier}
+        applied, failed = await self._apply(scope, RETRY_KEY, value, self._svc.apply_retry)
+        policy = self._svc.retry_policy
+        return {"configured": True, "strategy": policy.strategy.value, **_policy_dict(policy), "scope": scope,
+                "applied_nodes": applied, "failed_nodes": failed}
+
+    async def _apply(self, scope: str, key: str, value: dict[str, Any], apply: Any) -> tuple[list[str], dict[str, str]]:
+        """Cluster scope: through the settings channel (applied here first); node scope: here only."""
+        settings = self._svc.settings
+        if scope == "cluster" and settings is not None:
+            _, applied, failed = await settings.publish_report(key, value)
+            return applied, failed
+        apply(**value)
+        return [self._node.node_id], {}
 
     def retry(self) -> dict[str, Any]:
         policy = self._svc.retry_policy
@@ -94,12 +105,10 @@ class LoadBalancerApi:
                              scope: str = "cluster") -> dict[str, Any]:
         """NETWORKING-043: limit sends to ``node`` here (and on every live member when scope is cluster)."""
         _check_scope(scope)
-        self._svc.apply_rate_limit(node, requests_per_second, burst_size)
-        out = {"applied": True, "node": node, "rps": plain_number(requests_per_second), "burst": burst_size,
-               "scope": scope, "applied_nodes": [self._node.node_id], "failed_nodes": {}}
-        if scope == "cluster":
-            await self._svc.replication.push_rate_limit(node, requests_per_second, burst_size, out)
-        return out
+        value = {"node": node, "requests_per_second": requests_per_second, "burst_size": burst_size}
+        applied, failed = await self._apply(scope, RATE_LIMIT_PREFIX + node, value, self._svc.apply_rate_limit)
+        return {"applied": True, "node": node, "rps": plain_number(requests_per_second), "burst": burst_size,
+                "scope": scope, "applied_nodes": applied, "failed_nodes": failed}
 
     def rate_limits(self) -> dict[str, Any]:
         now = self._clock()

@@ -20,8 +20,9 @@ the same key keeps mapping to the same node.
 
 The management operations are ``LoadBalancerService.api`` (``loadbalancer.api``).
 Configuration changes (retry policy, rate limits) apply on this node and, with
-``scope="cluster"`` (the default), are pushed to every live member with ``LbConfigUpdate``
-(``loadbalancer.replication_adapter``).
+``scope="cluster"`` (the default), are published on every live member through the node's
+settings channel (``rustyray.settings``, keys ``loadbalancer.retry`` and
+``loadbalancer.rate_limit.<node>``).
 """
 
 from __future__ import annotations
@@ -33,13 +34,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rustyray.errors import ApiError
-from rustyray.loadbalancer.api import LoadBalancerApi
+from rustyray.loadbalancer.api import RATE_LIMIT_PREFIX, RETRY_KEY, LoadBalancerApi
 from rustyray.loadbalancer.circuit_breaker import BreakerRegistry, CircuitStatus
 from rustyray.loadbalancer.config import LoadBalancerServiceConfig
 from rustyray.loadbalancer.errors import LoadBalancerConfigError, LoadBalancerError, NoAvailableNodeError
 from rustyray.loadbalancer.load_poll_adapter import LbLoadQuery, LbLoadReport, LoadPoller
 from rustyray.loadbalancer.node_stats import NodeStatsTracker
-from rustyray.loadbalancer.replication_adapter import LbConfigAck, LbConfigReplication, LbConfigUpdate
 from rustyray.loadbalancer.retry import RetryBudget, RetryPolicy
 from rustyray.loadbalancer.selection import NodeSelector
 from rustyray.loadbalancer.strategies import (
@@ -52,6 +52,7 @@ from rustyray.loadbalancer.strategies import (
 from rustyray.loadbalancer.traffic_shaping import RateLimitConfig, RateLimiterRegistry
 
 if TYPE_CHECKING:
+    from rustyray.settings.channel_adapter import SettingsChannel
     from rustyray.transport.api import Host
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def _config_error(exc: LoadBalancerConfigError) -> ApiError:
 class LoadBalancerService:
     """Breakers, rate limits, stats and strategies of one node (see the module docstring)."""
 
-    def __init__(self, node: Host, rng: random.Random | None = None, *, pool: Any | None = None) -> None:
+    def __init__(self, node: Host, rng: random.Random | None = None, *, pool: Any | None = None,
+                 settings: SettingsChannel | None = None) -> None:
         self.node = node
         self.pool = pool
         """The pool service, whose connection counts feed least-connections (None: the mesh's)."""
@@ -86,8 +88,11 @@ class LoadBalancerService:
         }
         self.selector = NodeSelector(self.breakers, self.limiters, self.tracker, self.strategies)
         self.loads = LoadPoller(node, self.tracker, self.config)
-        self.replication = LbConfigReplication(node, apply_rate_limit=self.apply_rate_limit,
-                                               apply_retry=self.apply_retry)
+        self.settings = settings
+        """The cluster-wide settings channel (retry policy, rate limits with scope cluster); None: local only."""
+        if settings is not None:
+            settings.subscribe(RETRY_KEY, lambda _key, value: self.apply_retry(**value))
+            settings.subscribe(RATE_LIMIT_PREFIX, lambda _key, value: self.apply_rate_limit(**value))
         self.api = LoadBalancerApi(self, clock=time.monotonic, wall_clock=time.time)
 
     @property
@@ -210,5 +215,5 @@ class LoadBalancerService:
             raise _config_error(exc) from None
 
 
-__all__ = ["LbConfigAck", "LbConfigUpdate", "LbLoadQuery", "LbLoadReport", "LoadBalancerService",
+__all__ = ["LbLoadQuery", "LbLoadReport", "LoadBalancerService",
            "LoadBalancerServiceConfig"]

@@ -17,6 +17,9 @@ from rustyray.pool.config import EvictionPolicy, PoolConfig
 from rustyray.pool.errors import PoolConfigError
 from rustyray.pool.node_pool import ConnectionState
 
+EVICTION_KEY = "pool.eviction"
+"""Settings-channel key of the cluster-wide eviction configuration."""
+
 if TYPE_CHECKING:
     from rustyray.pool.service import PoolService
 
@@ -166,14 +169,17 @@ class PoolApi:
         """NETWORKING-047: apply the policy here (and on every live member when scope is cluster)."""
         if scope not in ("cluster", "node"):
             raise ApiError(422, "scope must be 'cluster' or 'node'", "scope")
-        self._svc.apply_eviction(policy, idle_timeout_sec, max_lifetime_sec, max_idle)
-        out: dict[str, Any] = {"configured": True, "policy": policy, "idle_timeout_sec": idle_timeout_sec,
-                               "max_lifetime_sec": max_lifetime_sec,
-                               "max_idle": self._svc.config.pool.max_idle, "scope": scope,
-                               "applied_nodes": [self._node.node_id], "failed_nodes": {}}
-        if scope == "cluster":
-            await self._svc.replication.push_eviction(policy, idle_timeout_sec, max_lifetime_sec, max_idle, out)
-        return out
+        value = {"policy": policy, "idle_timeout_sec": idle_timeout_sec, "max_lifetime_sec": max_lifetime_sec,
+                 "max_idle": max_idle}
+        settings = self._svc.settings
+        applied, failed = [self._node.node_id], {}
+        if scope == "cluster" and settings is not None:
+            _, applied, failed = await settings.publish_report(EVICTION_KEY, value)
+        else:
+            self._svc.apply_eviction(**value)
+        return {"configured": True, "policy": policy, "idle_timeout_sec": idle_timeout_sec,
+                "max_lifetime_sec": max_lifetime_sec, "max_idle": self._svc.config.pool.max_idle, "scope": scope,
+                "applied_nodes": applied, "failed_nodes": failed}
 
     def eviction(self) -> dict[str, Any]:
         cfg = self._svc.config.pool

@@ -21,8 +21,8 @@ Streams (045) live in ``pool.streams_adapter``: the node's request channel (``re
 counts every exchange as one stream of its connection, capped at ``max_streams``, over
 ``mux-streams`` wire sessions when both ends offer the capability. A connection is *active*
 in the statistics when it is leased or carries at least one in-flight exchange; otherwise it
-is idle. The management operations are ``PoolService.api`` (``pool.api``); the replication of
-eviction settings between nodes is ``pool.replication_adapter``.
+is idle. The management operations are ``PoolService.api`` (``pool.api``); cluster-wide eviction
+settings travel on the node's settings channel (``rustyray.settings``, key ``pool.eviction``).
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from rustyray.pool.api import PoolApi, eviction_config
+from rustyray.pool.api import EVICTION_KEY, PoolApi, eviction_config
 from rustyray.pool.config import PoolConfig, PoolServiceConfig
 from rustyray.pool.errors import PoolError, PoolExhaustedError
 from rustyray.pool.peer_pools import Action, Close, Forget, Hand, Open, PeerPools, Probe, Track
-from rustyray.pool.replication_adapter import PoolConfigAck, PoolConfigReplication, PoolConfigUpdate
 from rustyray.pool.streams_adapter import PoolStreams
 from rustyray.pool.waiters_adapter import Waiters
 from rustyray.protocol.control import Echo
@@ -50,6 +49,7 @@ if TYPE_CHECKING:
     from rustyray.pool.node_pool import Grant
     from rustyray.pool.warmup import WarmupPlan
     from rustyray.protocol.messages import Message
+    from rustyray.settings.channel_adapter import SettingsChannel
     from rustyray.transport.api import Host
     from rustyray.transport.connection import Connection
 
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 class PoolService:
     """Per-peer pools of real connections (see the module docstring)."""
 
-    def __init__(self, node: Host) -> None:
+    def __init__(self, node: Host, *, settings: SettingsChannel | None = None) -> None:
         self.node = node
         self.config = node.config.cluster.pool
         self.pools = PeerPools(self.config.pool)
@@ -71,7 +71,10 @@ class PoolService:
         self.streams = PoolStreams(node, self.config.multiplex)
         self._sessions = self.streams.sessions  # conn id -> wire streams (peer offered mux-streams)
         self.incoming_streams = self.streams.incoming
-        self.replication = PoolConfigReplication(node, self.apply_eviction)
+        self.settings = settings
+        """The cluster-wide settings channel (``eviction/configure`` with scope cluster); None: node-local only."""
+        if settings is not None:
+            settings.subscribe(EVICTION_KEY, lambda _key, value: self.apply_eviction(**value))
         self.api = PoolApi(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -287,4 +290,4 @@ class PoolService:
         return new
 
 
-__all__ = ["PoolConfigAck", "PoolConfigUpdate", "PoolExhaustedError", "PoolService", "PoolServiceConfig"]
+__all__ = ["PoolExhaustedError", "PoolService", "PoolServiceConfig"]

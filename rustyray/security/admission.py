@@ -36,7 +36,8 @@ __all__ = ["CRYPTO_ERROR", "Admission", "is_control_plane", "quic_alert", "tls_a
 
 CRYPTO_ERROR = 0x100  # QUIC CRYPTO_ERROR base; + TLS alert code (RFC 9001 section 4.8)
 _BENIGN_ALERTS = frozenset({0, 90})  # close_notify, user_canceled
-_CONTROL_PLANE_MODULES = ("rustyray.membership", "rustyray.health", "rustyray.security", "rustyray.pool")
+_CONTROL_PLANE_MODULES = ("rustyray.membership", "rustyray.health", "rustyray.security", "rustyray.pool",
+                          "rustyray.settings")
 _control_plane: dict[type, bool] = {}  # message type -> exempt from per-message firewall rules
 
 

@@ -170,14 +170,14 @@ class SecurityApi:
             added = self._svc.acl.add_from_dict(rule)
         except InvalidRuleError as exc:
             raise _rule_error(exc, "rule.") from None
-        applied = await self._svc.replication.replicate("acl")
+        applied = await self._svc.rules.replicate("acl")
         return {"rule_added": True, "rule_id": added.rule_id, "rule": added.to_dict(), "applied_on": applied,
-                "version": self._svc.replication.version("acl")}
+                "version": self._svc.rules.version("acl")}
 
     def acl_rules(self) -> dict[str, Any]:
         acl = self._svc.acl
         return {"rules": acl.to_dicts(), "default_action": acl.config.default_action.value,
-                "version": self._svc.replication.version("acl"),
+                "version": self._svc.rules.version("acl"),
                 "refused": self._svc.admission.refusals["acl_denied"], "node": self._node.node_id}
 
     async def acl_delete(self, rule_id: str) -> dict[str, Any]:
@@ -193,14 +193,14 @@ class SecurityApi:
         return {**decision.to_dict(), "source": source, "destination": destination}
 
     async def _deleted(self, kind: str, rule_id: str) -> dict[str, Any]:
-        applied = await self._svc.replication.replicate(kind)
+        applied = await self._svc.rules.replicate(kind)
         return {"deleted": True, "rule_id": rule_id, "applied_on": applied,
-                "version": self._svc.replication.version(kind)}
+                "version": self._svc.rules.version(kind)}
 
     # ------------------------------------------------------------------------------------------- firewall
     def firewall_rules(self) -> dict[str, Any]:
         svc = self._svc
-        return {"rules": svc.firewall.to_dicts(), "version": svc.replication.version("firewall"),
+        return {"rules": svc.firewall.to_dicts(), "version": svc.rules.version("firewall"),
                 "stats": {**svc.firewall.stats(), "admitted": svc.admission.admitted,
                           "messages_refused": dict(svc.admission.message_refusals)},
                 "node": self._node.node_id}
@@ -212,9 +212,9 @@ class SecurityApi:
         except InvalidRuleError as exc:
             raise _rule_error(exc) from None
         svc.sync_message_filter()
-        applied = await svc.replication.replicate("firewall")
+        applied = await svc.rules.replicate("firewall")
         return {"rule_added": True, "rule_id": added.rule_id, "rule": added.to_dict(), "applied_on": applied,
-                "version": svc.replication.version("firewall")}
+                "version": svc.rules.version("firewall")}
 
     async def firewall_delete(self, rule_id: str) -> dict[str, Any]:
         if not self._svc.firewall.remove_rule(rule_id):

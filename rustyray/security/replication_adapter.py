@@ -1,51 +1,36 @@
-"""Replication of the security rule sets and the cluster key ring between nodes: the one swappable unit.
+"""How security state reaches the other members: rule sets on the settings channel, key rings merged.
 
-Everything that moves security settings between members is here, and nothing else is: the wire messages
-(``SecurityRulesSync``, ``SecurityKeyRingSync``, ``SecuritySyncAck``), the push of a local change to every
-live member (acknowledged), the full push to a peer that (re)connects, the receiving handlers, and the
-rule-set files in the node dir. The service hands it, per rule-set kind, how to export the live set and
-how to merge an incoming one, and the key ring to merge into; the versioning decisions are ``rulesets``'s.
-A cluster-wide settings channel can replace this module without touching the service's admission logic.
+Rule sets (ACL, firewall) are cluster-wide settings like the pool's and the balancer's: each is
+one register of the node's settings channel (``rustyray.settings``, keys ``security.acl`` and
+``security.firewall``), replicated whole, last writer wins on ``(version, origin)``, persisted in
+the node's ``settings.json`` and resent to a member that reconnects. A change is applied here
+first, then pushed to every live member this node knows.
 
-Rule sets are replicated whole, last writer wins on ``(version, origin)``: a change is applied locally,
-persisted and pushed to every live member; a peer that (re)connects is sent the current sets, so a node
-that missed a change converges. Key rings are merged (keys are only ever added).
+The key ring is not a setting but key material: a grow-only set of keys merged under the
+cluster key store's file lock (two nodes sharing a state dir must not lose a key), so it keeps
+its own message, ``SecurityKeyRingSync``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rustyray.protocol.messages import Message
 from rustyray.security.encryption import KeyRing
-from rustyray.security.errors import InvalidRuleError
 from rustyray.security.keystore import ClusterKeyStore, merge_rings
-from rustyray.security.rulesets import KINDS, RuleSetVersion
+from rustyray.security.rulesets import KINDS
 
 if TYPE_CHECKING:
+    from rustyray.settings.channel_adapter import SettingsChannel
     from rustyray.transport.api import Host, RequestContext
 
-__all__ = ["SecurityKeyRingSync", "SecurityReplication", "SecurityRulesSync", "SecuritySyncAck"]
+__all__ = ["KeyRingReplication", "RuleSetReplication", "SecurityKeyRingSync", "SecuritySyncAck"]
 
 log = logging.getLogger(__name__)
 
 Rules = list[dict[str, Any]]
-
-
-class SecurityRulesSync(Message):
-    """A whole replicated rule set ("acl" or "firewall"); receivers keep the highest (version, origin)."""
-
-    kind: str
-    version: int
-    origin: str
-    rules: list[dict[str, Any]]
 
 
 class SecurityKeyRingSync(Message):
@@ -59,102 +44,68 @@ class SecuritySyncAck(Message):
     version: int = 0
 
 
-class _RuleSetFile:
-    """Version bookkeeping (``RuleSetVersion``) and persistence of one replicated rule set."""
-
-    def __init__(self, kind: str, path: Path) -> None:
-        self.path = path
-        self.state = RuleSetVersion(kind)
-
-    def load(self) -> Rules | None:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-        return self.state.restore(data)
-
-    def save(self, rules: Rules) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_text(json.dumps(self.state.record(rules)))
-        os.replace(tmp, self.path)
+def _key(kind: str) -> str:
+    return f"security.{kind}"
 
 
-class SecurityReplication:
-    """Keeps this node's rule sets and key ring in step with the live members."""
+class RuleSetReplication:
+    """The ACL and firewall rule sets as two registers of the settings channel."""
 
-    def __init__(self, node: Host, *, sync_timeout_s: float, export: dict[str, Callable[[], Rules]],
-                 apply: dict[str, Callable[[Rules], None]], key_ring: Callable[[], KeyRing],
-                 keys: ClusterKeyStore) -> None:
-        assert set(export) == set(apply) == set(KINDS)
+    def __init__(self, node: Host, settings: SettingsChannel | None, *, export: dict[str, Callable[[], Rules]]) -> None:
+        assert set(export) == set(KINDS)
+        if settings is None:  # a security service built on its own still keeps and versions its rules
+            from rustyray.settings.channel_adapter import SettingsChannel
+
+            settings = SettingsChannel(node)
+            settings.load()
         self.node = node
-        self.sync_timeout_s = sync_timeout_s
-        self._export = export  # kind -> the live set, to_dicts form
-        self._apply = apply  # kind -> merge a whole incoming set into the live core (raises on a bad rule)
-        self._key_ring = key_ring  # the ring incoming keys are merged into
-        self._keys = keys
-        node_dir = node.config.node_dir
-        self._sets = {"acl": _RuleSetFile("acl", node_dir / "security_acl.json"),
-                      "firewall": _RuleSetFile("firewall", node_dir / "security_firewall.json")}
+        self.settings = settings
+        self._export = export
 
-    def load(self, kind: str) -> Rules | None:
-        """The persisted set of ``kind`` (and its version), None when there is none yet."""
-        return self._sets[kind].load()
+    def changed(self, kind: str) -> bool:
+        """Whether the cluster ever changed this set (else the configured defaults hold)."""
+        return self.settings.registry.get(_key(kind)) is not None
+
+    def subscribe(self, apply: dict[str, Callable[[Rules], None]]) -> None:
+        """Install the held sets now and every set that wins later (``apply`` merges a whole set)."""
+        for kind in KINDS:
+            self.settings.subscribe(_key(kind), lambda _key, rules, fn=apply[kind]: fn(list(rules)))
 
     def version(self, kind: str) -> int:
-        return self._sets[kind].state.version
+        return self.settings.version(_key(kind))
+
+    async def replicate(self, kind: str) -> list[str]:
+        """Commit a local change to every live member; the members that took it, this node included."""
+        peers = [m for m in self.node.live_members() if m in self.node.peers and m != self.node.node_id]
+        _, applied, failed = await self.settings.publish_report(_key(kind), self._export[kind](), peers=peers)
+        for peer, why in failed.items():  # a member that is down converges when it reconnects
+            log.warning("%s: %s sync to %s failed: %s", self.node.node_id, kind, peer, why)
+        return sorted(applied)
+
+
+class KeyRingReplication:
+    """Pushes a rotated key ring to the live members and merges theirs here."""
+
+    def __init__(self, node: Host, *, sync_timeout_s: float, key_ring: Callable[[], KeyRing],
+                 keys: ClusterKeyStore) -> None:
+        self.node = node
+        self.sync_timeout_s = sync_timeout_s
+        self._key_ring = key_ring  # the ring incoming keys are merged into
+        self._keys = keys
 
     def install(self) -> None:
         """Start receiving pushes from the other members."""
-        self.node.on(SecurityRulesSync, self._on_rules_sync)
         self.node.on(SecurityKeyRingSync, self._on_key_ring_sync)
-
-    async def replicate(self, kind: str) -> list[str]:
-        """Commit a local change: bump the version, persist, push to every live member."""
-        rs, rules = self._sets[kind], self._export[kind]()
-        rs.state.commit(self.node.node_id)
-        rs.save(rules)
-        msg = SecurityRulesSync(kind=kind, version=rs.state.version, origin=rs.state.origin, rules=rules)
-        return await self._broadcast(msg)
 
     async def push_key_ring(self, ring: KeyRing) -> list[str]:
         """Push a rotated ring to every live member; the members that merged it (this node included)."""
-        return await self._broadcast(SecurityKeyRingSync(ring=ring.to_dict()))
-
-    async def _broadcast(self, msg: Message) -> list[str]:
         peers = [m for m in self.node.live_members() if m in self.node.peers]
-        replies = await self.node.request_members(msg, timeout=self.sync_timeout_s, peers=peers)
+        replies = await self.node.request_members(SecurityKeyRingSync(ring=ring.to_dict()),
+                                                  timeout=self.sync_timeout_s, peers=peers)
         for peer, reply in replies.items():
-            if isinstance(reply, Exception):  # a member that is down converges when it reconnects
-                log.warning("%s: security sync to %s failed: %s", self.node.node_id, peer, reply)
+            if isinstance(reply, Exception):
+                log.warning("%s: key ring sync to %s failed: %s", self.node.node_id, peer, reply)
         return sorted([self.node.node_id] + [p for p, r in replies.items() if not isinstance(r, Exception)])
-
-    def _on_rules_sync(self, ctx: RequestContext, msg: SecurityRulesSync) -> SecuritySyncAck:
-        if msg.kind not in KINDS:
-            return SecuritySyncAck(applied=False)
-        rs = self._sets[msg.kind]
-        if not rs.state.newer(msg.version, msg.origin):
-            return SecuritySyncAck(applied=False, version=rs.state.version)
-        try:
-            self._apply[msg.kind](msg.rules)
-        except (InvalidRuleError, KeyError, ValueError) as exc:
-            log.error("%s: rejecting %s sync from %s: %s", self.node.node_id, msg.kind, msg.origin, exc)
-            return SecuritySyncAck(applied=False, version=rs.state.version)
-        rs.state.adopt(msg.version, msg.origin)
-        rs.save(self._export[msg.kind]())
-        return SecuritySyncAck(applied=True, version=rs.state.version)
-
-    def on_peer_event(self, event: str, peer_id: str) -> None:
-        if event != "connected":
-            return
-        for kind in KINDS:
-            rs, rules = self._sets[kind], self._export[kind]()
-            if rs.state.version > 0:
-                msg = SecurityRulesSync(kind=kind, version=rs.state.version, origin=rs.state.origin, rules=rules)
-                self.node.spawn(self._push(peer_id, msg), name=f"security sync {peer_id}")
-
-    async def _push(self, peer_id: str, msg: Message) -> None:
-        with contextlib.suppress(Exception):
-            await self.node.request(peer_id, msg, timeout=self.sync_timeout_s)
 
     def _on_key_ring_sync(self, ctx: RequestContext, msg: SecurityKeyRingSync) -> SecuritySyncAck:
         ring = self._key_ring()

@@ -12,8 +12,8 @@ What it wires (NETWORKING-048 to 054):
   connection (source = the peer's IP, destination = this node id) before its hello; an admitted
   connection holds a firewall connection slot until it closes. The verdicts are ``admission``'s.
 * Cluster-wide rules. ACL and firewall rule sets are replicated whole, last writer wins on
-  ``(version, origin)`` (``rulesets``); the moving parts (persistence, pushes, the sync handlers) are all in
-  ``replication_adapter``. A rule change also applies to the connections already open.
+  ``(version, origin)``, as two registers of the node's settings channel (``rustyray.settings``, shared
+  with the pool and the balancer; ``replication_adapter``). A rule change also applies to the connections already open.
 * The cluster key ring lives in ``state_dir/keyring.json`` (0600, ``keystore.ClusterKeyStore``), created
   once; every node loads it, so ciphertext from one node opens on another.
 * The management operations are ``SecurityApi`` (``api``), built here as ``self.api``.
@@ -39,12 +39,13 @@ from rustyray.security.encryption import MessageCipher
 from rustyray.security.errors import CertificateError
 from rustyray.security.firewall import Firewall
 from rustyray.security.keystore import ClusterKeyStore
-from rustyray.security.replication_adapter import SecurityReplication
+from rustyray.security.replication_adapter import KeyRingReplication, RuleSetReplication
 from rustyray.security.rotation import certificate_expiry
 from rustyray.security.rulesets import apply_acl_rules, apply_firewall_rules, default_firewall_rules
 from rustyray.transport.tcp import parse_address
 
 if TYPE_CHECKING:
+    from rustyray.settings.channel_adapter import SettingsChannel
     from rustyray.transport.api import Host
     from rustyray.transport.connection import Connection
 
@@ -64,7 +65,7 @@ def _source_ip(conn: Connection) -> str | None:
 
 
 class SecurityService:
-    def __init__(self, node: Host) -> None:
+    def __init__(self, node: Host, *, settings: SettingsChannel | None = None) -> None:
         self.node = node
         self.config: SecurityServiceConfig = node.config.cluster.security
         self.acl = Acl(AclConfig(default_action=AclAction(self.config.acl_default_action.upper())))
@@ -73,11 +74,12 @@ class SecurityService:
         self.keys = ClusterKeyStore(Path(node.config.state_dir), self.config.key_ring_file)
         self.certs = NodeCertificates(node)
         self.cipher: MessageCipher | None = None
-        self.replication = SecurityReplication(
-            node, sync_timeout_s=self.config.sync_timeout_s,
-            export={"acl": self.acl.to_dicts, "firewall": self.firewall.to_dicts},
-            apply={"acl": self._apply_acl, "firewall": self._apply_firewall},
-            key_ring=lambda: self._cipher().ring, keys=self.keys)
+        self.settings = settings
+        self.rules = RuleSetReplication(node, settings, export={"acl": self.acl.to_dicts,
+                                                                "firewall": self.firewall.to_dicts})
+        """The ACL and firewall rule sets on the cluster settings channel (keys ``security.acl``/``.firewall``)."""
+        self.replication = KeyRingReplication(node, sync_timeout_s=self.config.sync_timeout_s,
+                                              key_ring=lambda: self._cipher().ring, keys=self.keys)
         self.api = SecurityApi(self, clock=time.time)
 
     @property
@@ -93,13 +95,10 @@ class SecurityService:
     async def start(self) -> None:
         node = self.node
         node.config.node_dir.mkdir(parents=True, exist_ok=True)
-        acl_rules = self.replication.load("acl")
-        if acl_rules:
-            self._apply_acl(acl_rules)
-        fw_rules = self.replication.load("firewall")
-        if fw_rules is None:
-            fw_rules = default_firewall_rules(self.config.default_protocols, self.config.default_connection_limit)
-        self._apply_firewall(fw_rules)
+        if not self.rules.changed("firewall"):
+            self._apply_firewall(default_firewall_rules(self.config.default_protocols,
+                                                        self.config.default_connection_limit))
+        self.rules.subscribe({"acl": self._apply_acl, "firewall": self._apply_firewall})
         self.cipher = MessageCipher(self.keys.open(time.time()))
         self.sync_message_filter()
         if node.server_ssl is not None:
@@ -228,7 +227,4 @@ class SecurityService:
         apply_firewall_rules(self.firewall, rules)
         self.sync_message_filter()
 
-    # ------------------------------------------------------------------------------------------- replication
-    def on_peer_event(self, event: str, peer_id: str) -> None:
-        """A peer (re)connected: send it the current rule sets (see ``replication_adapter``)."""
-        self.replication.on_peer_event(event, peer_id)
+

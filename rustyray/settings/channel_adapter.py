@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
 from rustyray.protocol.messages import Message
 from rustyray.settings.registry import Entry, SettingsRegistry
 
@@ -101,6 +100,23 @@ class SettingsChannel:
                                                   timeout=self.sync_timeout_s, peers=peers)
         return entry, replies
 
+    async def publish_report(self, key: str, value: Any, *, peers: list[str] | None = None
+                             ) -> tuple[Entry, list[str], dict[str, str]]:
+        """``publish``, summarised for an API answer: the entry, who applied it (this node first), who not and why."""
+        entry, replies = await self.publish(key, value, peers=peers)
+        applied, failed = [self.node.node_id], {}
+        for peer, reply in replies.items():
+            why = self.outcome(reply)
+            if why is None:
+                applied.append(peer)
+            else:
+                failed[peer] = why
+        return entry, applied, failed
+
+    def version(self, key: str) -> int:
+        entry = self.registry.get(key)
+        return entry.version if entry is not None else 0
+
     @staticmethod
     def outcome(reply: Message | Exception) -> str | None:
         """None when a member applied the entry, else why not."""
@@ -123,8 +139,8 @@ class SettingsChannel:
                 continue  # already have it (or something newer): nothing to do, not an error
             try:
                 self._apply(entry)
-            except (ApiError, ValueError, TypeError) as exc:
-                log.error("%s: refusing setting %s from %s: %s", self.node.node_id, entry.key, entry.origin, exc)
+            except Exception as exc:  # the subscriber's validation refused it: do not hold it here
+                log.error("%s: refusing setting %s from %s: %r", self.node.node_id, entry.key, entry.origin, exc)
                 errors.append(f"{entry.key}: {exc}")
                 continue
             changed = self.registry.store(entry) or changed

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import json
 import os
 import stat
 from pathlib import Path
@@ -166,8 +167,8 @@ async def test_acl_is_cluster_wide_and_enforced(cluster: Any) -> None:
     assert (await _dial(n2, n1))[0]
     r = await c.client.delete(f"/security/acl/rules/{added['rule_id']}")
     assert r.status_code == 404
-    saved = (n1.config.node_dir / "security_acl.json").read_text()
-    assert '"rules": []' in saved
+    saved = json.loads((n1.config.node_dir / "settings.json").read_text())  # the node's settings channel
+    assert next(e for e in saved if e["key"] == "security.acl")["value"] == []
 
     bad = {"rule": {**rule, "source": "10.0.1.300/24"}}
     r = await c.client.post("/security/acl/add", json=bad)
@@ -296,7 +297,7 @@ async def test_rules_persist_and_reach_a_restarted_member(cluster: Any) -> None:
     await wait_for(lambda: fw["rule_id"] in {x.rule_id for x in svc.firewall.rules()}, 15)
     listed = (await c.client.get("/security/firewall/rules", params={"node": "node3"})).json()["rules"]
     assert next(x for x in listed if x["id"] == fw["rule_id"])["threshold"] == 1000
-    assert "10.9.0.0/16" in (node3.config.node_dir / "security_acl.json").read_text()  # persisted
+    assert "10.9.0.0/16" in (node3.config.node_dir / "settings.json").read_text()  # persisted
 
 
 async def test_payload_encryption_seals_frames_between_nodes(tmp_path):
