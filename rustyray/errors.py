@@ -66,17 +66,6 @@ class DomainError(Exception):
             out["field"] = self.field
         return out
 
-    @property
-    def status(self) -> int:
-        """Backward compatibility for code and tests that read an HTTP status off the error.
-
-        Derived from the one kind -> status table, ``serve_apps.errors.HTTP_STATUS``; new code
-        should look at ``kind``.
-        """
-        from serve_apps.errors import HTTP_STATUS
-
-        return HTTP_STATUS[self.kind]
-
 
 #: Compatibility shim only: the HTTP status an ``ApiError(status, ...)`` call site passes -> its kind.
 #: (The authoritative kind -> status direction lives in ``serve_apps.errors.HTTP_STATUS``; a test
@@ -106,6 +95,8 @@ class ApiError(DomainError):
         if kind is None:
             raise ValueError(f"ApiError({status}, ...): no ErrorKind for that status; raise DomainError(kind, ...)")
         super().__init__(kind, message, field)
+        self.status = status
+        """The status the call site gave (older code and tests read it; responses use ``serve_apps.errors``)."""
 
 
 def bad_request(message: str, field: str | None = None) -> DomainError:

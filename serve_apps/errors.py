@@ -2,8 +2,8 @@
 
 Every place of the management API that turns a domain error into an answer (the FastAPI
 exception handler, GraphQL error extensions, the body-limit middleware) goes through
-``http_status`` / ``error_body`` here. Importing this module costs no web framework, so
-that ``DomainError.status`` (kept for older code) can read the table from inside a node.
+``http_status`` / ``error_body`` here. The nodes never import it: a domain error carries
+its kind, and only the API layer knows what that is in HTTP.
 """
 
 from __future__ import annotations

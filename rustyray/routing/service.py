@@ -150,7 +150,7 @@ class RoutingService:
         try:
             return await self.route(req)
         except ApiError as exc:
-            return Outcome(req.target, "", error=exc.message, error_code=f"refused_{exc.status}")
+            return Outcome(req.target, "", error=exc.message, error_code=f"refused_{exc.kind.value}")
 
     async def _deliver(self, req: SendRequest) -> Outcome:
         core = self.sending

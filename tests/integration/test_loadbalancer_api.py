@@ -10,6 +10,7 @@ from harness import local_cluster, wait_for
 
 from rustyray.errors import ApiError
 from rustyray.loadbalancer.retry import RetryStrategy
+from serve_apps.errors import http_status
 
 SECTIONS = {"loadbalancer": {"load_poll_interval_sec": 0.2,
                              "circuit_breaker": {"failure_threshold": 3, "open_timeout_sec": 2.0}}}
@@ -97,7 +98,7 @@ async def test_open_circuit_removes_node_until_it_recovers(cluster):
     assert rows["node1"] == {"node": "node1", "state": "Closed", "failure_count": 0}
     with pytest.raises(ApiError) as err:
         service.before_send("node2")
-    assert err.value.status == 503 and err.value.field == "target_node"
+    assert http_status(err.value) == 503 and err.value.field == "target_node"
     picks = [await select(cluster, strategy="RoundRobin") for _ in range(4)]
     assert {p["selected_node"] for p in picks} == {"node1", "node3"}
     assert picks[0]["skipped"] == {"node2": "circuit Open"}
@@ -125,7 +126,7 @@ async def test_rate_limit_applies_cluster_wide_and_refuses_sends(cluster):
         service.after_send("node2", True, 1.0)
     with pytest.raises(ApiError) as err:
         service.before_send("node2")
-    assert (err.value.status, err.value.field) == (429, "target_node")
+    assert (http_status(err.value), err.value.field) == (429, "target_node")
     assert "rate limited" in err.value.message
     picks = [await select(cluster, strategy="RoundRobin") for _ in range(4)]
     assert "node2" not in {p["selected_node"] for p in picks}
@@ -189,4 +190,4 @@ async def test_service_select_raises_the_same_errors_for_direct_callers(cluster)
                         (("RoundRobin", ["node7"]), "available_nodes")]:
         with pytest.raises(ApiError) as err:
             lb(cluster).select(*args)
-        assert err.value.field == field and err.value.status in (404, 422)
+        assert err.value.field == field and http_status(err.value) in (404, 422)

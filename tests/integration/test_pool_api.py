@@ -173,6 +173,7 @@ async def test_bad_input_is_refused_naming_the_field(cluster, path, body, status
 async def test_latency_probe_runs_both_paths_against_a_live_peer(cluster):
     """The probe behind bench/loadbalancer.py: pooled requests reuse, unpooled ones dial each time."""
     from rustyray.errors import ApiError
+    from serve_apps.errors import http_status
 
     node = cluster.node("node1")
     opened = node.stats.connections_opened
@@ -192,4 +193,4 @@ async def test_latency_probe_runs_both_paths_against_a_live_peer(cluster):
                                   ({"target_node": "node2", "requests": 0}, 422, "requests")]:
         with pytest.raises(ApiError) as err:
             await node.call_api("pool", "latency_probe", kwargs)
-        assert (err.value.status, err.value.field) == (status, field)
+        assert (http_status(err.value), err.value.field) == (status, field)

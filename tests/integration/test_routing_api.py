@@ -10,6 +10,7 @@ from harness import local_cluster, wait_for
 
 from rustyray.errors import ApiError
 from rustyray.routing.priority import PeerOutboxes
+from serve_apps.errors import http_status
 
 FAST = {"routing": {"retry_initial_s": 0.05, "retry_max_s": 0.2}}
 
@@ -310,7 +311,7 @@ async def test_critical_overtakes_a_low_backlog_and_a_full_outbox_refuses(cluste
         *(svc.api.send("node2", "Heartbeat", {"i": i}) for i in range(10)), return_exceptions=True
     )
     refused = [r for r in results if isinstance(r, ApiError)]
-    assert len(refused) == 6 and all(e.status == 503 and "full" in e.message for e in refused)
+    assert len(refused) == 6 and all(http_status(e) == 503 and "full" in e.message for e in refused)
     assert sum(1 for r in results if isinstance(r, dict) and r["success"]) == 4
     assert svc.api.delivery_stats()["outbox_rejected"] == 6
 

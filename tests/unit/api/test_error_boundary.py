@@ -251,4 +251,5 @@ def test_every_status_the_code_passes_to_api_error_has_a_kind():
 
 def test_not_found_helper_builds_a_domain_error_not_an_api_error():
     exc = not_found("x", "node")
-    assert type(exc) is DomainError and exc.kind is ErrorKind.NOT_FOUND and exc.status == 404
+    assert type(exc) is DomainError and exc.kind is ErrorKind.NOT_FOUND and HTTP_STATUS[exc.kind] == 404
+    assert not hasattr(exc, "status")  # the HTTP status is the API layer's (serve_apps.errors), not the node's

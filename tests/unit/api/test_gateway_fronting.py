@@ -8,6 +8,7 @@ import pytest
 
 import serve_apps.gateway as gw_mod
 from rustyray.errors import ApiError
+from serve_apps.errors import http_status
 from serve_apps.gateway import RayGateway, _FrontingMixin
 
 
@@ -71,10 +72,10 @@ async def test_an_explicit_unknown_node_is_404_and_no_live_node_is_503(clock):
     g = Fake(["node1"], set(), trust=0.5)
     with pytest.raises(ApiError) as err:
         await g.fronted("node9")
-    assert (err.value.status, err.value.field) == (404, "node")
+    assert (http_status(err.value), err.value.field) == (404, "node")
     with pytest.raises(ApiError) as err:
         await g.fronted()
-    assert err.value.status == 503
+    assert http_status(err.value) == 503
 
 
 async def test_the_registry_node_list_is_cached_for_its_ttl(clock):
