@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rustyray.security.certificates import NodeCredentials, ensure_cluster_ca, ensure_node_credentials
-from rustyray.security.quic_tls import quic_configuration, require_client_certificate
+from rustyray.security.quic_tls import quic_configuration, quic_peer_node_id, require_client_certificate
 from rustyray.security.tls import client_context, peer_node_id, server_context
 
 
@@ -43,3 +43,6 @@ class ClusterTls:
 
     def peer_node_id(self, ssl_object: Any) -> str | None:
         return peer_node_id(ssl_object)
+
+    def quic_peer_node_id(self, quic: Any) -> str | None:
+        return quic_peer_node_id(quic)

@@ -15,17 +15,42 @@ if TYPE_CHECKING:
     import asyncio
     import random
     from collections.abc import Awaitable
+    from pathlib import Path
 
-    from rustyray.config import NodeConfig
     from rustyray.protocol.messages import Message
+    from rustyray.transport.config import HeartbeatSettings, TransportConfig
     from rustyray.transport.connection import Connection
     from rustyray.transport.mesh import Handler, NodeStats, Peer, RequestContext  # noqa: F401 (re-exported for services)
 
-__all__ = ["Host", "PeerListener"]
+__all__ = ["Host", "NodeSettings", "PeerListener"]
+
+
+class NodeSettings(Protocol):
+    """What a node's config offers (``rustyray.config.NodeConfig`` is the one implementation)."""
+
+    node_id: str
+    cluster_name: str
+    state_dir: str
+    transport: TransportConfig
+    heartbeat: HeartbeatSettings
+    seeds: tuple[str, ...]
+    bootstrap_members: tuple[str, ...]
+    cluster: Any
+    """The typed config of every subsystem (``rustyray.config.ClusterConfig``)."""
+
+    @property
+    def node_dir(self) -> Path: ...
+
+    @property
+    def certs_dir(self) -> Path: ...
+
+    def section(self, name: str) -> dict[str, Any]: ...
+
+    def validate(self) -> None: ...
 
 
 class Host(Protocol):
-    config: NodeConfig
+    config: NodeSettings
     node_id: str
     rng: random.Random
     stats: NodeStats

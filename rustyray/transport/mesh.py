@@ -42,10 +42,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rustyray._aio import cancel_and_wait
-from rustyray.config import NodeConfig
 from rustyray.protocol.control import Echo, EchoReply, ErrorReply, Goodbye, Heartbeat, Oneway
 from rustyray.protocol.errors import HandshakeRefused, ProtocolError
 from rustyray.protocol.frame import Flags, Frame
@@ -56,6 +55,9 @@ from rustyray.transport.link import DirectLink, Link
 from rustyray.transport.reconnect import Backoff
 from rustyray.transport.tcp import TcpConnection, TcpListener, format_address, parse_address
 from rustyray.transport.tls_port import TlsProvider
+
+if TYPE_CHECKING:
+    from rustyray.transport.api import NodeSettings
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +153,7 @@ def percentile(values: list[float], q: float) -> float:
 class Mesh:
     """One node's transport (see the module docstring)."""
 
-    def __init__(self, config: NodeConfig, *, tls: TlsProvider | None = None,
+    def __init__(self, config: NodeSettings, *, tls: TlsProvider | None = None,
                  rng: random.Random | None = None) -> None:
         config.validate()
         self.config = config
@@ -443,7 +445,8 @@ class Mesh:
     def _peer_cn(self, conn: Connection) -> str | None:
         if isinstance(conn, TcpConnection):
             return self.tls.peer_node_id(conn.ssl_object) if self.tls is not None else None
-        return getattr(conn, "peer_certificate_cn", None)
+        proto = getattr(conn, "proto", None)  # a QUIC connection: the CN aioquic verified
+        return self.tls.quic_peer_node_id(proto._quic) if self.tls is not None and proto is not None else None
 
     # ------------------------------------------------------------------ outbound
     async def dial(self, host: str, port: int, *, protocol: str = "TCP", expect_node: str | None = None,

@@ -44,13 +44,6 @@ class QuicConnectionAdapter(Connection):
         self.proto.close(error_code=0 if not abort else 0x1, reason_phrase=self.close_reason or "")
         self._mark_closed(None)
 
-    @property
-    def peer_certificate_cn(self) -> str | None:
-        """The CN of the peer certificate verified during the QUIC handshake."""
-        from rustyray.security.quic_tls import quic_peer_node_id
-
-        return quic_peer_node_id(self.proto._quic)
-
 
 class QuicFrameProtocol(QuicConnectionProtocol):
     """Routes aioquic events into a ``QuicConnectionAdapter``."""

@@ -18,4 +18,7 @@ class TlsProvider(Protocol):
     def require_client_certificate(self, quic: Any) -> None: ...
 
     def peer_node_id(self, ssl_object: Any) -> str | None:
-        """The node id (certificate CN) of a verified peer, None without one."""
+        """The node id (certificate CN) of a verified TLS peer, None without one."""
+
+    def quic_peer_node_id(self, quic: Any) -> str | None:
+        """The same for an aioquic ``QuicConnection``."""
