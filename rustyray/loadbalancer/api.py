@@ -89,9 +89,8 @@ class LoadBalancerApi:
 
     async def _apply(self, scope: str, key: str, value: dict[str, Any], apply: Any) -> tuple[list[str], dict[str, str]]:
         """Cluster scope: through the settings channel (applied here first); node scope: here only."""
-        settings = self._svc.settings
-        if scope == "cluster" and settings is not None:
-            _, applied, failed = await settings.publish_report(key, value)
+        if scope == "cluster":
+            _, applied, failed = await self._svc.settings.publish_report(key, value)
             return applied, failed
         apply(**value)
         return [self._node.node_id], {}

@@ -69,7 +69,7 @@ class LoadBalancerService:
     """Breakers, rate limits, stats and strategies of one node (see the module docstring)."""
 
     def __init__(self, node: Host, rng: random.Random | None = None, *, pool: Any | None = None,
-                 settings: SettingsChannel | None = None) -> None:
+                 settings: SettingsChannel) -> None:
         self.node = node
         self.pool = pool
         """The pool service, whose connection counts feed least-connections (None: the mesh's)."""
@@ -89,10 +89,9 @@ class LoadBalancerService:
         self.selector = NodeSelector(self.breakers, self.limiters, self.tracker, self.strategies)
         self.loads = LoadPoller(node, self.tracker, self.config)
         self.settings = settings
-        """The cluster-wide settings channel (retry policy, rate limits with scope cluster); None: local only."""
-        if settings is not None:
-            settings.subscribe(RETRY_KEY, lambda _key, value: self.apply_retry(**value))
-            settings.subscribe(RATE_LIMIT_PREFIX, lambda _key, value: self.apply_rate_limit(**value))
+        """The cluster-wide settings channel (retry policy, rate limits with scope cluster)."""
+        settings.subscribe(RETRY_KEY, lambda _key, value: self.apply_retry(**value))
+        settings.subscribe(RATE_LIMIT_PREFIX, lambda _key, value: self.apply_rate_limit(**value))
         self.api = LoadBalancerApi(self, clock=time.monotonic, wall_clock=time.time)
 
     @property

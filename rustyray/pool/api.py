@@ -171,10 +171,9 @@ class PoolApi:
             raise ApiError(422, "scope must be 'cluster' or 'node'", "scope")
         value = {"policy": policy, "idle_timeout_sec": idle_timeout_sec, "max_lifetime_sec": max_lifetime_sec,
                  "max_idle": max_idle}
-        settings = self._svc.settings
         applied, failed = [self._node.node_id], {}
-        if scope == "cluster" and settings is not None:
-            _, applied, failed = await settings.publish_report(EVICTION_KEY, value)
+        if scope == "cluster":
+            _, applied, failed = await self._svc.settings.publish_report(EVICTION_KEY, value)
         else:
             self._svc.apply_eviction(**value)
         return {"configured": True, "policy": policy, "idle_timeout_sec": idle_timeout_sec,

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 class PoolService:
     """Per-peer pools of real connections (see the module docstring)."""
 
-    def __init__(self, node: Host, *, settings: SettingsChannel | None = None) -> None:
+    def __init__(self, node: Host, *, settings: SettingsChannel) -> None:
         self.node = node
         self.config = node.config.cluster.pool
         self.pools = PeerPools(self.config.pool)
@@ -72,9 +72,8 @@ class PoolService:
         self._sessions = self.streams.sessions  # conn id -> wire streams (peer offered mux-streams)
         self.incoming_streams = self.streams.incoming
         self.settings = settings
-        """The cluster-wide settings channel (``eviction/configure`` with scope cluster); None: node-local only."""
-        if settings is not None:
-            settings.subscribe(EVICTION_KEY, lambda _key, value: self.apply_eviction(**value))
+        """The cluster-wide settings channel (``eviction/configure`` with scope cluster)."""
+        settings.subscribe(EVICTION_KEY, lambda _key, value: self.apply_eviction(**value))
         self.api = PoolApi(self)
 
     # ------------------------------------------------------------------ lifecycle

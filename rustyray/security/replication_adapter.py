@@ -51,13 +51,8 @@ def _key(kind: str) -> str:
 class RuleSetReplication:
     """The ACL and firewall rule sets as two registers of the settings channel."""
 
-    def __init__(self, node: Host, settings: SettingsChannel | None, *, export: dict[str, Callable[[], Rules]]) -> None:
+    def __init__(self, node: Host, settings: SettingsChannel, *, export: dict[str, Callable[[], Rules]]) -> None:
         assert set(export) == set(KINDS)
-        if settings is None:  # a security service built on its own still keeps and versions its rules
-            from rustyray.settings.channel_adapter import SettingsChannel
-
-            settings = SettingsChannel(node)
-            settings.load()
         self.node = node
         self.settings = settings
         self._export = export

@@ -65,7 +65,7 @@ def _source_ip(conn: Connection) -> str | None:
 
 
 class SecurityService:
-    def __init__(self, node: Host, *, settings: SettingsChannel | None = None) -> None:
+    def __init__(self, node: Host, *, settings: SettingsChannel) -> None:
         self.node = node
         self.config: SecurityServiceConfig = node.config.cluster.security
         self.acl = Acl(AclConfig(default_action=AclAction(self.config.acl_default_action.upper())))

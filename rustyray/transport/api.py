@@ -8,7 +8,6 @@ node alone decides which services exist and how they are wired. ``Mesh``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from rustyray.transport.connection import Connection
     from rustyray.transport.mesh import Handler, NodeStats, Peer, RequestContext  # noqa: F401 (re-exported for services)
 
-__all__ = ["Host", "NodeSettings", "PeerListener"]
+__all__ = ["Host", "NodeSettings"]
 
 
 class NodeSettings(Protocol):
@@ -101,8 +100,3 @@ class Host(Protocol):
     def live_members(self) -> list[str]: ...
 
     def stats_snapshot(self) -> dict[str, Any]: ...
-
-
-PeerListener = Callable[[str, str], None]
-"""``(event, peer_id)``: "learned", "connected", "disconnected", "goodbye"."""
-

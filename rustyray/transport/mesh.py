@@ -364,9 +364,6 @@ class Mesh:
                         quic_address=self.quic_address, cluster=self.config.cluster_name,
                         incarnation=self.incarnation, require_tls=self.config.transport.tls)
 
-    def hello(self) -> Hello:
-        return ClientHandshake(self.local_end()).start()
-
     @property
     def capabilities(self) -> list[str]:
         caps = list(self.config.transport.capabilities) + self.extra_capabilities
