@@ -4,12 +4,8 @@ Why a domain error that speaks no HTTP: a service says *what* went wrong (an
 ``ErrorKind``) and which input was wrong (``field``); the management API alone decides
 how that reads over HTTP (``serve_apps.errors.HTTP_STATUS`` is the one kind -> status
 table). It is a plain value-carrying exception so that it survives pickling across Ray.
-
-``ApiError(status, message, field)`` is the older, HTTP-speaking spelling, kept so that
-existing call sites keep working: its status only picks the kind
-(``_LEGACY_STATUS_KIND``); in every other respect it is a ``DomainError``. New code
-raises ``DomainError`` (or a helper below) and catches ``DomainError``: an
-``except ApiError`` does not see a plain ``DomainError``.
+Code raises ``DomainError`` or one of the helpers below (``not_found(msg, field)`` ...);
+no status number appears below ``serve_apps`` (a unit test keeps it so).
 """
 
 from __future__ import annotations
@@ -67,38 +63,6 @@ class DomainError(Exception):
         return out
 
 
-#: Compatibility shim only: the HTTP status an ``ApiError(status, ...)`` call site passes -> its kind.
-#: (The authoritative kind -> status direction lives in ``serve_apps.errors.HTTP_STATUS``; a test
-#: checks that every status here maps back to itself.)
-_LEGACY_STATUS_KIND: dict[int, ErrorKind] = {
-    400: ErrorKind.INVALID,
-    401: ErrorKind.UNAUTHORIZED,
-    403: ErrorKind.FORBIDDEN,
-    404: ErrorKind.NOT_FOUND,
-    409: ErrorKind.CONFLICT,
-    413: ErrorKind.PAYLOAD_TOO_LARGE,
-    422: ErrorKind.UNPROCESSABLE,
-    429: ErrorKind.TOO_MANY_REQUESTS,
-    500: ErrorKind.INTERNAL,
-    501: ErrorKind.NOT_IMPLEMENTED,
-    502: ErrorKind.UPSTREAM_FAILED,
-    503: ErrorKind.UNAVAILABLE,
-    504: ErrorKind.TIMEOUT,
-}
-
-
-class ApiError(DomainError):
-    """Deprecated spelling ``ApiError(status, message, field)``: the status only selects the ``ErrorKind``."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        kind = _LEGACY_STATUS_KIND.get(status)
-        if kind is None:
-            raise ValueError(f"ApiError({status}, ...): no ErrorKind for that status; raise DomainError(kind, ...)")
-        super().__init__(kind, message, field)
-        self.status = status
-        """The status the call site gave (older code and tests read it; responses use ``serve_apps.errors``)."""
-
-
 def bad_request(message: str, field: str | None = None) -> DomainError:
     return DomainError(ErrorKind.INVALID, message, field)
 
@@ -129,3 +93,19 @@ def too_many_requests(message: str, field: str | None = None) -> DomainError:
 
 def payload_too_large(message: str, field: str | None = None) -> DomainError:
     return DomainError(ErrorKind.PAYLOAD_TOO_LARGE, message, field)
+
+
+def unauthorized(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.UNAUTHORIZED, message, field)
+
+
+def not_implemented(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.NOT_IMPLEMENTED, message, field)
+
+
+def upstream_failed(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.UPSTREAM_FAILED, message, field)
+
+
+def timeout(message: str, field: str | None = None) -> DomainError:
+    return DomainError(ErrorKind.TIMEOUT, message, field)

@@ -24,7 +24,7 @@ from typing import Any
 
 from rustyray.api_binding import bind_call
 from rustyray.config import NodeConfig
-from rustyray.errors import ApiError
+from rustyray.errors import not_found
 from rustyray.transport.mesh import (
     DialNotAllowed,
     Mesh,
@@ -184,7 +184,7 @@ class Node(Mesh):
         """
         svc = self.services.get(service)
         if svc is None:
-            raise ApiError(404, f"service {service!r} is not running on {self.node_id}")
+            raise not_found(f"service {service!r} is not running on {self.node_id}")
         fn = None
         facade = getattr(svc, "api", None)
         if facade is not None and not method.startswith("_") and callable(getattr(type(facade), method, None)):
@@ -192,7 +192,7 @@ class Node(Mesh):
         if fn is None:
             fn = getattr(svc, f"api_{method}", None)
         if fn is None:
-            raise ApiError(404, f"service {service!r} has no operation {method!r}")
+            raise not_found(f"service {service!r} has no operation {method!r}")
         bind_call(fn, kwargs)
         result = fn(**kwargs)
         if inspect.isawaitable(result):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from rustyray.errors import ApiError, DomainError, ErrorKind
+from rustyray.errors import DomainError, ErrorKind, conflict, not_found, not_implemented, unavailable
 
 
 def natural_key(node_id: str) -> tuple[Any, ...]:
@@ -44,16 +44,8 @@ class NodeUnavailable(DomainError):
         super().__init__(ErrorKind.UNAVAILABLE, message, "node")
 
 
-def _wire_error(kind: str | int, message: str, field: str | None) -> DomainError:
-    """The error of a node actor's ``("error", kind_name, message, field)`` reply.
-
-    An int is the HTTP status an actor running older code sends; an unknown kind reads as INTERNAL.
-    """
-    if isinstance(kind, int):
-        try:
-            return ApiError(kind, message, field)
-        except ValueError:
-            return DomainError(ErrorKind.INTERNAL, message, field)
+def _wire_error(kind: str, message: str, field: str | None) -> DomainError:
+    """The error of a node actor's ``("error", kind_name, message, field)`` reply (unknown kind: INTERNAL)."""
     return DomainError(ErrorKind.__members__.get(kind, ErrorKind.INTERNAL), message, field)
 
 
@@ -84,7 +76,7 @@ class _FrontingMixin:
         ids = await self.node_ids()
         if requested is not None:
             if requested not in ids:
-                raise ApiError(404, f"unknown node {requested!r}; known nodes: {', '.join(ids) or 'none'}", "node")
+                raise not_found(f"unknown node {requested!r}; known nodes: {', '.join(ids) or 'none'}", "node")
             return requested
         checked = None
         if self._front in ids:
@@ -99,7 +91,7 @@ class _FrontingMixin:
                 self._front = node_id
                 self._saw(node_id, True)
                 return node_id
-        raise ApiError(503, "no node of the cluster is reachable")
+        raise unavailable("no node of the cluster is reachable")
 
 
 class LocalGateway(_FrontingMixin):
@@ -119,7 +111,7 @@ class LocalGateway(_FrontingMixin):
     async def call(self, node_id: str, service: str, method: str, /, **kwargs: Any) -> Any:
         node = self.nodes.get(node_id)
         if node is None:
-            raise ApiError(404, f"unknown node {node_id!r}", "node")
+            raise not_found(f"unknown node {node_id!r}", "node")
         if not node.running:
             raise NodeUnavailable(f"node {node_id!r} is not running")
         # A DomainError passes through as is; anything else (a TypeError from a bug included) is not a
@@ -128,7 +120,7 @@ class LocalGateway(_FrontingMixin):
 
     async def spawn_node(self, node_id: str, seeds: list[str], host: str | None, port: int) -> dict[str, Any]:
         if self._spawner is None:
-            raise ApiError(501, "this gateway cannot start nodes")
+            raise not_implemented("this gateway cannot start nodes")
         node = await self._spawner(node_id, seeds, host, port)
         self.nodes[node_id] = node
         return node.info()
@@ -226,7 +218,7 @@ class RayGateway(_FrontingMixin):
             import ray
 
             ray.kill(handle, no_restart=True)
-            raise ApiError(409, f"node {node_id!r} could not start: {exc}", "node_id") from None
+            raise conflict(f"node {node_id!r} could not start: {exc}", "node_id") from None
         self._handles[node_id] = handle
         await registry.add_node.remote(node_id, {"address": info["address"], "joined": True})
         self._ids = None

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import Any
 
-from rustyray.errors import ApiError, DomainError, ErrorKind
+from rustyray.errors import DomainError, ErrorKind, conflict, not_found, unprocessable
 from serve_apps.gateway import natural_key
 
 
@@ -32,7 +32,7 @@ async def resolve_seeds(gw: Any, seeds: list[str]) -> list[str]:
         try:
             host, _port = parse_address(seed, field=f"seed_nodes[{i}]")
         except ValueError as exc:
-            raise ApiError(422, str(exc), "seed_nodes") from None
+            raise unprocessable(str(exc), "seed_nodes") from None
         if host in ids:
             info = await gw.info(host, 2.0)
             if info is None:
@@ -73,7 +73,7 @@ async def join_cluster(gw: Any, *, node_id: str | None = None, seed_nodes: list[
     joining = _joining(gw)
     ids = await gw.node_ids()
     if node_id in ids or node_id in joining:  # no await between this check and the claim
-        raise ApiError(409, f"node {node_id!r} is already a member or joining", "node_id")
+        raise conflict(f"node {node_id!r} is already a member or joining", "node_id")
     joining.add(node_id)
     try:
         return await _join(gw, node_id, seed_nodes, host, port, timeout)
@@ -92,7 +92,7 @@ async def _join(gw: Any, node_id: str, seed_nodes: list[str] | None, host: str |
     size = 0
     while time.monotonic() < deadline:
         if node_id not in await gw.node_ids():  # a concurrent leave stopped it: do not wait for it
-            raise ApiError(409, f"{node_id} left while it was joining", "node_id")
+            raise conflict(f"{node_id} left while it was joining", "node_id")
         front, members = await cluster_members(gw)
         alive = [m for m in members if m.get("state") == "Alive"]
         size = len(alive)
@@ -100,7 +100,7 @@ async def _join(gw: Any, node_id: str, seed_nodes: list[str] | None, host: str |
             break
         await asyncio.sleep(0.2)
     else:
-        raise ApiError(504, f"{node_id} started but did not appear in the membership within {timeout:.0f}s")
+        raise timeout(f"{node_id} started but did not appear in the membership within {timeout:.0f}s")
     view = await gw.call(front, "membership", "view")
     return {"success": True, "node_id": node_id, "address": info.get("address"), "cluster_size": size,
             "joined_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -114,7 +114,7 @@ async def leave_cluster(gw: Any, *, node_id: str | None = None, reason: str = "r
     if node_id is None:
         node_id = await gw.fronted(None)
     elif node_id not in ids:
-        raise ApiError(404, f"unknown node {node_id!r}", "node_id")
+        raise not_found(f"unknown node {node_id!r}", "node_id")
     try:
         await gw.call(node_id, "membership", "leave", reason=reason)
     except DomainError as exc:

@@ -45,6 +45,7 @@ import msgspec
 
 from rustyray.autodiscovery.errors import AEProtocolError, AutodiscoveryConfigError
 from rustyray.protocol.messages import Message
+from rustyray.records import record
 
 __all__ = [
     "AEBranchRequest",
@@ -265,15 +266,7 @@ class SyncReport:
     """"completed" (roots verified equal) or "in_progress"."""
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "sync_initiated": True,
-            "merkle_root_match": self.merkle_root_match,
-            "divergent_entries": self.divergent_entries,
-            "repaired": self.repaired,
-            "bytes_exchanged": self.bytes_exchanged,
-            "rounds": self.rounds,
-            "sync_status": self.sync_status,
-        }
+        return {"sync_initiated": True, **record(self)}
 
 
 @dataclass

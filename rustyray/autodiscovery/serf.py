@@ -41,6 +41,7 @@ from enum import Enum
 
 from rustyray.autodiscovery.errors import AutodiscoveryConfigError, SerfError, SerfSizeLimitExceeded
 from rustyray.protocol.messages import Message
+from rustyray.records import record
 
 __all__ = [
     "DeliverEvent",
@@ -233,13 +234,7 @@ class SerfMember:
     ltime: int
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "addr": self.addr,
-            "port": self.port,
-            "tags": dict(self.tags),
-            "status": self.status.value,
-        }
+        return record(self, exclude=("ltime",), tags=dict(self.tags))
 
 
 @dataclass

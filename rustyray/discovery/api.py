@@ -1,12 +1,12 @@
 """The discovery management operations (NETWORKING-020..024 and the status page): ``DiscoveryApi``.
 
 Why a facade: input validation and the API contract (operation names, arguments, response bodies,
-which ``ApiError`` answers what) live apart from the I/O adapter, so the service is left with the
+which ``DomainError`` answers what) live apart from the I/O adapter, so the service is left with the
 loops and the backends' lifecycles. ``Node.call_api("discovery", op, kwargs)`` calls ``svc.api.<op>``.
 
 The ``*_nodes`` operations run one live ``discover()`` through the service (recorded in its status,
 joined if the backend is joined) and return the backend's body unchanged; a
-:class:`~rustyray.discovery.errors.DiscoveryError` becomes an ``ApiError`` with its ``http_status``.
+:class:`~rustyray.discovery.errors.DiscoveryError` becomes a ``DomainError`` of its ``kind``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rustyray.discovery.errors import (
     DiscoveryError,
     UnknownBackendError,
 )
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError, not_found, unprocessable
 
 if TYPE_CHECKING:
     from rustyray.discovery.service import DiscoveryService
@@ -91,7 +91,7 @@ class DiscoveryApi:
         """NETWORKING-024: ``{"provider", "region", "instances": [{instance_id, private_ip, az}]}``."""
         name = provider.lower()
         if name not in CLOUD_PROVIDERS:
-            raise ApiError(404, f"unknown cloud provider {provider!r}; known: {', '.join(CLOUD_PROVIDERS)}",
+            raise not_found(f"unknown cloud provider {provider!r}; known: {', '.join(CLOUD_PROVIDERS)}",
                            "provider")
         return await self._nodes(name)
 
@@ -99,19 +99,19 @@ class DiscoveryApi:
                               service_name: str | None = None) -> dict[str, Any]:
         """NETWORKING-022: register a node in Consul; this node keeps its TTL check passing while it runs."""
         if not isinstance(node_id, str) or not node_id.strip() or "/" in node_id:
-            raise ApiError(422, "node_id must be a non-empty string without '/'", "node_id")
+            raise unprocessable("node_id must be a non-empty string without '/'", "node_id")
         if not is_host(address):
-            raise ApiError(422, f"address must be a host name or IP address without a port, got {address!r}",
+            raise unprocessable(f"address must be a host name or IP address without a port, got {address!r}",
                            "address")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ApiError(422, "port must be between 1 and 65535", "port")
+            raise unprocessable("port must be between 1 and 65535", "port")
         try:
             backend: Any = self._svc.registry.get("consul")
         except DiscoveryError as exc:
             raise api_error("consul", exc) from exc
         configured = backend.config.service_name
         if service_name is not None and service_name != configured:
-            raise ApiError(422, f"service_name must be the configured Consul service {configured!r} "
+            raise unprocessable(f"service_name must be the configured Consul service {configured!r} "
                                 f"([discovery.consul] service_name), got {service_name!r}", "service_name")
         try:
             return await backend.register(node_id, address, port, tags=list(tags or ()))
@@ -150,11 +150,11 @@ class DiscoveryApi:
         return out
 
 
-def api_error(name: str, exc: DiscoveryError) -> ApiError:
-    """The ApiError the REST layer answers with: configuration errors carry the hint, failures the reason."""
+def api_error(name: str, exc: DiscoveryError) -> DomainError:
+    """The error the API answers with: configuration errors carry the hint, failures the reason."""
     if isinstance(exc, BackendNotConfiguredError | BackendMisconfiguredError | UnknownBackendError):
-        return ApiError(exc.http_status, str(exc))
-    return ApiError(exc.http_status, f"discovery backend {name!r} failed: {exc}")
+        return DomainError(exc.kind, str(exc))
+    return DomainError(exc.kind, f"discovery backend {name!r} failed: {exc}")
 
 
 def is_host(address: object) -> bool:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from rustyray.discovery.model import Candidate, DiscoveryEvent, DiscoveryEventKind
 from rustyray.discovery.registry import BACKENDS
 from rustyray.discovery.schedule import Job, JobKind
+from rustyray.records import record
 
 #: Backends a node registers itself in.
 REGISTERING = ("etcd", "consul")
@@ -126,9 +127,9 @@ class BackendState:
     watch_events: int = 0
     last_attempt_at: float | None = None
     last_success_at: float | None = None
+    last_event_at: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
-    last_event_at: float | None = None
     registration: dict[str, Any] | None = None
     registration_error: str | None = None
     seen: dict[str, Sighting] = field(default_factory=dict)
@@ -157,18 +158,9 @@ class BackendState:
 
     def view(self) -> dict[str, Any]:
         """The status page's record of this backend (from ``registration_error`` on)."""
-        return {
-            "registration_error": self.registration_error,
-            "rounds": self.rounds,
-            "failures": self.failures,
-            "watch_events": self.watch_events,
-            "last_attempt_at": self.last_attempt_at,
-            "last_success_at": self.last_success_at,
-            "last_event_at": self.last_event_at,
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
-            "discovered": [s.describe() for _, s in sorted(self.seen.items())],
-        }
+        return {"registration_error": self.registration_error,
+                **record(self, exclude=("name", "registration", "registration_error", "seen")),
+                "discovered": [s.describe() for _, s in sorted(self.seen.items())]}
 
 
 class FormationCore:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import forbidden, not_found, unprocessable, upstream_failed
 from rustyray.health.endpoints import host_table, resolve_endpoint
 from rustyray.health.errors import UnknownCheckError, UnsupportedCheckError
 from rustyray.health.messages import HealthProbeReply
@@ -39,9 +39,9 @@ class HealthApi:
     # ------------------------------------------------------------------ validation
     def _require_node(self, node_id: str, field_name: str) -> None:
         if not node_id:
-            raise ApiError(422, f"{field_name} must not be empty", field_name)
+            raise unprocessable(f"{field_name} must not be empty", field_name)
         if node_id != self._node.node_id and node_id not in self._node.peers:
-            raise ApiError(404, f"unknown node {node_id!r}", field_name)
+            raise not_found(f"unknown node {node_id!r}", field_name)
 
     # ------------------------------------------------------------------ heartbeats (014, 015)
     def heartbeat_status(self) -> dict[str, Any]:
@@ -79,14 +79,14 @@ class HealthApi:
         try:
             spec = self._svc.checker.add_check(node_id, check_type, endpoint, interval_ms, timeout_ms)
         except UnknownCheckError as exc:
-            raise ApiError(422, f"{exc}; custom checks: {', '.join(sorted(self._svc.custom_checks))}",
+            raise unprocessable(f"{exc}; custom checks: {', '.join(sorted(self._svc.custom_checks))}",
                            "endpoint") from None
         except UnsupportedCheckError as exc:
-            raise ApiError(422, str(exc), "check_type") from None
+            raise unprocessable(str(exc), "check_type") from None
         except ValueError as exc:
             msg = str(exc)
             name = msg.split(" ", 1)[0].rstrip(":")
-            raise ApiError(422, msg, name if name in CHECK_FIELDS else "endpoint") from None
+            raise unprocessable(msg, name if name in CHECK_FIELDS else "endpoint") from None
         return {"success": True, "check_id": spec.check_id, "status": "active", **spec.to_dict(),
                 "endpoint": original, "resolved_endpoint": endpoint}
 
@@ -100,7 +100,7 @@ class HealthApi:
             return endpoint
         refusal = node.dial_policy.refusal(resolved.host)
         if refusal is not None:
-            raise ApiError(403, f"not checked: {refusal}", "endpoint")
+            raise forbidden(f"not checked: {refusal}", "endpoint")
         return resolved.endpoint
 
     def checks(self) -> dict[str, Any]:
@@ -114,7 +114,7 @@ class HealthApi:
 
     async def remove_check(self, check_id: str) -> dict[str, Any]:
         if not await self._svc.checker.remove_check(check_id):
-            raise ApiError(404, f"no health check {check_id!r}", "check_id")
+            raise not_found(f"no health check {check_id!r}", "check_id")
         return {"success": True, "check_id": check_id, "removed": True}
 
     # ------------------------------------------------------------------ aggregation (017), probes (018)
@@ -138,7 +138,7 @@ class HealthApi:
             return {"node": node_id, "liveness": "Dead", "readiness": "NotReady", "startup": "Unknown",
                     "reason": f"unreachable from {own}: {why}", "observed_by": own}
         if not isinstance(reply, HealthProbeReply):
-            raise ApiError(502, f"{node_id} answered {type(reply).__name__} to a probe request", "node")
+            raise upstream_failed(f"{node_id} answered {type(reply).__name__} to a probe request", "node")
         return {"node": reply.node, "liveness": reply.liveness, "readiness": reply.readiness,
                 "startup": reply.startup, "reason": reply.reason, "observed_by": node_id}
 
@@ -148,10 +148,10 @@ class HealthApi:
         try:
             parsed = RecoveryStrategy.parse(strategy)
         except ValueError as exc:
-            raise ApiError(422, str(exc), "strategy") from None
+            raise unprocessable(str(exc), "strategy") from None
         self._require_node(node_id, "node_id")
         if node_id == self._node.node_id:
-            raise ApiError(422, "a node cannot recover itself; trigger it from another node", "node_id")
+            raise unprocessable("a node cannot recover itself; trigger it from another node", "node_id")
         status = self._svc.recovery.trigger(node_id, parsed, self._clock())
         return {**status.to_dict(), "strategy": parsed.value}
 

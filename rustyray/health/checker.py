@@ -36,6 +36,7 @@ import httpx
 from rustyray._aio import cancel_and_wait
 from rustyray.health.aggregator import NodeSignals
 from rustyray.health.errors import UnknownCheckError, UnsupportedCheckError
+from rustyray.records import record
 
 
 class CheckType(Enum):
@@ -70,14 +71,7 @@ class HealthCheckSpec:
     timeout_ms: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "check_id": self.check_id,
-            "node_id": self.node_id,
-            "check_type": self.check_type.value,
-            "endpoint": self.endpoint,
-            "interval_ms": self.interval_ms,
-            "timeout_ms": self.timeout_ms,
-        }
+        return record(self)
 
 
 @dataclass(frozen=True)
@@ -93,15 +87,8 @@ class CheckResult:
     """Clock time (the checker's ``clock``) of the last probe."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "check_id": self.check_id,
-            "node_id": self.node_id,
-            "status": self.status.value,
-            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
-            "error": self.error,
-            "consecutive_failures": self.consecutive_failures,
-            "runs": self.runs,
-        }
+        latency = None if self.latency_ms is None else round(self.latency_ms, 3)
+        return record(self, exclude=("checked_at",), latency_ms=latency)
 
 
 CustomCheck = Callable[[HealthCheckSpec], Awaitable["bool | None"]]

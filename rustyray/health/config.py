@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rustyray.validation import at_least, positive
+
 
 @dataclass(frozen=True)
 class HealthConfig:
@@ -106,43 +108,24 @@ class HealthConfig:
 
     def validate(self) -> HealthConfig:
         """Raise ValueError naming the first bad field; return self for chaining."""
-        if self.phi_threshold <= 0:
-            raise ValueError("phi_threshold must be > 0")
+        positive(self, "phi_threshold")
         if not 0 <= self.phi_floor < self.phi_threshold:
             raise ValueError("phi_floor must be in [0, phi_threshold)")
         if not 0 < self.error_rate_ceiling <= 1:
             raise ValueError("error_rate_ceiling must be in (0, 1]")
-        if self.latency_target_ms < 0:
-            raise ValueError("latency_target_ms must be >= 0")
+        at_least(self, 0, "latency_target_ms")
         if self.latency_max_ms <= self.latency_target_ms:
             raise ValueError("latency_max_ms must be > latency_target_ms")
-        for name in ("weight_phi", "weight_checks", "weight_errors", "weight_latency"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
+        at_least(self, 0, "weight_phi", "weight_checks", "weight_errors", "weight_latency")
         if self.weight_phi + self.weight_checks + self.weight_errors + self.weight_latency <= 0:
             raise ValueError("weight_phi: the weights must not all be 0")
         if not 0 < self.degraded_score < self.healthy_score <= 1:
             raise ValueError("healthy_score must be in (degraded_score, 1] and degraded_score > 0")
         if not 0 < self.cluster_healthy_fraction <= 1:
             raise ValueError("cluster_healthy_fraction must be in (0, 1]")
-        if self.loop_stall_s <= 0:
-            raise ValueError("loop_stall_s must be > 0")
-        if self.startup_timeout_s <= 0:
-            raise ValueError("startup_timeout_s must be > 0")
-        if self.recovery_max_attempts < 1:
-            raise ValueError("recovery_max_attempts must be >= 1")
-        if self.recovery_base_delay_s < 0:
-            raise ValueError("recovery_base_delay_s must be >= 0")
+        positive(self, "loop_stall_s", "startup_timeout_s", "tick_ms", "probe_timeout_ms")
+        at_least(self, 1, "recovery_max_attempts", "recovery_multiplier")
+        at_least(self, 0, "recovery_base_delay_s", "quarantine_s", "failed_after_ms")
         if self.recovery_max_delay_s < self.recovery_base_delay_s:
             raise ValueError("recovery_max_delay_s must be >= recovery_base_delay_s")
-        if self.recovery_multiplier < 1:
-            raise ValueError("recovery_multiplier must be >= 1")
-        if self.quarantine_s < 0:
-            raise ValueError("quarantine_s must be >= 0")
-        if self.failed_after_ms < 0:
-            raise ValueError("failed_after_ms must be >= 0")
-        if self.tick_ms <= 0:
-            raise ValueError("tick_ms must be > 0")
-        if self.probe_timeout_ms <= 0:
-            raise ValueError("probe_timeout_ms must be > 0")
         return self

@@ -22,6 +22,8 @@ import enum
 from dataclasses import dataclass, field
 
 from rustyray.health.phi import PhiAccrualDetector, PhiConfig
+from rustyray.records import record
+from rustyray.validation import positive
 
 __all__ = ["HeartbeatConfig", "HeartbeatMonitor", "HeartbeatStatus", "PeerHeartbeat"]
 
@@ -70,10 +72,7 @@ class HeartbeatConfig:
 
     def validate(self) -> HeartbeatConfig:
         """Raise ValueError naming the first bad field; return self."""
-        if not self.interval > 0:
-            raise ValueError("interval must be > 0")
-        if not self.timeout > 0:
-            raise ValueError("timeout must be > 0")
+        positive(self, "interval", "timeout")
         if self.failed_after < self.timeout:
             raise ValueError("failed_after must be >= timeout")
         self.phi.validate()
@@ -93,12 +92,7 @@ class PeerHeartbeat:
     """Heartbeats received from this peer so far."""
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "node_id": self.node_id,
-            "last_heartbeat_ms": self.last_heartbeat_ms,
-            "phi": round(self.phi, 3),
-            "status": self.status.value,
-        }
+        return record(self, exclude=("heartbeats",), phi=round(self.phi, 3))
 
 
 class _Peer:

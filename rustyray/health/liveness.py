@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Any
 
 from rustyray.health.config import HealthConfig
+from rustyray.records import record
 
 
 class Liveness(Enum):
@@ -71,13 +72,7 @@ class ProbeReport:
 
     def to_dict(self) -> dict[str, Any]:
         """NETWORKING-018 shape plus ``reason``."""
-        return {
-            "node": self.node,
-            "liveness": self.liveness.value,
-            "readiness": self.readiness.value,
-            "startup": self.startup.value,
-            "reason": self.reason,
-        }
+        return record(self)
 
     @property
     def liveness_http_status(self) -> int:

@@ -27,6 +27,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from rustyray.validation import at_least, positive
+
 __all__ = ["PhiAccrualDetector", "PhiConfig", "phi_value"]
 
 _LN10 = math.log(10.0)
@@ -54,16 +56,9 @@ class PhiConfig:
 
     def validate(self) -> PhiConfig:
         """Raise ValueError naming the first bad field; return self."""
-        if not self.threshold > 0:
-            raise ValueError("threshold must be > 0")
-        if self.max_sample_size < 2:
-            raise ValueError("max_sample_size must be >= 2")
-        if not self.min_std_deviation > 0:
-            raise ValueError("min_std_deviation must be > 0")
-        if self.acceptable_heartbeat_pause < 0:
-            raise ValueError("acceptable_heartbeat_pause must be >= 0")
-        if not self.first_heartbeat_estimate > 0:
-            raise ValueError("first_heartbeat_estimate must be > 0")
+        positive(self, "threshold", "min_std_deviation", "first_heartbeat_estimate")
+        at_least(self, 2, "max_sample_size")
+        at_least(self, 0, "acceptable_heartbeat_pause")
         return self
 
 

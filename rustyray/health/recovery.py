@@ -28,6 +28,7 @@ from typing import Any
 
 from rustyray.health.config import HealthConfig
 from rustyray.health.errors import RecoveryError
+from rustyray.records import record
 
 
 class RecoveryStrategy(Enum):
@@ -66,14 +67,7 @@ class RecoveryStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """NETWORKING-019 shape plus ``phase``."""
-        return {
-            "recovery_initiated": self.recovery_initiated,
-            "node": self.node,
-            "attempt": self.attempt,
-            "max_attempts": self.max_attempts,
-            "next_retry_ms": None if self.next_retry_ms is None else round(self.next_retry_ms, 3),
-            "phase": self.phase.value,
-        }
+        return record(self, next_retry_ms=None if self.next_retry_ms is None else round(self.next_retry_ms, 3))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Why a facade: input validation and the API contract (argument names and defaults
 response fields, which error names which field) live here, apart from the asyncio adapter;
 the adapter keeps what touches the node (the routing hooks, counting connections, polling
 loads, pushing settings to the members). ``Node.call_api("loadbalancer", op, kwargs)`` calls
-``LoadBalancerService.api.<op>``. Errors are ``rustyray.errors.ApiError`` naming the field.
+``LoadBalancerService.api.<op>``. Errors are ``rustyray.errors.DomainError`` naming the field.
 ``select``'s own checks stay in ``LoadBalancerService.select``, which direct callers (the
 routing service) use without this facade. The clocks are injected: ``clock`` (monotonic, the
 cores' time) and ``wall_clock`` (for the ISO timestamps in responses).
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import unprocessable
 from rustyray.loadbalancer.retry import RetryPolicy
 from rustyray.loadbalancer.selection import plain_number
 
@@ -35,7 +35,7 @@ def _iso(wall: float) -> str:
 
 def _check_scope(scope: str) -> None:
     if scope not in ("cluster", "node"):
-        raise ApiError(422, "scope must be 'cluster' or 'node'", "scope")
+        raise unprocessable("scope must be 'cluster' or 'node'", "scope")
 
 
 def _policy_dict(policy: RetryPolicy) -> dict[str, Any]:

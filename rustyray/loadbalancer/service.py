@@ -4,12 +4,12 @@ Backs NETWORKING-037..043. One instance per node holds the breakers, token bucke
 per-node stats (latency and error EWMAs, in-flight counts, reported CPU/memory) and one
 persistent instance of each strategy (so RoundRobin's counter and the hash ring survive
 between calls); ``NodeSelector`` (``loadbalancer.selection``) makes the decisions over them
-and this adapter reads the clock, counts connections and turns refusals into ``ApiError``.
+and this adapter reads the clock, counts connections and turns refusals into ``DomainError``.
 
 Inputs, all live:
 - ``before_send(target)`` / ``after_send(target, ok, latency_ms)`` are the hooks the routing
   service calls around every send: the first enforces the breaker and the token bucket
-  (ApiError 503 / 429), the second records the outcome in the breaker and the EWMAs.
+  (UNAVAILABLE / TOO_MANY_REQUESTS), the second records the outcome in the breaker and the EWMAs.
 - Connection counts come from the pool service (open pooled connections to each peer).
 - CPU and memory load: every ``load_poll_interval_sec`` this node samples its own process
   with psutil and asks every live member for theirs (``loadbalancer.load_poll_adapter``).
@@ -33,7 +33,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError, ErrorKind, not_found, unavailable, unprocessable
 from rustyray.loadbalancer.api import RATE_LIMIT_PREFIX, RETRY_KEY, LoadBalancerApi
 from rustyray.loadbalancer.circuit_breaker import BreakerRegistry, CircuitStatus
 from rustyray.loadbalancer.config import LoadBalancerServiceConfig
@@ -57,12 +57,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_REFUSAL_STATUS = {"circuit_open": 503, "rate_limited": 429}
-"""``Refusal.reason`` -> the ApiError status ``before_send`` raises."""
+_REFUSAL_KIND = {"circuit_open": ErrorKind.UNAVAILABLE, "rate_limited": ErrorKind.TOO_MANY_REQUESTS}
+"""``Refusal.reason`` -> the kind of error ``before_send`` raises."""
 
 
-def _config_error(exc: LoadBalancerConfigError) -> ApiError:
-    return ApiError(422, str(exc), str(exc).split(":", 1)[0])
+def _config_error(exc: LoadBalancerConfigError) -> DomainError:
+    return unprocessable(str(exc), str(exc).split(":", 1)[0])
 
 
 class LoadBalancerService:
@@ -121,13 +121,13 @@ class LoadBalancerService:
 
     # ------------------------------------------------------------------ routing hooks
     def before_send(self, target_node: str) -> None:
-        """Admit one send to ``target_node`` or raise ApiError 503 (circuit open) / 429 (rate limited).
+        """Admit one send to ``target_node``, else raise UNAVAILABLE (circuit open) / TOO_MANY_REQUESTS (rate limit).
 
         An admitted send must be followed by exactly one ``after_send`` for the same target.
         """
         refusal = self.selector.admit(target_node, time.monotonic())
         if refusal is not None:
-            raise ApiError(_REFUSAL_STATUS[refusal.reason], refusal.message, "target_node")
+            raise DomainError(_REFUSAL_KIND[refusal.reason], refusal.message, "target_node")
 
     def after_send(self, target_node: str, ok: bool, latency_ms: float) -> None:
         """Record the outcome of a send that ``before_send`` admitted."""
@@ -154,38 +154,38 @@ class LoadBalancerService:
                routing_key: str | None = None) -> tuple[Selection, dict[str, str]]:
         """Choose a node without claiming anything; returns the selection and skipped nodes with why.
 
-        Raises ApiError 422 (strategy, routing_key, available_nodes), 404 (unknown node) and
+        Raises UNPROCESSABLE (strategy, routing_key, available_nodes), NOT_FOUND (unknown node) and
         503 (every candidate skipped).
         """
         try:
             name = parse_strategy_name(strategy)
         except LoadBalancerError as exc:
-            raise ApiError(422, str(exc), "strategy") from None
+            raise unprocessable(str(exc), "strategy") from None
         if name is StrategyName.CONSISTENT_HASH and not routing_key:
-            raise ApiError(422, "ConsistentHash needs a routing_key", "routing_key")
+            raise unprocessable("ConsistentHash needs a routing_key", "routing_key")
         live = self.node.live_members()
         if available_nodes is None:
             requested = list(live)
         else:
             if not available_nodes:
-                raise ApiError(422, "available_nodes must not be empty (omit it to use the live members)",
+                raise unprocessable("available_nodes must not be empty (omit it to use the live members)",
                                "available_nodes")
             known = self.known_nodes()
             unknown = [n for n in available_nodes if n not in known]
             if unknown:
-                raise ApiError(404, f"unknown node {unknown[0]!r} in available_nodes", "available_nodes")
+                raise not_found(f"unknown node {unknown[0]!r} in available_nodes", "available_nodes")
             requested = list(dict.fromkeys(available_nodes))
         skipped = self.selector.skip_reasons(requested, live, time.monotonic())
         candidates = [n for n in requested if n not in skipped]
         if not candidates:
             reasons = ", ".join(f"{n} ({why})" for n, why in skipped.items())
-            raise ApiError(503, f"no available node: {reasons}",
+            raise unavailable(f"no available node: {reasons}",
                            "available_nodes" if available_nodes is not None else None)
         self.refresh_connections(candidates)
         try:
             return self.selector.choose(name, candidates, routing_key), skipped
         except NoAvailableNodeError as exc:
-            raise ApiError(503, str(exc)) from None
+            raise unavailable(str(exc)) from None
 
     # ------------------------------------------------------------------ circuit breakers (041)
     def breaker_statuses(self, now: float) -> list[CircuitStatus]:
@@ -207,7 +207,7 @@ class LoadBalancerService:
 
     def apply_rate_limit(self, node: str, requests_per_second: float, burst_size: int) -> None:
         if node not in self.known_nodes():
-            raise ApiError(404, f"unknown node {node!r}", "node")
+            raise not_found(f"unknown node {node!r}", "node")
         try:
             self.selector.set_rate_limit(node, requests_per_second, burst_size, time.monotonic())
         except LoadBalancerConfigError as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rustyray.loadbalancer.errors import require
+from rustyray.records import record
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class RateLimitStatus:
     burst: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied, "node": self.node, "rps": self.rps, "burst": self.burst}
+        return record(self)
 
 
 class RateLimiterRegistry:

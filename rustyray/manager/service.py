@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import unavailable
 
 if TYPE_CHECKING:
     from rustyray.transport.api import Host
@@ -87,7 +87,7 @@ class ManagerService:
     async def api_send(self, target_node: str, message_type: str, data: dict[str, Any]) -> dict[str, Any]:
         routing = self.routing
         if routing is None:
-            raise ApiError(503, "routing service is not running")
+            raise unavailable("routing service is not running")
         res = await routing.api.send(target_node=target_node, message_type=message_type, data=data,
                                      priority="Normal", delivery="AtLeastOnce")
         return {"sent": res["success"], "message_id": res["message_id"], "latency_ms": res["latency_ms"],
@@ -96,7 +96,7 @@ class ManagerService:
     async def api_broadcast(self, message_type: str, data: dict[str, Any]) -> dict[str, Any]:
         routing = self.routing
         if routing is None:
-            raise ApiError(503, "routing service is not running")
+            raise unavailable("routing service is not running")
         res = await routing.api.broadcast(message_type=message_type, data=data, priority="Normal")
         return {"sent_to": res["successful_sends"], "failed": res["failed_sends"],
                 "broadcast_time_ms": res["broadcast_latency_ms"], "nodes_reached": res["nodes_reached"],

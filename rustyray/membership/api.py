@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import conflict, unprocessable
 from rustyray.membership.formation import LEADER_WAIT_S
 from rustyray.membership.messages import MembershipChange
 from rustyray.membership.swim_bridge import member_rows
@@ -85,12 +85,12 @@ class MembershipApi:
                         replication_factor: int | None = None) -> dict[str, Any]:
         svc = self._svc
         if svc.raft.started:
-            raise ApiError(409, f"this node already belongs to cluster {svc.cluster_name!r} "
+            raise conflict(f"this node already belongs to cluster {svc.cluster_name!r} "
                                 f"({svc.cluster_id}); bootstrap only forms a new cluster", "initial_nodes")
         if self._node_id not in members:
-            raise ApiError(422, "the bootstrapping node must be one of the initial nodes", "initial_nodes")
+            raise unprocessable("the bootstrapping node must be one of the initial nodes", "initial_nodes")
         if replication_factor is not None and not 1 <= replication_factor <= len(members):
-            raise ApiError(422, f"replication_factor must be between 1 and {len(members)}", "replication_factor")
+            raise unprocessable(f"replication_factor must be between 1 and {len(members)}", "replication_factor")
         table = {n: [m["address"], m.get("quic_address", "")] for n, m in members.items()}
         formation = svc.formation
         cluster_id = await formation.bootstrap_all(cluster_name, table)
@@ -113,6 +113,6 @@ class MembershipApi:
         svc = self._svc
         result = await svc.formation.change(MembershipChange(op="remove", node_id=node_id))
         if not result.ok:
-            raise ApiError(409, f"could not remove {node_id}: {result.error}", "node_id")
+            raise conflict(f"could not remove {node_id}: {result.error}", "node_id")
         svc.forget_member(node_id)
         return {"success": True, "node_id": node_id, "members": result.members}

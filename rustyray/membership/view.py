@@ -31,6 +31,7 @@ from rustyray.membership.swim.events import (
     NodeSuspected,
     NodeUpdated,
 )
+from rustyray.records import record
 
 __all__ = ["MembershipView", "ViewChange", "ViewMember", "ViewStatus", "iso_utc"]
 
@@ -61,14 +62,7 @@ class ViewMember:
     """Wall-clock unix seconds of the last change."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "joined_at": iso_utc(self.joined_at),
-            "incarnation": self.incarnation,
-            "tcp_address": self.tcp_address,
-            "quic_address": self.quic_address,
-        }
+        return record(self, exclude=("meta", "updated_at"), joined_at=iso_utc(self.joined_at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Why a facade: input validation and the API contract (argument names and defaults
 response fields, which error names which field) live here, apart from the asyncio adapter
 that owns the connections; the adapter keeps only what does I/O (dialling, adopting the
 node's connections, pushing settings to the members). ``Node.call_api("pool", op, kwargs)``
-calls ``PoolService.api.<op>``. Errors are ``rustyray.errors.ApiError`` naming the field.
+calls ``PoolService.api.<op>``. Errors are ``rustyray.errors.DomainError`` naming the field.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import not_found, unavailable, unprocessable
 from rustyray.pool.config import EvictionPolicy, PoolConfig
 from rustyray.pool.errors import PoolConfigError
 from rustyray.pool.node_pool import ConnectionState
@@ -29,13 +29,13 @@ SELECTION_STRATEGY = "MostRecentlyUsed"
 
 def eviction_config(current: PoolConfig, policy: str, idle_timeout_sec: float, max_lifetime_sec: float,
                     max_idle: int | None = None) -> PoolConfig:
-    """``current`` with a new eviction policy, validated; ApiError 422 names the bad field."""
+    """``current`` with a new eviction policy, validated; an UNPROCESSABLE error names the bad field."""
     try:
         parsed = EvictionPolicy(policy)
     except ValueError:
         valid = ", ".join(repr(p.value) for p in EvictionPolicy)
         msg = f"unknown eviction policy {policy!r}; expected one of {valid}"
-        raise ApiError(422, msg, "policy") from None
+        raise unprocessable(msg, "policy") from None
     changes: dict[str, Any] = {"eviction_policy": parsed, "idle_timeout_sec": idle_timeout_sec,
                                "max_lifetime_sec": max_lifetime_sec}
     if max_idle is not None:
@@ -44,7 +44,7 @@ def eviction_config(current: PoolConfig, policy: str, idle_timeout_sec: float, m
     try:
         new.validate()
     except PoolConfigError as exc:
-        raise ApiError(422, str(exc), str(exc).split(":", 1)[0]) from None
+        raise unprocessable(str(exc), str(exc).split(":", 1)[0]) from None
     return new
 
 
@@ -101,9 +101,9 @@ class PoolApi:
         from rustyray.pool.latency_probe_adapter import pooled_vs_unpooled
 
         if target_node == self._node.node_id or target_node not in self._node.peers:
-            raise ApiError(404, f"unknown peer {target_node!r}", "target_node")
+            raise not_found(f"unknown peer {target_node!r}", "target_node")
         if not 1 <= requests <= 100_000:
-            raise ApiError(422, "requests must be in 1..100000", "requests")
+            raise unprocessable("requests must be in 1..100000", "requests")
         return await pooled_vs_unpooled(self._node, self._svc, target_node, requests)
 
     def streams(self) -> dict[str, Any]:
@@ -141,18 +141,18 @@ class PoolApi:
         """NETWORKING-046: dial real connections until the pool holds min(target, max_size)."""
         peer_id = node
         if not isinstance(target_size, int) or target_size < 1:
-            raise ApiError(422, "target_size must be an integer >= 1", "target_size")
+            raise unprocessable("target_size must be an integer >= 1", "target_size")
         if peer_id == self._node.node_id:
-            raise ApiError(422, f"{peer_id} is this node; pools hold connections to other nodes", "node")
+            raise unprocessable(f"{peer_id} is this node; pools hold connections to other nodes", "node")
         peer = self._node.peers.get(peer_id)
         if peer is None:
             known = ", ".join(sorted(self._node.peers))
-            raise ApiError(404, f"unknown node {peer_id!r}; known peers: {known}", "node")
+            raise not_found(f"unknown node {peer_id!r}; known peers: {known}", "node")
         if not peer.connected:
             try:
                 await self._node.connection_to(peer_id)
             except (ConnectionError, OSError) as exc:
-                raise ApiError(503, f"{peer_id} is unreachable: {exc}", "node") from None
+                raise unavailable(f"{peer_id} is unreachable: {exc}", "node") from None
         plan, opened = await self._svc.warmup(peer_id, target_size)
         return {
             "warmup_initiated": True,
@@ -168,7 +168,7 @@ class PoolApi:
                                  max_idle: int | None = None, scope: str = "cluster") -> dict[str, Any]:
         """NETWORKING-047: apply the policy here (and on every live member when scope is cluster)."""
         if scope not in ("cluster", "node"):
-            raise ApiError(422, "scope must be 'cluster' or 'node'", "scope")
+            raise unprocessable("scope must be 'cluster' or 'node'", "scope")
         value = {"policy": policy, "idle_timeout_sec": idle_timeout_sec, "max_lifetime_sec": max_lifetime_sec,
                  "max_idle": max_idle}
         applied, failed = [self._node.node_id], {}

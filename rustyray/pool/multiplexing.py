@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rustyray.pool.errors import FlowControlError, StreamLimitError, UnknownStreamError, require
+from rustyray.records import record
 
 MAX_WINDOW = 2**31 - 1
 
@@ -60,12 +61,7 @@ class MultiplexStats:
     max_streams: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "connection_id": self.connection_id,
-            "node": self.node,
-            "active_streams": self.active_streams,
-            "max_streams": self.max_streams,
-        }
+        return record(self)
 
 
 @dataclass

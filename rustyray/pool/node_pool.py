@@ -28,6 +28,7 @@ from rustyray.pool.config import EvictionPolicy, PoolConfig
 from rustyray.pool.errors import PoolExhaustedError, UnknownConnectionError, require
 from rustyray.pool.eviction import IdleConnection, select_evictions
 from rustyray.pool.warmup import WarmupPlan, plan_warmup
+from rustyray.records import record
 
 
 class ConnectionState(enum.Enum):
@@ -82,14 +83,7 @@ class PoolStats:
     checking: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "total_connections": self.total_connections,
-            "active": self.active,
-            "idle": self.idle,
-            "max_size": self.max_size,
-            "utilization": self.utilization,
-        }
+        return record(self, exclude=("pending_opens", "waiters", "checking"))
 
 
 class NodePool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rustyray.records import record
+
 
 @dataclass(frozen=True)
 class WarmupPlan:
@@ -24,11 +26,7 @@ class WarmupPlan:
     """New connections the adapter should start now."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "warmup_initiated": True,
-            "target_connections": self.target_connections,
-            "established": self.established,
-        }
+        return {"warmup_initiated": True, **record(self, exclude=("to_open",))}
 
 
 def plan_warmup(established: int, pending: int, target: int, max_size: int) -> WarmupPlan:

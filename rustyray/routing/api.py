@@ -1,7 +1,7 @@
 """The routing management operations (NETWORKING-007 to 013, 056, 057): ``RoutingApi``.
 
 Why a facade: input validation and the API contract (operation names, arguments, response bodies,
-which ``ApiError`` answers what, naming the field) live apart from the I/O adapter, so
+which ``DomainError`` answers what, naming the field) live apart from the I/O adapter, so
 ``RoutingService`` is left with the sender and timer tasks, the handler runs and the files.
 ``Node.call_api("routing", op, kwargs)`` calls ``svc.api.<op>``; the manager and health services
 call ``send``/``broadcast`` here too.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from rustyray.errors import ApiError
+from rustyray.errors import not_found, payload_too_large, unavailable, unprocessable
 from rustyray.protocol.frame import MAX_FRAME_SIZE
 from rustyray.routing.delivery import DeliveryGuarantee
 from rustyray.routing.dispatch_core import validate_quorum
@@ -36,19 +36,19 @@ def _priority(value: str) -> Priority:
     try:
         return Priority.parse(value)
     except ValueError as exc:
-        raise ApiError(422, str(exc), "priority") from None
+        raise unprocessable(str(exc), "priority") from None
 
 
 def _guarantee(value: str) -> DeliveryGuarantee:
     try:
         return DeliveryGuarantee.parse(value)
     except ValueError as exc:
-        raise ApiError(422, str(exc), "delivery") from None
+        raise unprocessable(str(exc), "delivery") from None
 
 
 def _timeout(timeout_ms: float) -> float:
     if not isinstance(timeout_ms, int | float) or timeout_ms <= 0:
-        raise ApiError(422, "timeout_ms must be a positive number of milliseconds", "timeout_ms")
+        raise unprocessable("timeout_ms must be a positive number of milliseconds", "timeout_ms")
     return float(timeout_ms) / 1000.0
 
 
@@ -56,13 +56,13 @@ def _encode(data: Any) -> bytes:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ApiError(422, "data must be a JSON object", "data")
+        raise unprocessable("data must be a JSON object", "data")
     try:
         payload = msgspec.json.encode(data)
     except (TypeError, msgspec.EncodeError) as exc:
-        raise ApiError(422, f"data cannot be encoded: {exc}", "data") from None
+        raise unprocessable(f"data cannot be encoded: {exc}", "data") from None
     if len(payload) > MAX_PAYLOAD_BYTES:  # it could never be written: refuse now, not after the timeout
-        raise ApiError(413, f"data of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit "
+        raise payload_too_large(f"data of {len(payload)} bytes exceeds the {MAX_PAYLOAD_BYTES} byte limit "
                             f"of one message", "data")
     return payload
 
@@ -71,13 +71,13 @@ def _request(message_type: str, priority: str, timeout_ms: float,
              data: dict[str, Any] | None) -> tuple[Priority, float, bytes]:
     """Validate what every routing operation takes (422 naming the field)."""
     if not message_type:
-        raise ApiError(422, "message_type must not be empty", "message_type")
+        raise unprocessable("message_type must not be empty", "message_type")
     return _priority(priority), _timeout(timeout_ms), _encode(data)
 
 
 def _probability(name: str, value: Any) -> None:
     if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ApiError(422, f"{name} must be a probability in [0, 1]", name)
+        raise unprocessable(f"{name} must be a probability in [0, 1]", name)
 
 
 class RoutingApi:
@@ -92,12 +92,12 @@ class RoutingApi:
 
     def _targets(self, nodes: Any, field_name: str) -> list[str]:
         if not isinstance(nodes, list) or not nodes or not all(isinstance(n, str) and n for n in nodes):
-            raise ApiError(422, f"{field_name} must be a non-empty list of node ids", field_name)
+            raise unprocessable(f"{field_name} must be a non-empty list of node ids", field_name)
         if len(set(nodes)) != len(nodes):
-            raise ApiError(422, f"{field_name} must not contain duplicates", field_name)
+            raise unprocessable(f"{field_name} must not contain duplicates", field_name)
         unknown = [n for n in nodes if not self._known(n)]
         if unknown:
-            raise ApiError(404, f"unknown node(s) {', '.join(unknown)} in {field_name}", field_name)
+            raise not_found(f"unknown node(s) {', '.join(unknown)} in {field_name}", field_name)
         return list(nodes)
 
     async def send(
@@ -114,16 +114,16 @@ class RoutingApi:
         prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
         guarantee = _guarantee(delivery)
         if guarantee is DeliveryGuarantee.EXACTLY_ONCE and not idempotency_key:
-            raise ApiError(422, "ExactlyOnce delivery needs an idempotency_key", "idempotency_key")
+            raise unprocessable("ExactlyOnce delivery needs an idempotency_key", "idempotency_key")
         if not self._known(target_node):
-            raise ApiError(404, f"unknown node {target_node!r}", "target_node")
+            raise not_found(f"unknown node {target_node!r}", "target_node")
         outcome = await self._svc.route(
             SendRequest(target_node, message_type, payload, prio, guarantee, idempotency_key, timeout_s)
         )
         if outcome.error_code == "outbox_full":
-            raise ApiError(503, outcome.error or "outbox full", "target_node")
+            raise unavailable(outcome.error or "outbox full", "target_node")
         if outcome.error_code in ("unknown_message_type", "invalid_payload"):
-            raise ApiError(422, outcome.error or "rejected", outcome.error_field or "data")
+            raise unprocessable(outcome.error or "rejected", outcome.error_field or "data")
         out: dict[str, Any] = {
             "success": outcome.ok,
             "message_id": outcome.message_id,
@@ -185,7 +185,7 @@ class RoutingApi:
         try:
             validate_quorum(len(targets), quorum_size)
         except InvalidQuorumError as exc:
-            raise ApiError(422, str(exc), "quorum_size") from None
+            raise unprocessable(str(exc), "quorum_size") from None
         return await self._svc.fan_out(QuorumRun(targets, quorum_size, message_type, payload, prio, timeout_s))
 
     def delivery_stats(self) -> dict[str, Any]:
@@ -197,9 +197,9 @@ class RoutingApi:
         """What this node's handlers processed: counts per type, recent ids, the handler state, and a page
         of the durable record log (``after``: records with a higher index; default the newest ``limit``)."""
         if after is not None and (not isinstance(after, int) or after < -1):
-            raise ApiError(422, "after must be an integer >= -1", "after")
+            raise unprocessable("after must be an integer >= -1", "after")
         if not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise ApiError(422, "limit must be 1..10000", "limit")
+            raise unprocessable("limit must be 1..10000", "limit")
         svc = self._svc
         rx = svc.receiving
         return {
@@ -229,7 +229,7 @@ class RoutingApi:
         for name, value in (("drop", drop), ("duplicate", duplicate), ("delay", delay)):
             _probability(name, value)
         if drop + duplicate + delay > 1.0:
-            raise ApiError(422, "drop + duplicate + delay must be at most 1", "drop")
+            raise unprocessable("drop + duplicate + delay must be at most 1", "drop")
         enabled = drop > 0 or duplicate > 0 or delay > 0
         counters = self._svc.inject_faults(float(drop), float(duplicate), float(delay), seed, enabled=enabled)
         return {"node": self._svc.node.node_id, "enabled": enabled,

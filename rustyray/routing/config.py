@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rustyray.validation import at_least, positive
+
 
 @dataclass(frozen=True)
 class RoutingConfig:
@@ -67,26 +69,11 @@ class RoutingConfig:
 
     def validate(self) -> RoutingConfig:
         """Raise ValueError naming the first bad field; return self for chaining."""
-        if self.outbox_max_size < 1:
-            raise ValueError("outbox_max_size must be >= 1")
-        if self.retry_initial_s <= 0:
-            raise ValueError("retry_initial_s must be > 0")
+        at_least(self, 1, "outbox_max_size", "dedup_max_entries", "receive_log_size", "record_log_size")
+        positive(self, "retry_initial_s", "default_deadline_s", "dedup_max_age_s", "dedup_persist_interval_s")
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must be >= retry_initial_s")
-        if self.retry_multiplier < 1.0:
-            raise ValueError("retry_multiplier must be >= 1.0")
+        at_least(self, 1.0, "retry_multiplier")
         if not 0.0 <= self.retry_jitter < 1.0:
             raise ValueError("retry_jitter must be in [0, 1)")
-        if self.default_deadline_s <= 0:
-            raise ValueError("default_deadline_s must be > 0")
-        if self.dedup_max_entries < 1:
-            raise ValueError("dedup_max_entries must be >= 1")
-        if self.dedup_max_age_s <= 0:
-            raise ValueError("dedup_max_age_s must be > 0")
-        if self.dedup_persist_interval_s <= 0:
-            raise ValueError("dedup_persist_interval_s must be > 0")
-        if self.receive_log_size < 1:
-            raise ValueError("receive_log_size must be >= 1")
-        if self.record_log_size < 1:
-            raise ValueError("record_log_size must be >= 1")
         return self

@@ -23,7 +23,7 @@ and restored on start with the write-ahead journal on top). The clock is read on
 passed to the cores.
 
 A message to this node itself takes the same handler path without the network.
-Load-balancer hooks: ``before_send(target)`` (may raise ``ApiError(429)``) and
+Load-balancer hooks: ``before_send(target)`` (may raise a ``DomainError``, TOO_MANY_REQUESTS or UNAVAILABLE) and
 ``after_send(target, ok, latency_ms)`` around every routed send, if present.
 """
 
@@ -36,7 +36,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError
 from rustyray.protocol.errors import ProtocolError
 from rustyray.routing.api import RoutingApi
 from rustyray.routing.dedup_store_adapter import DedupStore
@@ -129,7 +129,7 @@ class RoutingService:
 
     # ------------------------------------------------------------------ the send path
     async def route(self, req: SendRequest) -> Outcome:
-        """One routed send with the load-balancer hooks; ``before_send`` may raise ApiError."""
+        """One routed send with the load-balancer hooks; ``before_send`` may raise DomainError."""
         refused = self.sending.admit(req)  # local back-pressure, not the target's fault: before the balancer
         if refused is not None:
             return refused
@@ -149,7 +149,7 @@ class RoutingService:
         """``route`` for fan-outs: a refusal by the load balancer is a failed send."""
         try:
             return await self.route(req)
-        except ApiError as exc:
+        except DomainError as exc:
             return Outcome(req.target, "", error=exc.message, error_code=f"refused_{exc.kind.value}")
 
     async def _deliver(self, req: SendRequest) -> Outcome:

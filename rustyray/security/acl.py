@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from rustyray.records import record
 from rustyray.security.addresses import IPAddress, IPNetwork, parse_cidr, parse_ip
 from rustyray.security.errors import InvalidRuleError
 
@@ -71,13 +72,7 @@ class AclRule:
         return addr.version == self.source.version and addr in self.source and self.destination in ("*", destination)
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "rule_id": self.rule_id,
-            "source": str(self.source),
-            "destination": self.destination,
-            "action": self.action.value,
-            "priority": self.priority,
-        }
+        return record(self, exclude=("seq",), source=str(self.source))
 
 
 @dataclass(frozen=True)
@@ -88,12 +83,7 @@ class AclDecision:
     reason: str
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "allowed": self.allowed,
-            "rule_id": self.rule_id,
-            "action": self.action.value,
-            "reason": self.reason,
-        }
+        return record(self)
 
 
 def _parse_priority(value: object) -> int:

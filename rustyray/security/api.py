@@ -6,7 +6,7 @@ which error names which field, the response dicts) is one concern, and running s
 I/O adapter and builds this facade as ``service.api``; ``Node.call_api("security", op, kwargs)`` calls
 ``service.api.<op>(**kwargs)``. The facade reaches files and peers only through the service's
 collaborators (``NodeCertificates``, ``ClusterKeyStore``, ``SecurityReplication``) and reads the clock
-through the injected ``clock``; refusals are ``rustyray.errors.ApiError`` naming the bad input.
+through the injected ``clock``; refusals are ``rustyray.errors.DomainError`` naming the bad input.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import binascii
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError, bad_request, conflict, not_found, unavailable, unprocessable
 from rustyray.security.challenges import ChallengeBook
 from rustyray.security.encryption import CipherAlgorithm, MessageCipher, encrypt_response
 from rustyray.security.errors import CertificateError, DecryptionError, InvalidRuleError
@@ -34,28 +34,28 @@ def _b64(value: str, field: str) -> bytes:
     try:
         return base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise ApiError(422, f"{field}: not valid base64", field) from None
+        raise unprocessable(f"{field}: not valid base64", field) from None
 
 
-def _rule_error(exc: InvalidRuleError, prefix: str = "") -> ApiError:
+def _rule_error(exc: InvalidRuleError, prefix: str = "") -> DomainError:
     """InvalidRuleError messages start with the field name ("source: ..."); keep it in the API error."""
     name = str(exc).split(":", 1)[0].strip() or "rule"
-    return ApiError(422, str(exc), f"{prefix}{name}")
+    return unprocessable(str(exc), f"{prefix}{name}")
 
 
 def _parse_algorithm(value: str) -> CipherAlgorithm:
     try:
         return CipherAlgorithm.parse(value)
     except ValueError as exc:
-        raise ApiError(422, str(exc), "algorithm") from None
+        raise unprocessable(str(exc), "algorithm") from None
 
 
-def _no_ca() -> ApiError:
-    return ApiError(503, "TLS is disabled on this node: there is no cluster CA to verify against")
+def _no_ca() -> DomainError:
+    return unavailable("TLS is disabled on this node: there is no cluster CA to verify against")
 
 
-def _not_this_node(me: str, other: str, field: str) -> ApiError:
-    return ApiError(404, f"this is {me}, not {other!r}; route the call to {other}", field)
+def _not_this_node(me: str, other: str, field: str) -> DomainError:
+    return not_found(f"this is {me}, not {other!r}; route the call to {other}", field)
 
 
 class SecurityApi:
@@ -106,7 +106,7 @@ class SecurityApi:
         try:
             check = self._svc.certs.check_client(certificate_pem)
         except ValueError as exc:
-            raise ApiError(422, f"certificate_pem: not a PEM certificate ({exc})", "certificate_pem") from None
+            raise unprocessable(f"certificate_pem: not a PEM certificate ({exc})", "certificate_pem") from None
         result = check.result
         out = result.to_dict()
         now = self._clock()
@@ -133,18 +133,18 @@ class SecurityApi:
         if algorithm is not None:
             alg = _parse_algorithm(algorithm)
             if len(sealed) >= 5 and sealed[4] != alg.wire_id:
-                raise ApiError(400, f"algorithm: ciphertext was sealed with another algorithm than {alg.value}",
+                raise bad_request(f"algorithm: ciphertext was sealed with another algorithm than {alg.value}",
                                "algorithm")
         try:
             plain = cipher.open(sealed)
         except DecryptionError as exc:
             # a key another node just rotated in may not have reached this node yet: look on the shared disk
             if "unknown key id" not in str(exc) or not self._svc.keys.reload_into(cipher.ring):
-                raise ApiError(400, f"ciphertext: {exc}", "ciphertext") from None
+                raise bad_request(f"ciphertext: {exc}", "ciphertext") from None
             try:
                 plain = cipher.open(sealed)
             except DecryptionError as exc2:
-                raise ApiError(400, f"ciphertext: {exc2}", "ciphertext") from None
+                raise bad_request(f"ciphertext: {exc2}", "ciphertext") from None
         key_id = int.from_bytes(sealed[:4], "big")
         used = next(a for a in CipherAlgorithm if a.wire_id == sealed[4])
         out: dict[str, Any] = {"decrypted": True, "algorithm": used.value, "key_id": key_id,
@@ -182,14 +182,14 @@ class SecurityApi:
 
     async def acl_delete(self, rule_id: str) -> dict[str, Any]:
         if not self._svc.acl.remove(rule_id):
-            raise ApiError(404, f"no ACL rule {rule_id!r}", "rule_id")
+            raise not_found(f"no ACL rule {rule_id!r}", "rule_id")
         return await self._deleted("acl", rule_id)
 
     def acl_check(self, source: str, destination: str) -> dict[str, Any]:
         try:
             decision = self._svc.acl.check(source, destination)
         except InvalidRuleError as exc:
-            raise ApiError(422, f"source: {exc}", "source") from None
+            raise unprocessable(f"source: {exc}", "source") from None
         return {**decision.to_dict(), "source": source, "destination": destination}
 
     async def _deleted(self, kind: str, rule_id: str) -> dict[str, Any]:
@@ -218,7 +218,7 @@ class SecurityApi:
 
     async def firewall_delete(self, rule_id: str) -> dict[str, Any]:
         if not self._svc.firewall.remove_rule(rule_id):
-            raise ApiError(404, f"no firewall rule {rule_id!r}", "rule_id")
+            raise not_found(f"no firewall rule {rule_id!r}", "rule_id")
         self._svc.sync_message_filter()
         return await self._deleted("firewall", rule_id)
 
@@ -228,17 +228,17 @@ class SecurityApi:
         if node != me.node_id:
             raise _not_this_node(me.node_id, node, "node")
         if me.credentials is None:
-            raise ApiError(409, "TLS is disabled on this node; enable transport.tls to rotate certificates")
+            raise conflict("TLS is disabled on this node; enable transport.tls to rotate certificates")
         plan = RotationPlan(new_cert_path, new_key_path)
         previous = certs.info()
         for field, path in plan.required_files():
             if not certs.exists(path):
-                raise ApiError(422, f"{field}: no such file {path}", field)
+                raise unprocessable(f"{field}: no such file {path}", field)
         if plan.source is RotationSource.INSTALLED:
             try:
                 certs.install(plan)
             except CertificateError as exc:
-                raise ApiError(422, f"new_cert_path: {exc}; the current certificate stays in force",
+                raise unprocessable(f"new_cert_path: {exc}; the current certificate stays in force",
                                "new_cert_path") from None
         else:
             certs.reissue()
@@ -249,10 +249,10 @@ class SecurityApi:
     # ------------------------------------------------------------------------------------------- identity
     def _cert_of(self, node_id: str) -> Path:
         if not node_id or not all(c.isalnum() or c in "-_." for c in node_id) or node_id.startswith("."):
-            raise ApiError(422, f"node_id: invalid node id {node_id!r}", "node_id")
+            raise unprocessable(f"node_id: invalid node id {node_id!r}", "node_id")
         path = self._svc.certs.member_certificate(node_id)
         if path is None:
-            raise ApiError(404, f"no certificate for node {node_id!r} in the cluster", "node_id")
+            raise not_found(f"no certificate for node {node_id!r} in the cluster", "node_id")
         return path
 
     def identity_verify(self, node_id: str, challenge: str, signature: str) -> dict[str, Any]:
@@ -275,7 +275,7 @@ class SecurityApi:
         if node_id != me.node_id:
             raise _not_this_node(me.node_id, node_id, "node_id")
         if me.credentials is None:
-            raise ApiError(409, "TLS is disabled on this node: it has no certificate key to sign with")
+            raise conflict("TLS is disabled on this node: it has no certificate key to sign with")
         chal = _b64(challenge, "challenge")
         sig = self._svc.certs.sign(chal)
         return {"node_id": me.node_id, "challenge": challenge, "signature": base64.b64encode(sig).decode(),

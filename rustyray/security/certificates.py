@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from rustyray.records import record
 from rustyray.security.errors import CertificateError
 
 __all__ = [
@@ -85,15 +86,8 @@ class CertInfo:
     fingerprint_sha256: str  # hex
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "subject_cn": self.subject_cn,
-            "issuer_cn": self.issuer_cn,
-            "not_before": _iso(self.not_before),
-            "not_after": _iso(self.not_after),
-            "serial": format(self.serial, "x"),
-            "sans": list(self.sans),
-            "fingerprint_sha256": self.fingerprint_sha256,
-        }
+        return record(self, not_before=_iso(self.not_before), not_after=_iso(self.not_after),
+                      serial=format(self.serial, "x"), sans=list(self.sans))
 
 
 def _iso(t: dt.datetime) -> str:

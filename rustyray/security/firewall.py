@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from rustyray.records import record
 from rustyray.security.addresses import IPAddress, IPNetwork, parse_cidr, parse_ip
 from rustyray.security.errors import InvalidRuleError
 
@@ -84,12 +85,7 @@ class Verdict:
     detail: str = ""
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "allowed": self.allowed,
-            "rule_id": self.rule_id,
-            "reason": self.reason.value if self.reason else None,
-            "detail": self.detail,
-        }
+        return record(self)
 
 
 ALLOW = Verdict(True)

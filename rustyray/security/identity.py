@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from rustyray.records import record
 from rustyray.security.certificates import NodeCredentials
 from rustyray.security.errors import CertificateError
 
@@ -66,12 +67,7 @@ class IdentityResult:
 
     def to_dict(self) -> dict[str, object]:
         """The NETWORKING-054 response body (plus ``reason``)."""
-        return {
-            "verified": self.verified,
-            "node_id": self.node_id,
-            "trust_level": self.trust_level.value,
-            "reason": self.reason,
-        }
+        return record(self)
 
 
 class ClientCertResult(NamedTuple):
@@ -80,7 +76,7 @@ class ClientCertResult(NamedTuple):
     verified: bool  # signed by the cluster CA and within validity
 
     def to_dict(self) -> dict[str, object]:
-        return {"authenticated": self.authenticated, "client_cn": self.client_cn, "verified": self.verified}
+        return self._asdict()
 
 
 def new_challenge(random_bytes: Callable[[int], bytes] = os.urandom) -> bytes:

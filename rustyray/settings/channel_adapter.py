@@ -1,7 +1,7 @@
 """The settings channel on one node: publish, receive, persist, and call the subscribers.
 
 A subsystem subscribes to a key prefix with one ``apply(key, value)`` function that validates
-the value and installs it (raising ``ValueError``/``ApiError`` to refuse it). ``publish`` applies
+the value and installs it (raising ``ValueError``/``DomainError`` to refuse it). ``publish`` applies
 a change here first (so bad input fails before anything is sent), stores it under a new
 version, persists it, and pushes it to every live member, reporting member by member who
 applied it. A member that was away gets every entry when it connects again, so it converges

@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rustyray.records import record
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -38,7 +40,7 @@ class Entry:
         return (self.version, self.origin, json.dumps(self.value, sort_keys=True, default=str))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "version": self.version, "origin": self.origin}
+        return record(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from rustyray.errors import ApiError
+from rustyray.errors import forbidden, payload_too_large, unprocessable
 from rustyray.protocol.compression import Compression
 from rustyray.protocol.control import AppMessage
 from rustyray.protocol.errors import ProtocolError
@@ -41,12 +41,12 @@ class TransportService:
     async def api_connect(self, protocol: str, host: str, port: int, node_id: str | None = None) -> dict[str, Any]:
         """Dial ``host:port`` for real and report the outcome (failure is ``success: false``)."""
         if not 1 <= port <= 65535:
-            raise ApiError(422, "port must be between 1 and 65535", "port")
+            raise unprocessable("port must be between 1 and 65535", "port")
         if not host:
-            raise ApiError(422, "host must not be empty", "host")
+            raise unprocessable("host must not be empty", "host")
         refusal = self.node.dial_policy.refusal(host)
         if refusal is not None:
-            raise ApiError(403, f"not dialled: {refusal}", "host")
+            raise forbidden(f"not dialled: {refusal}", "host")
         start = time.perf_counter()
         try:
             conn, ack = await self.node.dial(host, port, protocol=protocol, expect_node=node_id)
@@ -78,7 +78,7 @@ class TransportService:
         for host in hosts:
             refusal = self.node.dial_policy.refusal(host)
             if refusal is not None:
-                raise ApiError(403, f"not dialled: {refusal}", field)
+                raise forbidden(f"not dialled: {refusal}", field)
         return {"allowed": True}
 
     def api_connections_list(self) -> dict[str, Any]:
@@ -91,7 +91,7 @@ class TransportService:
         try:
             codec = Compression.from_name(compression)
         except ValueError as exc:
-            raise ApiError(422, str(exc), "compression") from None
+            raise unprocessable(str(exc), "compression") from None
         data = data or {}
         types = {t.__name__: t for t in all_message_types()}
         wire_type = types.get(message_type)
@@ -102,16 +102,17 @@ class TransportService:
                 message = AppMessage(message_type=message_type, data=data)
             raw = encode_message(message)
         except msgspec.ValidationError as exc:
-            raise ApiError(422, f"data does not fit {message_type}: {exc}", "data") from None
+            raise unprocessable(f"data does not fit {message_type}: {exc}", "data") from None
         except (TypeError, msgspec.EncodeError) as exc:
-            raise ApiError(422, f"data cannot be encoded: {exc}", "data") from None
+            raise unprocessable(f"data cannot be encoded: {exc}", "data") from None
         if len(raw) > MAX_FRAME_SIZE:
-            raise ApiError(413, f"message of {len(raw)} bytes exceeds the {MAX_FRAME_SIZE} byte frame limit", "data")
+            msg = f"message of {len(raw)} bytes exceeds the {MAX_FRAME_SIZE} byte frame limit"
+            raise payload_too_large(msg, "data")
         mid = message_id if message_id is not None else self.node.next_id()
         try:
             frame = encode_payload(raw, mid, compression=codec, always_compress=True)
         except ProtocolError as exc:
-            raise ApiError(413, str(exc), "data") from None
+            raise payload_too_large(str(exc), "data") from None
         packed_size = len(frame) - 18
         decoder = FrameDecoder()
         decoder.feed(frame)
@@ -136,7 +137,7 @@ class TransportService:
         try:
             caps = validate_capabilities(capabilities)
         except ValueError as exc:
-            raise ApiError(422, str(exc), "capabilities") from None
+            raise unprocessable(str(exc), "capabilities") from None
         hello = Hello(node_id=node_id, protocol_version=protocol_version, capabilities=caps)
         ack, _result = answer_hello(hello, node_id=self.node.node_id, local_caps=self.node.capabilities,
                                    tcp_address=self.node.tcp_address, quic_address=self.node.quic_address)

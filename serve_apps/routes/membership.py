@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from rustyray.errors import ApiError
+from rustyray.errors import not_found, unavailable, unprocessable
 from serve_apps import ops
 from serve_apps.common import NodeParam, call, gateway
 
@@ -67,7 +67,7 @@ async def join(body: JoinRequest, request: Request) -> Any:
 
             host, port = parse_address(body.address, field="address")
         except ValueError as exc:
-            raise ApiError(422, str(exc), "address") from None
+            raise unprocessable(str(exc), "address") from None
     return await ops.join_cluster(gateway(request), node_id=body.node_id, seed_nodes=body.seed_nodes,
                                   host=host, port=port)
 
@@ -83,13 +83,13 @@ async def bootstrap(body: BootstrapRequest, request: Request) -> Any:
     known = await gw.node_ids()
     unknown = [n for n in body.initial_nodes if n not in known]
     if unknown:
-        raise ApiError(404, f"unknown node(s) {unknown}; started nodes: {known}", "initial_nodes")
+        raise not_found(f"unknown node(s) {unknown}; started nodes: {known}", "initial_nodes")
     if len(set(body.initial_nodes)) != len(body.initial_nodes):
-        raise ApiError(422, "initial_nodes has duplicates", "initial_nodes")
+        raise unprocessable("initial_nodes has duplicates", "initial_nodes")
     infos = await asyncio.gather(*(gw.info(n, 5.0) for n in body.initial_nodes))
     down = [n for n, i in zip(body.initial_nodes, infos, strict=True) if i is None]
     if down:
-        raise ApiError(503, f"node(s) {down} are not reachable", "initial_nodes")
+        raise unavailable(f"node(s) {down} are not reachable", "initial_nodes")
     members = {n: {"address": i["address"], "quic_address": i["quic_address"]}
                for n, i in zip(body.initial_nodes, infos, strict=True)}
     return await gw.call(body.initial_nodes[0], "membership", "bootstrap", cluster_name=body.cluster_name,

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from rustyray.errors import ApiError
+from rustyray.errors import not_found
 from serve_apps.common import NodeParam, call, gateway
 
 router = APIRouter()
@@ -163,6 +163,6 @@ async def identity_sign(body: IdentitySignRequest, request: Request) -> Any:
     # The named node signs with its own certificate key (the key never leaves it).
     known = await gateway(request).node_ids()
     if body.node_id not in known:  # name the body field, not the ?node= parameter this route lacks
-        raise ApiError(404, f"unknown node {body.node_id!r}; known nodes: {', '.join(known)}", "node_id")
+        raise not_found(f"unknown node {body.node_id!r}; known nodes: {', '.join(known)}", "node_id")
     return await call(request, "security", "identity_sign", body.node_id, node_id=body.node_id,
                       challenge=body.challenge)

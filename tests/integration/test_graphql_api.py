@@ -21,7 +21,7 @@ from harness import local_cluster, prom_sample, wait_for
 from websockets.asyncio.client import connect
 
 import serve_apps.ops
-from rustyray.errors import ApiError
+from rustyray.errors import conflict
 from rustyray.protocol.control import Echo
 from serve_apps.app import build_app
 
@@ -113,7 +113,7 @@ async def test_mutations_call_the_shared_operations(cluster, monkeypatch):
 
     async def leave(gw):
         calls.append(("leave", gw))
-        raise ApiError(409, "node1 is the last member", "node_id")
+        raise conflict("node1 is the last member", "node_id")
 
     monkeypatch.setattr(serve_apps.ops, "join_cluster", join)
     monkeypatch.setattr(serve_apps.ops, "leave_cluster", leave)

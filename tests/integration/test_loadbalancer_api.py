@@ -8,7 +8,7 @@ import time
 import pytest
 from harness import local_cluster, wait_for
 
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError
 from rustyray.loadbalancer.retry import RetryStrategy
 from serve_apps.errors import http_status
 
@@ -96,7 +96,7 @@ async def test_open_circuit_removes_node_until_it_recovers(cluster):
     assert rows["node2"]["state"] == "Open" and rows["node2"]["failure_count"] == 3
     assert ISO_UTC.match(rows["node2"]["opened_at"])
     assert rows["node1"] == {"node": "node1", "state": "Closed", "failure_count": 0}
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         service.before_send("node2")
     assert http_status(err.value) == 503 and err.value.field == "target_node"
     picks = [await select(cluster, strategy="RoundRobin") for _ in range(4)]
@@ -124,14 +124,14 @@ async def test_rate_limit_applies_cluster_wide_and_refuses_sends(cluster):
     for _ in range(2):
         service.before_send("node2")
         service.after_send("node2", True, 1.0)
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         service.before_send("node2")
     assert (http_status(err.value), err.value.field) == (429, "target_node")
     assert "rate limited" in err.value.message
     picks = [await select(cluster, strategy="RoundRobin") for _ in range(4)]
     assert "node2" not in {p["selected_node"] for p in picks}
     assert picks[0]["skipped"] == {"node2": "rate limited"}
-    with pytest.raises(ApiError):  # node3 got the same limit: its own bucket for node2 empties too
+    with pytest.raises(DomainError):  # node3 got the same limit: its own bucket for node2 empties too
         for _ in range(3):
             lb(cluster, "node3").before_send("node2")
     assert (await cluster.client.get("/loadbalancer/rate-limit")).json()["refused"]["rate_limited"] >= 1
@@ -188,6 +188,6 @@ async def test_service_select_raises_the_same_errors_for_direct_callers(cluster)
     """The routing service calls ``select`` without pydantic in front: the service validates too."""
     for args, field in [(("Random",), "strategy"), (("ConsistentHash", None, None), "routing_key"),
                         (("RoundRobin", ["node7"]), "available_nodes")]:
-        with pytest.raises(ApiError) as err:
+        with pytest.raises(DomainError) as err:
             lb(cluster).select(*args)
         assert err.value.field == field and http_status(err.value) in (404, 422)

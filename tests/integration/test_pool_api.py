@@ -172,7 +172,7 @@ async def test_bad_input_is_refused_naming_the_field(cluster, path, body, status
 
 async def test_latency_probe_runs_both_paths_against_a_live_peer(cluster):
     """The probe behind bench/loadbalancer.py: pooled requests reuse, unpooled ones dial each time."""
-    from rustyray.errors import ApiError
+    from rustyray.errors import DomainError
     from serve_apps.errors import http_status
 
     node = cluster.node("node1")
@@ -191,6 +191,6 @@ async def test_latency_probe_runs_both_paths_against_a_live_peer(cluster):
     for kwargs, status, field in [({"target_node": "nodeX"}, 404, "target_node"),
                                   ({"target_node": "node1"}, 404, "target_node"),
                                   ({"target_node": "node2", "requests": 0}, 422, "requests")]:
-        with pytest.raises(ApiError) as err:
+        with pytest.raises(DomainError) as err:
             await node.call_api("pool", "latency_probe", kwargs)
         assert (http_status(err.value), err.value.field) == (status, field)

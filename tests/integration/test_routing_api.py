@@ -8,7 +8,7 @@ import time
 import pytest
 from harness import local_cluster, wait_for
 
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError
 from rustyray.routing.priority import PeerOutboxes
 from serve_apps.errors import http_status
 
@@ -310,7 +310,7 @@ async def test_critical_overtakes_a_low_backlog_and_a_full_outbox_refuses(cluste
     results = await asyncio.gather(
         *(svc.api.send("node2", "Heartbeat", {"i": i}) for i in range(10)), return_exceptions=True
     )
-    refused = [r for r in results if isinstance(r, ApiError)]
+    refused = [r for r in results if isinstance(r, DomainError)]
     assert len(refused) == 6 and all(http_status(e) == 503 and "full" in e.message for e in refused)
     assert sum(1 for r in results if isinstance(r, dict) and r["success"]) == 4
     assert svc.api.delivery_stats()["outbox_rejected"] == 6

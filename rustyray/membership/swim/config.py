@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from rustyray.validation import at_least, positive
+
 __all__ = ["SwimConfig"]
 
 
@@ -140,36 +142,16 @@ class SwimConfig:
 
     def validate(self) -> SwimConfig:
         """Raise ValueError naming the first bad field; return self."""
-        if not self.probe_interval > 0:
-            raise ValueError("probe_interval must be > 0")
+        positive(self, "probe_interval")
         if not 0 < self.probe_timeout < self.probe_interval:
             raise ValueError("probe_timeout must be in (0, probe_interval)")
-        if self.indirect_checks < 0:
-            raise ValueError("indirect_checks must be >= 0")
-        if self.suspicion_mult < 1:
-            raise ValueError("suspicion_mult must be >= 1")
         if self.suspicion_confirmations is not None and self.suspicion_confirmations < 0:
             raise ValueError("suspicion_confirmations must be >= 0 or None")
-        if self.suspicion_max_timeout_mult < 1:
-            raise ValueError("suspicion_max_timeout_mult must be >= 1")
-        if self.awareness_max_multiplier < 1:
-            raise ValueError("awareness_max_multiplier must be >= 1")
-        if self.retransmit_mult < 1:
-            raise ValueError("retransmit_mult must be >= 1")
-        if not self.gossip_interval > 0:
-            raise ValueError("gossip_interval must be > 0")
-        if self.gossip_nodes < 1:
-            raise ValueError("gossip_nodes must be >= 1")
-        if self.gossip_to_the_dead_time < 0:
-            raise ValueError("gossip_to_the_dead_time must be >= 0")
-        if self.push_pull_interval < 0:
-            raise ValueError("push_pull_interval must be >= 0")
-        if self.max_piggyback_bytes < 64:
-            raise ValueError("max_piggyback_bytes must be >= 64")
-        if not self.join_retry_interval > 0:
-            raise ValueError("join_retry_interval must be > 0")
-        if self.reconnect_interval < 0:
-            raise ValueError("reconnect_interval must be >= 0")
+        positive(self, "gossip_interval", "join_retry_interval")
+        at_least(self, 0, "indirect_checks", "gossip_to_the_dead_time", "push_pull_interval", "reconnect_interval")
+        at_least(self, 1, "suspicion_mult", "suspicion_max_timeout_mult", "awareness_max_multiplier",
+                 "retransmit_mult", "gossip_nodes")
+        at_least(self, 64, "max_piggyback_bytes")
         return self
 
     # Derived values (pure; table-tested).

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from rustyray.api_binding import bind_call
-from rustyray.errors import _LEGACY_STATUS_KIND, ApiError, DomainError, ErrorKind, not_found, unprocessable
+from rustyray.errors import DomainError, ErrorKind, not_found, too_many_requests, unprocessable
 from rustyray.node import Node
 from serve_apps.app import build_app
 from serve_apps.errors import HTTP_STATUS, error_body, http_status
@@ -36,7 +36,7 @@ class FakeHealth:
         raise DomainError(ErrorKind.CONFLICT, "aggregation is disabled", "health")
 
     async def api_heartbeat_status(self) -> dict[str, Any]:
-        raise ApiError(429, "slow down", "node")  # the legacy spelling still answers its status
+        raise too_many_requests("slow down", "node")
 
 
 class FakeNode:
@@ -83,7 +83,7 @@ async def test_an_unknown_argument_is_a_422_naming_the_field(client):
     assert "unexpected argument 'check_id'" in body["error"] and "'rule_id'" in body["error"]
 
 
-async def test_domain_errors_and_legacy_api_errors_answer_the_table_status(client):
+async def test_domain_errors_answer_the_table_status(client):
     r = await client.get("/health/aggregate")
     assert (r.status_code, r.json()) == (409, {"error": "aggregation is disabled", "status": 409, "field": "health"})
     r = await client.get("/health/heartbeat/status")
@@ -140,7 +140,6 @@ class _Handle:
     (("error", "NOT_FOUND", "gone", "node"), ErrorKind.NOT_FOUND, 404),
     (("error", "INTERNAL", "health.checks failed: TypeError: x", None), ErrorKind.INTERNAL, 500),
     (("error", "UNPROCESSABLE", "checks: unexpected argument 'x'", "x"), ErrorKind.UNPROCESSABLE, 422),
-    (("error", 409, "an actor running older code", "node_id"), ErrorKind.CONFLICT, 409),
     (("error", "NO_SUCH_KIND", "from a newer actor", None), ErrorKind.INTERNAL, 500),
 ])
 async def test_the_ray_gateway_reads_the_actors_tagged_tuple(reply, kind, status):
@@ -199,7 +198,7 @@ def test_bind_call_does_not_call():
 @pytest.mark.parametrize("exc", [
     DomainError(ErrorKind.NOT_FOUND, "unknown node 'n9'", "node"),
     DomainError(ErrorKind.INTERNAL, "boom"),
-    ApiError(429, "rate limited", "target_node"),
+    too_many_requests("rate limited", "target_node"),
     NodeUnavailable("node 'n2' is unavailable"),
     unprocessable("bad", "x"),
 ])
@@ -218,8 +217,6 @@ def test_to_dict_speaks_no_http():
 def test_a_domain_error_needs_a_kind():
     with pytest.raises(TypeError):
         DomainError(404, "not a kind")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="418"):
-        ApiError(418, "no kind for that status")
 
 
 @pytest.mark.parametrize("kind", list(ErrorKind))
@@ -231,25 +228,17 @@ def test_the_http_statuses_are_distinct():
     assert len(set(HTTP_STATUS.values())) == len(HTTP_STATUS)
 
 
-@pytest.mark.parametrize("status", sorted(_LEGACY_STATUS_KIND))
-def test_the_legacy_shim_round_trips_through_the_table(status):
-    exc = ApiError(status, "m")
-    assert HTTP_STATUS[exc.kind] == status and exc.status == status
-
-
-def test_every_status_the_code_passes_to_api_error_has_a_kind():
-    """A literal ``ApiError(<status>, ...)`` or discovery ``http_status`` with no kind would raise at run time."""
-    used: set[int] = set()
-    for path in [*(REPO / "rustyray").rglob("*.py"), *(REPO / "serve_apps").rglob("*.py")]:
+def test_no_http_status_below_the_api_layer():
+    """Services name a kind, never a status: no ``ApiError(<status>`` and no ``http_status`` attribute in rustyray/."""
+    offenders = []
+    for path in (REPO / "rustyray").rglob("*.py"):
         text = path.read_text()
-        used |= {int(s) for s in re.findall(r"ApiError\((\d{3})\b", text)}
-        used |= {int(s) for s in re.findall(r"http_status(?::\s*int)?\s*=\s*(\d{3})\b", text)}
-    missing = sorted(used - set(_LEGACY_STATUS_KIND))
-    assert used and not missing, f"statuses without a kind: {missing}"
-    assert not used - set(HTTP_STATUS.values())
+        if re.search(r"\bApiError\b", text) or re.search(r"\bhttp_status\s*[:=]", text):
+            offenders.append(str(path.relative_to(REPO)))
+    assert not offenders, f"HTTP statuses below serve_apps: {offenders}"
 
 
-def test_not_found_helper_builds_a_domain_error_not_an_api_error():
+def test_not_found_helper_builds_a_plain_domain_error():
     exc = not_found("x", "node")
     assert type(exc) is DomainError and exc.kind is ErrorKind.NOT_FOUND and HTTP_STATUS[exc.kind] == 404
     assert not hasattr(exc, "status")  # the HTTP status is the API layer's (serve_apps.errors), not the node's

@@ -7,7 +7,7 @@ import types
 import pytest
 
 import serve_apps.gateway as gw_mod
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError
 from serve_apps.errors import http_status
 from serve_apps.gateway import RayGateway, _FrontingMixin
 
@@ -70,10 +70,10 @@ async def test_without_trust_every_request_checks_the_fronted_node(clock):
 
 async def test_an_explicit_unknown_node_is_404_and_no_live_node_is_503(clock):
     g = Fake(["node1"], set(), trust=0.5)
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         await g.fronted("node9")
     assert (http_status(err.value), err.value.field) == (404, "node")
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(DomainError) as err:
         await g.fronted()
     assert http_status(err.value) == 503
 

@@ -11,7 +11,7 @@ from rustyray.discovery.errors import BackendNotConfiguredError, BackendUnavaila
 from rustyray.discovery.formation import FormationCore
 from rustyray.discovery.model import Candidate, DiscoveryResult
 from rustyray.discovery.registry import DiscoveryRegistry
-from rustyray.errors import ApiError
+from rustyray.errors import DomainError
 
 
 class StandIn:
@@ -56,14 +56,14 @@ CONSUL = {"consul": {"address": "http://127.0.0.1:1"}}
 ])
 async def test_consul_register_names_the_bad_field(kwargs, field):
     svc = StandIn(CONSUL)
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(DomainError) as info:
         await svc.api.consul_register(**kwargs)
     assert info.value.field == field
     await svc.registry.aclose()
 
 
 async def test_consul_register_without_consul_says_how_to_configure_it():
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(DomainError) as info:
         await StandIn({}).api.consul_register("n9", "127.0.0.1", 7000)
     assert "[discovery.consul]" in str(info.value) and info.value.field is None
 
@@ -71,10 +71,10 @@ async def test_consul_register_without_consul_says_how_to_configure_it():
 async def test_cloud_nodes_checks_the_provider_and_lowercases_it():
     body = {"provider": "aws", "region": "r", "instances": []}
     svc = StandIn({}, {"aws": DiscoveryResult("aws", (), body)})
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(DomainError) as info:
         await svc.api.cloud_nodes("digitalocean")
     assert info.value.field == "provider" and "digitalocean" in str(info.value)
-    with pytest.raises(ApiError):  # aws is not configured here: the registry's error
+    with pytest.raises(DomainError):  # aws is not configured here: the registry's error
         await svc.api.cloud_nodes("AWS")
     assert svc.asked == ["aws"]
 
@@ -86,7 +86,7 @@ async def test_nodes_return_the_body_and_map_backend_failures():
                    "dns": BackendUnavailableError("no answer")})
     got = await svc.api.etcd_nodes()
     assert got == body and got is not body
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(DomainError) as info:
         await svc.api.dns_nodes()
     assert str(info.value) == "discovery backend 'dns' failed: no answer"
 

@@ -15,6 +15,7 @@ from rustyray.discovery import (
 )
 from rustyray.discovery.dns_srv import DnsDiscovery, DnsDiscoveryConfig
 from rustyray.discovery.model import join_host_port, split_host_port
+from rustyray.errors import ErrorKind
 
 
 def c(node: str, host: str = "127.0.0.1", port: int = 7000) -> Candidate:
@@ -80,7 +81,7 @@ def test_registry_explains_unconfigured_backend():
     reg = DiscoveryRegistry.from_dict({})
     with pytest.raises(BackendNotConfiguredError) as info:
         reg.get("consul")
-    assert info.value.http_status == 503
+    assert info.value.kind is ErrorKind.UNAVAILABLE
     assert "[discovery.consul]" in str(info.value)
     assert reg.status()["consul"] == {"configured": False, "error": None, "hint": reg.hint("consul")}
 
@@ -92,7 +93,7 @@ def test_registry_reports_invalid_table_with_field_name_and_keeps_others():
     assert reg.configured() == ["consul"]
     with pytest.raises(BackendMisconfiguredError) as info:
         reg.get("etcd")
-    assert info.value.http_status == 409
+    assert info.value.kind is ErrorKind.CONFLICT
     assert "lease_ttl_s" in info.value.reason and "discovery.etcd" in info.value.reason
 
 

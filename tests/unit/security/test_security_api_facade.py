@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import serve_apps.routes.security as routes
-from rustyray.errors import ApiError, ErrorKind
+from rustyray.errors import DomainError, ErrorKind
 from rustyray.security.acl import Acl
 from rustyray.security.admission import Admission
 from rustyray.security.api import SecurityApi
@@ -62,8 +62,8 @@ def _api(certs: FakeCerts | None = None, tls: bool = True, now: float = 1000.0) 
     return SecurityApi(svc, clock=lambda: now), reloads  # type: ignore[arg-type]
 
 
-def _raises(kind: ErrorKind, field: str | None, fn, *args, **kwargs) -> ApiError:
-    with pytest.raises(ApiError) as info:
+def _raises(kind: ErrorKind, field: str | None, fn, *args, **kwargs) -> DomainError:
+    with pytest.raises(DomainError) as info:
         fn(*args, **kwargs)
     assert (info.value.kind, info.value.field) == (kind, field)
     return info.value
