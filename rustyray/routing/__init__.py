@@ -37,8 +37,9 @@ from rustyray.routing.handlers import (
     HandlerContext,
     HandlerRegistry,
     NodeContext,
+    ShardAnswer,
+    ShardQueryError,
     default_registry,
-    query_rows,
 )
 from rustyray.routing.messages import RouteAck, RouteEnvelope
 from rustyray.routing.priority import PeerOutboxes, Priority, PriorityOutbox
@@ -81,9 +82,10 @@ __all__ = [
     "SendCore",
     "SendRequest",
     "Settled",
+    "ShardAnswer",
+    "ShardQueryError",
     "UnknownMessageTypeError",
     "backoff_delay",
     "default_registry",
-    "query_rows",
     "validate_quorum",
 ]

@@ -1,4 +1,4 @@
-"""Configuration of the routing subsystem (outboxes, retries, deduplication): the ``[routing]`` table."""
+"""Configuration of the routing subsystem (outboxes, retries, deduplication, the query shard): ``[routing]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from rustyray.validation import at_least, positive
 
 @dataclass(frozen=True)
 class RoutingConfig:
-    """Knobs for ``PriorityOutbox``, ``DeliveryTracker``, ``DedupWindow`` and the ``RoutingService`` adapter.
+    """Knobs for ``PriorityOutbox``, ``DeliveryTracker``, ``DedupWindow``, the ``RoutingService`` adapter and
+    the node's SQLite shard (``ShardStore``).
 
     Defaults suit a LAN cluster; ``local()`` shrinks the timings for tests and
     single-host clusters.
@@ -50,6 +51,27 @@ class RoutingConfig:
     """Records kept by the durable record log ``node_dir/records.jsonl`` (ChaosRecord); the file holds at most
     twice as many lines before it is compacted to the newest ``record_log_size``."""
 
+    # -- the node's SQLite shard (shard_store_adapter.ShardStore; QueryRequest / ShardQuery run against it) --
+    shard_path: str = ""
+    """The SQLite file this node's ``QueryRequest`` / ``ShardQuery`` run against. Empty (the default):
+    ``node_dir/shard.sqlite3``. ``{node_id}`` in the text is replaced by the node's id, so one setting can
+    give every node its own file (``/data/shards/{node_id}.sqlite3``); a relative path is taken from the
+    node directory. Queries only ever read it; load your data with any SQLite client."""
+
+    demo_rows: int = 1000
+    """Rows of the demo ``users(id, name, shard_key)`` table written when the shard file does not exist
+    (user ``i`` of node ``n`` has ``shard_key = 1 + crc32("n/i") % demo_shard_keys``); 0 writes nothing, and
+    a query then fails until a shard file is there. An existing file is never touched."""
+
+    demo_shard_keys: int = 16
+    """Shard keys (``1..demo_shard_keys``) the demo rows are spread over."""
+
+    query_max_rows: int = 10_000
+    """Rows a query reads before it stops; past it the answer says ``truncated`` and ``rows`` is this cap."""
+
+    query_time_budget_s: float = 2.0
+    """Seconds a query may run (SQLite progress handler); a longer one is interrupted and answered an error."""
+
     @classmethod
     def lan(cls) -> RoutingConfig:
         """Defaults for a data-centre LAN."""
@@ -69,8 +91,11 @@ class RoutingConfig:
 
     def validate(self) -> RoutingConfig:
         """Raise ValueError naming the first bad field; return self for chaining."""
-        at_least(self, 1, "outbox_max_size", "dedup_max_entries", "receive_log_size", "record_log_size")
-        positive(self, "retry_initial_s", "default_deadline_s", "dedup_max_age_s", "dedup_persist_interval_s")
+        at_least(self, 1, "outbox_max_size", "dedup_max_entries", "receive_log_size", "record_log_size",
+                 "demo_shard_keys", "query_max_rows")
+        at_least(self, 0, "demo_rows")
+        positive(self, "retry_initial_s", "default_deadline_s", "dedup_max_age_s", "dedup_persist_interval_s",
+                 "query_time_budget_s")
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must be >= retry_initial_s")
         at_least(self, 1.0, "retry_multiplier")

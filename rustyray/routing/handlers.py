@@ -8,10 +8,16 @@ functions or coroutines; ``HandlerRegistry.dispatch`` awaits the latter, so the
 registry stays free of any event-loop import. The built-ins cover the seed's
 message types:
 
-* ``QueryRequest`` / ``ShardQuery``: a stand-in for executing the query locally.
-  ``rows = 100 + (sha256(node_id + "|" + query) mod 1900) + queries_processed``,
-  deterministic for a given node and history, different across nodes, and it
-  bumps ``counters["queries_processed"]``.
+* ``QueryRequest`` / ``ShardQuery``: run ``data["query"]`` (one read-only SQL
+  statement, ``data["params"]`` its optional ``?`` parameters) against this node's
+  SQLite shard, ``ctx.shards`` (a ``ShardStore``, see ``shard_store_adapter``), and
+  answer what SQLite returned: ``rows`` is the number of rows the statement produced
+  (at most the store's row cap; ``truncated`` says when it stopped there),
+  ``columns`` their names, ``elapsed_ms`` the measured run time, and
+  ``queries_processed`` this node's count of queries answered. A statement SQLite
+  rejects (syntax, unknown table, anything but a read, over the time budget) raises
+  ``ShardQueryError`` with SQLite's message, so a fan-out reports that node's
+  ``status`` as ``"error"``; it bumps ``counters["queries_failed"]`` instead.
 * ``ConsensusProposal``: votes with the Paxos/Raft promise rule: REJECT when the
   proposal's ``term`` (or ``version``) is lower than the highest term this node
   has accepted (``counters["last_accepted_term"]``); otherwise ACCEPT and record
@@ -26,14 +32,14 @@ message types:
   even across actor restarts (the chaos soak does).
 
 Unknown types raise ``UnknownMessageTypeError``; malformed payloads raise
-``InvalidPayloadError`` naming the field.
+``InvalidPayloadError`` naming the field. ``docs/handlers.md`` describes the
+interface for an application's own handlers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
@@ -59,6 +65,34 @@ class NodeContext:
     counters: dict[str, int] = field(default_factory=dict)
     records: Any = None
     """A durable ``RecordLog`` (``append(dict) -> index``) for ``ChaosRecord``; None where there is none."""
+    shards: ShardQueries | None = None
+    """The node's SQLite shard for ``QueryRequest`` / ``ShardQuery``; None where there is none."""
+
+
+@dataclass(frozen=True)
+class ShardAnswer:
+    """What one read-only query on a shard returned (facts measured by the store, nothing derived)."""
+
+    rows: int
+    """Rows SQLite produced, counted up to the store's cap."""
+    columns: tuple[str, ...]
+    """The result's column names, in order."""
+    truncated: bool
+    """True when SQLite had more rows than the cap; ``rows`` is then the cap."""
+    elapsed_ms: float
+    """Wall time of the run (open, execute, fetch), in milliseconds."""
+
+
+class ShardQueryError(HandlerError):
+    """The shard refused or failed a query; the message is SQLite's (plus what was refused, when it was)."""
+
+
+class ShardQueries(Protocol):
+    """A shard queries run against (``ShardStore`` in ``shard_store_adapter``; tests may pass a fake)."""
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> ShardAnswer:
+        """Run one read-only statement; ``ShardQueryError`` when SQLite refuses or fails it."""
+        ...
 
 
 HandlerResult = Union[dict[str, Any], Awaitable[dict[str, Any]]]  # noqa: UP007
@@ -128,28 +162,50 @@ def _require(message_type: str, data: dict[str, Any], name: str) -> Any:
 # -- built-in handlers ----------------------------------------------------------------------------
 
 
-def query_rows(node_id: str, query: str, processed: int) -> int:
-    """The deterministic row count reported for ``query`` on ``node_id``."""
-    digest = hashlib.sha256(f"{node_id}|{query}".encode()).digest()
-    return 100 + int.from_bytes(digest[:4], "big") % 1900 + processed
+_SQL_SCALARS = (str, int, float, type(None))
 
 
-def _query(message_type: str, ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:
+def _query_payload(message_type: str, data: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     query = _require(message_type, data, "query")
     if not isinstance(query, str):
         raise InvalidPayloadError(message_type, "query", "must be a string")
-    processed = ctx.counters.get("queries_processed", 0)
-    rows = query_rows(ctx.node_id, query, processed)
-    ctx.counters["queries_processed"] = processed + 1
-    return {"node": ctx.node_id, "rows": rows, "status": "success", "queries_processed": processed + 1}
+    if not query.strip():
+        raise InvalidPayloadError(message_type, "query", "must not be empty")
+    params = data.get("params", [])
+    if not isinstance(params, list) or not all(isinstance(p, _SQL_SCALARS) for p in params):
+        raise InvalidPayloadError(message_type, "params", "must be a list of strings, numbers, booleans or nulls")
+    return query, tuple(params)
 
 
-def handle_query_request(ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:
-    return _query("QueryRequest", ctx, data)
+async def _query(message_type: str, ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:
+    query, params = _query_payload(message_type, data)
+    shards: ShardQueries | None = getattr(ctx, "shards", None)
+    if shards is None:
+        raise HandlerError(f"{message_type} needs a shard store on this node")
+    try:
+        answer = await shards.query(query, params)
+    except ShardQueryError as exc:
+        ctx.counters["queries_failed"] = ctx.counters.get("queries_failed", 0) + 1
+        raise ShardQueryError(f"{message_type}: {exc}") from exc
+    processed = ctx.counters.get("queries_processed", 0) + 1
+    ctx.counters["queries_processed"] = processed
+    return {
+        "node": ctx.node_id,
+        "rows": answer.rows,
+        "status": "success",
+        "columns": list(answer.columns),
+        "truncated": answer.truncated,
+        "elapsed_ms": answer.elapsed_ms,
+        "queries_processed": processed,
+    }
 
 
-def handle_shard_query(ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:
-    return _query("ShardQuery", ctx, data)
+async def handle_query_request(ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:
+    return await _query("QueryRequest", ctx, data)
+
+
+async def handle_shard_query(ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:
+    return await _query("ShardQuery", ctx, data)
 
 
 def handle_consensus_proposal(ctx: HandlerContext, data: dict[str, Any]) -> dict[str, Any]:

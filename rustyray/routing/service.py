@@ -19,8 +19,8 @@ at the send core's next deadline, the handler runs, and the acks. Beside it, ``o
 the one sender task per peer that drains its bounded ``PriorityOutbox`` on the *current* connection
 (the node redials dropped peers by itself), and ``dedup_store_adapter`` the dedup files (the window
 is saved to ``node_dir/dedup.bin`` every ``dedup_persist_interval_s`` when it changed and on stop,
-and restored on start with the write-ahead journal on top). The clock is read once per event and
-passed to the cores.
+and restored on start with the write-ahead journal on top), and ``shard_store_adapter`` the node's
+SQLite shard that the query handlers read. The clock is read once per event and passed to the cores.
 
 A message to this node itself takes the same handler path without the network.
 Load-balancer hooks: ``before_send(target)`` (may raise a ``DomainError``, TOO_MANY_REQUESTS or UNAVAILABLE) and
@@ -59,6 +59,7 @@ from rustyray.routing.send_core import (
     Settle,
     Wake,
 )
+from rustyray.routing.shard_store_adapter import ShardStore
 
 if TYPE_CHECKING:
     from rustyray.transport.api import Host, RequestContext
@@ -77,7 +78,9 @@ class RoutingService:
         self.config = self.settings = node.config.cluster.routing
         self.registry: HandlerRegistry = default_registry()
         self.records = RecordLog(node.config.node_dir / RECORDS_FILE, self.settings.record_log_size)
-        self.context = NodeContext(node.node_id, records=self.records)
+        self.shards = ShardStore.for_node(node.config.node_dir, node.node_id, self.settings)
+        """The SQLite shard QueryRequest / ShardQuery run against (``[routing] shard_path``, demo data)."""
+        self.context = NodeContext(node.node_id, records=self.records, shards=self.shards)
         self.sending = SendCore(node.node_id, node.incarnation, self.config, node.rng)
         self.receiving = ReceiveCore(node.node_id, self.config, self.settings.receive_log_size)
         self.dedup_files = DedupStore(node.config.node_dir, node.node_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 
 import pytest
@@ -25,6 +27,12 @@ def routing(c, node_id):
     return c.node(node_id).services["routing"]
 
 
+def shard_count(c, node_id, sql="SELECT count(*) FROM users"):
+    """Counted straight from the node's shard file, beside the API."""
+    with contextlib.closing(sqlite3.connect(routing(c, node_id).shards.path)) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
 async def test_direct_send_runs_the_target_handler_and_counts(cluster):
     c = cluster
     before = routing(c, "node2").api.receive_log()["processed_by_type"].get("QueryRequest", 0)
@@ -41,7 +49,9 @@ async def test_direct_send_runs_the_target_handler_and_counts(cluster):
     body = r.json()
     assert body["success"] is True and body["routed_to"] == "node2" and body["acknowledged"] is True
     assert body["message_id"].startswith("msg-") and body["latency_ms"] > 0
-    assert body["response"]["node"] == "node2" and body["response"]["rows"] >= 100
+    # the answer is what node2's SQLite shard holds: the demo users table, 1000 rows by default
+    assert body["response"]["node"] == "node2" and body["response"]["rows"] == shard_count(c, "node2") == 1000
+    assert body["response"]["columns"] == ["id", "name", "shard_key"] and body["response"]["truncated"] is False
     log = routing(c, "node2").api.receive_log()
     assert log["processed_by_type"]["QueryRequest"] == before + 1
     assert log["recent"][-1] == {
@@ -61,6 +71,11 @@ async def test_direct_send_runs_the_target_handler_and_counts(cluster):
         },
     )
     assert r2.json()["response"]["queries_processed"] == body["response"]["queries_processed"] + 1
+    # a statement SQLite rejects: acknowledged, not successful, with SQLite's message
+    bad = {"target_node": "node2", "message_type": "QueryRequest", "data": {"query": "SELEC 1"}}
+    r4 = (await c.client.post("/routing/send", json=bad)).json()
+    assert r4["success"] is False and r4["acknowledged"] is True and r4["response"] is None
+    assert r4["error"] == 'QueryRequest: near "SELEC": syntax error'
     stats = (await c.client.get("/routing/delivery/stats")).json()
     assert stats["AtLeastOnce"]["sent"] >= 2 and stats["AtLeastOnce"]["acknowledged"] >= 2
     # to the fronted node itself: same handler path, no network
@@ -138,8 +153,24 @@ async def test_scatter_gather_collects_rows_and_marks_a_slow_node_timed_out(clus
     res = (await c.client.post("/routing/scatter-gather", json=body)).json()
     assert res["responses_received"] == 3 and res["total_sent"] == 3
     assert [r["node"] for r in res["responses"]] == ["node1", "node2", "node3"]
-    assert all(r["status"] == "success" and r["rows"] >= 100 for r in res["responses"])
-    assert len({r["rows"] for r in res["responses"]}) > 1  # computed per node, not a constant
+    in_123 = "SELECT count(*) FROM users WHERE shard_key IN (1,2,3)"
+    assert {r["node"]: (r["status"], r["rows"]) for r in res["responses"]} == {
+        n: ("success", shard_count(c, n, in_123)) for n in ("node1", "node2", "node3")
+    }
+    # the count follows the data: rows added to node2's shard show up in node2's answer only
+    with contextlib.closing(sqlite3.connect(routing(c, "node2").shards.path)) as conn, conn:
+        conn.executemany("INSERT INTO users (name, shard_key) VALUES (?, ?)", [("late", 3)] * 4)
+    before = {r["node"]: r["rows"] for r in res["responses"]}
+    again = (await c.client.post("/routing/scatter-gather", json=body)).json()
+    assert {r["node"]: r["rows"] for r in again["responses"]} == {**before, "node2": before["node2"] + 4}
+    # a query SQLite rejects is that node's error, with SQLite's message; a write is refused and changes nothing
+    bad = (await c.client.post("/routing/scatter-gather", json={**body, "data": {"query": "DELETE FROM users"}})).json()
+    assert bad["responses_received"] == 0
+    assert all(r["status"] == "error" and "not authorized" in r["error"] for r in bad["responses"])
+    assert [shard_count(c, n) for n in ("node1", "node2", "node3")] == [1000, 1004, 1000]
+    one = {**body, "target_nodes": ["node1"], "data": {"query": "SELECT * FROM nope"}}
+    bad = (await c.client.post("/routing/scatter-gather", json=one)).json()
+    assert bad["responses"] == [{"node": "node1", "status": "error", "error": "ShardQuery: no such table: nope"}]
 
     async def slow(ctx, data):
         await asyncio.sleep(2.0)

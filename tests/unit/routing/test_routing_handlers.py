@@ -5,34 +5,68 @@ from rustyray.routing import (
     HandlerRegistry,
     InvalidPayloadError,
     NodeContext,
+    ShardAnswer,
+    ShardQueryError,
     UnknownMessageTypeError,
     default_registry,
-    query_rows,
 )
 
 
-def test_query_rows_deterministic_per_node_and_history():
-    q = "SELECT * FROM users"
-    assert query_rows("node1", q, 0) == query_rows("node1", q, 0)
-    assert query_rows("node1", q, 0) != query_rows("node2", q, 0)
-    assert query_rows("node1", q, 3) == query_rows("node1", q, 0) + 3
-    assert 100 <= query_rows("nodeX", "x", 0) < 2000
+class FakeShard:
+    """A shard that answers a fixed ``ShardAnswer`` (or raises) and records what it was asked."""
+
+    def __init__(self, answer=None, error=None):
+        self.answer = answer or ShardAnswer(rows=3, columns=("id",), truncated=False, elapsed_ms=0.5)
+        self.error = error
+        self.asked = []
+
+    async def query(self, sql, params=()):
+        self.asked.append((sql, tuple(params)))
+        if self.error is not None:
+            raise ShardQueryError(self.error)
+        return self.answer
 
 
-def test_query_request_and_shard_query_use_node_state():
+async def test_query_request_and_shard_query_answer_what_the_shard_returned():
     reg = default_registry()
-    ctx = NodeContext("node2")
-    a = reg.dispatch_sync(ctx, "QueryRequest", {"query": "SELECT 1"})
-    b = reg.dispatch_sync(ctx, "ShardQuery", {"query": "SELECT 1"})
-    assert a["node"] == "node2" and a["status"] == "success"
-    assert a["rows"] == query_rows("node2", "SELECT 1", 0)
-    assert b["rows"] == query_rows("node2", "SELECT 1", 1)
+    shard = FakeShard(ShardAnswer(rows=7, columns=("id", "name"), truncated=True, elapsed_ms=1.25))
+    ctx = NodeContext("node2", shards=shard)
+    a = await reg.dispatch(ctx, "QueryRequest", {"query": "SELECT 1"})
+    b = await reg.dispatch(ctx, "ShardQuery", {"query": "SELECT ?", "params": [1]})
+    assert a == {"node": "node2", "rows": 7, "status": "success", "columns": ["id", "name"], "truncated": True,
+                 "elapsed_ms": 1.25, "queries_processed": 1}
+    assert b["rows"] == 7 and b["queries_processed"] == 2
+    assert shard.asked == [("SELECT 1", ()), ("SELECT ?", (1,))]
     assert ctx.counters["queries_processed"] == 2
-    with pytest.raises(InvalidPayloadError, match=r"data\.query") as info:
-        reg.dispatch_sync(ctx, "QueryRequest", {})
-    assert info.value.field == "query"
-    with pytest.raises(InvalidPayloadError, match="string"):
-        reg.dispatch_sync(ctx, "ShardQuery", {"query": 5})
+    with pytest.raises(HandlerError, match="async"):  # the query runs off the event loop: dispatch() only
+        reg.dispatch_sync(ctx, "QueryRequest", {"query": "SELECT 1"})
+
+
+async def test_a_failing_query_raises_with_the_shards_message_and_counts_as_failed():
+    ctx = NodeContext("node2", shards=FakeShard(error="no such table: nope"))
+    with pytest.raises(ShardQueryError, match=r"^ShardQuery: no such table: nope$"):
+        await default_registry().dispatch(ctx, "ShardQuery", {"query": "SELECT * FROM nope"})
+    assert ctx.counters == {"queries_failed": 1}
+    with pytest.raises(HandlerError, match="needs a shard store"):
+        await default_registry().dispatch(NodeContext("n"), "QueryRequest", {"query": "SELECT 1"})
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "problem"),
+    [
+        ({}, "query", "is required"),
+        ({"query": 5}, "query", "must be a string"),
+        ({"query": "  "}, "query", "must not be empty"),
+        ({"query": "SELECT ?", "params": {"a": 1}}, "params", "must be a list"),
+        ({"query": "SELECT ?", "params": [[1]]}, "params", "must be a list"),
+    ],
+)
+async def test_query_payloads_are_checked_before_the_shard_is_asked(data, field, problem):
+    shard = FakeShard()
+    with pytest.raises(InvalidPayloadError, match=problem) as info:
+        await default_registry().dispatch(NodeContext("n", shards=shard), "QueryRequest", data)
+    assert info.value.field == field
+    assert shard.asked == []
 
 
 @pytest.mark.parametrize(
