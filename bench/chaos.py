@@ -54,6 +54,8 @@ from typing import Any
 
 import httpx
 
+from serve_apps.auth import admin_headers
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -510,7 +512,8 @@ class Soak:
     async def run(self) -> dict[str, Any]:
         self.t0 = time.monotonic()
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        async with httpx.AsyncClient(base_url=self.api, limits=limits) as client:
+        headers = admin_headers(self.state_dir)
+        async with httpx.AsyncClient(base_url=self.api, limits=limits, headers=headers) as client:
             self.client = client
             self.say(f"soak {self.run_id}: {len(self.members)} nodes, {self.cfg.duration_s:.0f}s of chaos")
             load = [asyncio.ensure_future(self.sender(i)) for i in range(self.cfg.senders)]

@@ -53,6 +53,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from transport import latency_summary, log
 
+from serve_apps.auth import admin_headers
+
 RESULTS = Path(__file__).resolve().parent / "results"
 GUARANTEES = ["AtMostOnce", "AtLeastOnce", "ExactlyOnce"]
 BENCH_TOML = """
@@ -239,11 +241,11 @@ def set_loss(nodes: list[str], drop: float) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- measurements
-def rest_fanout(url: str, body: dict[str, Any], samples: int, warmup: int) -> list[float]:
+def rest_fanout(url: str, body: dict[str, Any], samples: int, warmup: int, headers: dict[str, str]) -> list[float]:
     import httpx
 
     out = []
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, headers=headers) as client:
         for i in range(warmup + samples):
             s = time.perf_counter()
             r = client.post(url, json=body)
@@ -265,7 +267,7 @@ def ours(n: int, args: argparse.Namespace, driver: Any) -> tuple[list[dict[str, 
     port = free_port()
     log(f"[{n} nodes] launching the cluster ...")
     t0 = time.monotonic()
-    launch_cluster(n, port)
+    state = launch_cluster(n, port)["state_dir"]
     log(f"[{n} nodes] up in {time.monotonic() - t0:.1f}s")
     nodes = [f"node{i}" for i in range(1, n + 1)]
     lat_rows: list[dict[str, Any]] = []
@@ -287,7 +289,7 @@ def ours(n: int, args: argparse.Namespace, driver: Any) -> tuple[list[dict[str, 
                              "incomplete": r["incomplete"]})
             log(f"[{n} nodes] {name}: {args.rest_samples} via REST ...")
             lat_rows.append({"nodes": n, "op": name, "path": "REST API (httpx)",
-                             **ms(rest_fanout(f"{api}/{name}", body, args.rest_samples, 10))})
+                             **ms(rest_fanout(f"{api}/{name}", body, args.rest_samples, 10, admin_headers(state)))})
         if n in args.throughput_sizes:
             pairs = [(nodes[i], nodes[(i + 1) % n]) for i in range(n)]
             for loss in (0.0, args.loss):

@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "else start one")
     p.add_argument("--http-port", type=int, default=8080, help="port of the management API (default 8080)")
     p.add_argument("--http-host", default="127.0.0.1", help="address the management API binds (default 127.0.0.1)")
+    p.add_argument("--api-token", default=os.environ.get("RUSTYRAY_API_TOKEN"),
+                   help="admin token of the management API (default $RUSTYRAY_API_TOKEN, else the one in "
+                        "STATE_DIR/api-token, made on first start)")
+    p.add_argument("--api-read-open", default="auto", choices=["auto", "yes", "no"],
+                   help="may GET requests go without a token? auto (default): only when --http-host is loopback")
     p.add_argument("--config", default=None, help="cluster TOML file ([transport], [swim], [discovery.dns], ...)")
     p.add_argument("--state-dir", default=".rustyray", help="certificates, node state and logs (default .rustyray)")
     p.add_argument("--host", default=None, help="address node listeners bind (default 127.0.0.1; 'auto' = Ray node IP)")
@@ -192,7 +197,7 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         first = handles[ids[0]]
         result = ray.get(first.call.remote("membership", "bootstrap",
                                            {"cluster_name": settings["cluster_name"], "members": members}))
-        if result[0] == "error" and result[1] == 409:
+        if result[0] == "error" and result[1] == "CONFLICT":
             # the state directory holds a formed cluster: the nodes restored their Raft logs and rejoin
             _say(f"cluster state found in {state_dir}: the nodes rejoin from it")
         elif result[0] != "ok":
@@ -202,12 +207,18 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
 
     _say(f"deploying the management API on http://{args.http_host}:{args.http_port} ...")
     from serve_apps.app import deployment
+    from serve_apps.auth import ADMIN_TOKEN_FILE, READ_TOKEN_FILE, ApiAuth, ensure_tokens, is_loopback
 
+    admin_token, read_token = ensure_tokens(Path(state_dir), args.api_token)
+    read_open = is_loopback(args.http_host) if args.api_read_open == "auto" else args.api_read_open == "yes"
+    if read_open and not is_loopback(args.http_host):
+        _say(f"WARNING: --api-read-open yes on {args.http_host}: anyone who reaches the port can read the cluster")
+    auth = ApiAuth.from_tokens(admin_token, read_token, read_open=read_open)
     serve.start(http_options={"host": args.http_host, "port": args.http_port}, detached=True)
-    serve.run(deployment().bind(), name="rustyray", route_prefix="/", blocking=False)
-    _wait_api(args.http_host, args.http_port)
+    serve.run(deployment().bind(auth), name="rustyray", route_prefix="/", blocking=False)
+    _wait_api(args.http_host, args.http_port, read_token)
 
-    states = _states(args.http_host, args.http_port)
+    states = _states(args.http_host, args.http_port, read_token)
     api = f"http://{args.http_host}:{args.http_port}/api/v1/network"
     summary = {
         "nodes": [{"node_id": n, "address": i["address"], "quic_address": i["quic_address"],
@@ -216,6 +227,9 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         "docs": f"http://{args.http_host}:{args.http_port}/docs",
         "dashboard": f"http://{dashboard}" if dashboard and not dashboard.startswith("http") else dashboard,
         "state_dir": state_dir,
+        "api_token_file": str(Path(state_dir) / ADMIN_TOKEN_FILE),
+        "read_token_file": str(Path(state_dir) / READ_TOKEN_FILE),
+        "api_read_open": read_open,
         "started_ray": started_ray,
         "startup_seconds": round(time.monotonic() - t0, 2),
         "pid": os.getpid(),
@@ -224,14 +238,19 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _wait_api(host: str, port: int, timeout: float = 120.0) -> None:
+def _get(url: str, token: str) -> Any:
     import urllib.request
 
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    return urllib.request.urlopen(req, timeout=5)
+
+
+def _wait_api(host: str, port: int, token: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     url = f"http://{host}:{port}/api/v1/network/nodes"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=5) as r:
+            with _get(url, token) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -240,11 +259,9 @@ def _wait_api(host: str, port: int, timeout: float = 120.0) -> None:
     raise TimeoutError(f"the API did not answer on {url}")
 
 
-def _states(host: str, port: int) -> dict[str, str]:
-    import urllib.request
-
+def _states(host: str, port: int, token: str) -> dict[str, str]:
     try:
-        with urllib.request.urlopen(f"http://{host}:{port}/api/v1/network/nodes", timeout=5) as r:
+        with _get(f"http://{host}:{port}/api/v1/network/nodes", token) as r:
             return {n["node_id"]: n["state"] for n in json.loads(r.read())["nodes"]}
     except (OSError, ValueError, KeyError):
         return {}
@@ -263,6 +280,9 @@ def print_table(summary: dict[str, Any]) -> None:
     print(f"  GraphQL:    {summary['api']}/graphql")
     print(f"  Dashboard:  {summary['dashboard'] or 'not running'}")
     print(f"  State dir:  {summary['state_dir']}")
+    print(f"  API token:  {summary['api_token_file']} (admin; read-only: {summary['read_token_file']}); "
+          f"reads {'open on loopback' if summary['api_read_open'] else 'need a token'}")
+    print(f"              curl -H \"Authorization: Bearer $(cat {summary['api_token_file']})\" -X POST ...")
     print(f"  Started in {summary['startup_seconds']} s. Press Ctrl-C to stop.", flush=True)
 
 

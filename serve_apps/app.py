@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from serve_apps.auth import ApiAuth, AuthMiddleware
 from serve_apps.body_limit import MAX_BODY_BYTES, BodyLimitMiddleware
 from serve_apps.common import PREFIX, install_error_handlers
 
@@ -29,10 +30,13 @@ ROUTERS = [
 ]
 
 
-def build_app(gateway: Any) -> FastAPI:
-    """The FastAPI app over a gateway (``RayGateway`` in Serve, ``LocalGateway`` in tests)."""
+def build_app(gateway: Any, auth: ApiAuth) -> FastAPI:
+    """The FastAPI app over a gateway (``RayGateway`` in Serve, ``LocalGateway`` in tests), behind ``auth``."""
     app = FastAPI(title="RustyRay management API", version="1", docs_url="/docs", openapi_url="/openapi.json")
     app.state.gateway = gateway
+    app.state.auth = auth
+    graphql = (PREFIX + "/graphql", PREFIX + "/graphql/ws")
+    app.add_middleware(AuthMiddleware, auth=auth, graphql_paths=graphql)  # inside the body limit: bodies are capped
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     install_error_handlers(app)
     for name in ROUTERS:
@@ -61,10 +65,11 @@ def deployment(max_ongoing_requests: int = 256) -> Any:
                       ray_actor_options={"num_cpus": 0.1})
     @serve.ingress()
     class NetworkAPI:
-        def __init__(self) -> None:
+        def __init__(self, auth: ApiAuth) -> None:
             self.gateway = RayGateway()
+            self.auth = auth  # token digests only (see serve_apps.auth)
 
         def __serve_build_asgi_app__(self) -> FastAPI:
-            return build_app(self.gateway)
+            return build_app(self.gateway, self.auth)
 
     return NetworkAPI

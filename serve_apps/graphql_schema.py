@@ -26,12 +26,15 @@ import strawberry
 from fastapi import APIRouter, FastAPI
 from graphql import GraphQLError
 from starlette.requests import HTTPConnection
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.permission import BasePermission
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import Info
 
 from rustyray.errors import DomainError
 from serve_apps import ops
+from serve_apps.auth import ApiAuth, Role, bearer
 from serve_apps.common import PREFIX
 from serve_apps.errors import http_status
 from serve_apps.graphql_hub import GraphQLHub
@@ -206,16 +209,32 @@ class Query:
         return _stats(await _api(gw.call(front, "manager", "stats")))
 
 
+class IsAdmin(BasePermission):
+    """Mutations need the admin role, over HTTP (where ``AuthMiddleware`` answers 401/403 first) and over
+    the WebSocket (where a connection opened with a read token or none may still send a mutation)."""
+
+    message = "authorization: this operation needs the admin role"
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        auth: ApiAuth = info.context["auth"]
+        if info.context.get("role", Role.NONE) >= Role.ADMIN:
+            return True
+        auth.failures["forbidden"] += 1
+        return False
+
+
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Start a new node and join it to the cluster through the seeds")
+    @strawberry.mutation(description="Start a new node and join it to the cluster through the seeds",
+                         permission_classes=[IsAdmin])
     async def join_cluster(self, info: Info, seed_nodes: list[str]) -> JoinResult:
         res = await _api(ops.join_cluster(_gateway(info), seed_nodes=seed_nodes))
         return JoinResult(success=res["success"], message=f"Successfully joined cluster as {res['node_id']}",
                           cluster_size=res["cluster_size"], node_id=res["node_id"],
                           address=res.get("address"))
 
-    @strawberry.mutation(description="The fronted node leaves the cluster gracefully and stops")
+    @strawberry.mutation(description="The fronted node leaves the cluster gracefully and stops",
+                         permission_classes=[IsAdmin])
     async def leave_cluster(self, info: Info) -> LeaveResult:
         res = await _api(ops.leave_cluster(_gateway(info)))
         return LeaveResult(success=res["success"], message=f"Successfully left cluster ({res['node_id']})",
@@ -263,14 +282,33 @@ def build_schema() -> strawberry.Schema:
 
 
 async def _context(connection: HTTPConnection) -> dict[str, Any]:
-    """What resolvers see: the gateway (REST's service layer) and the replica's subscription hub."""
-    return {"gateway": connection.app.state.gateway, "hub": connection.app.state.graphql_hub}
+    """What resolvers see: the gateway (REST's service layer), the replica's subscription hub, and the
+    caller's role (from the request's ``Authorization`` header; a WebSocket may upgrade it at connect)."""
+    auth: ApiAuth = connection.app.state.auth
+    return {"gateway": connection.app.state.gateway, "hub": connection.app.state.graphql_hub, "auth": auth,
+            "role": auth.role_of(bearer(connection.headers.get("authorization")))}
+
+
+class _Router(GraphQLRouter):
+    async def on_ws_connect(self, context: dict[str, Any]) -> Any:
+        """Admit a WebSocket at ``connection_init``: its payload may carry ``authorization`` (browsers cannot set
+        headers on a WebSocket). No valid credential and no open read role: close 4403."""
+        auth: ApiAuth = context["auth"]
+        params = context.get("connection_params") or {}
+        given = params.get("authorization", params.get("Authorization")) if isinstance(params, dict) else None
+        if given is not None:
+            context["role"] = auth.role_of(bearer(str(given)))
+        if context["role"] is None or context["role"] < Role.READ:
+            auth.failures["invalid" if context["role"] is None else "missing"] += 1
+            raise ConnectionRejectionError({"error": "authorization: a valid token is required", "status": 401,
+                                            "field": "authorization"})
+        return await super().on_ws_connect(context)
 
 
 def mount(app: FastAPI) -> None:
     """Mount POST/GET (and WebSocket) at /graphql and WebSocket (and POST) at /graphql/ws."""
     app.state.graphql_hub = GraphQLHub(app.state.gateway)
-    graphql = GraphQLRouter(build_schema(), path="", context_getter=_context,
+    graphql = _Router(build_schema(), path="", context_getter=_context,
                             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL))
     app.include_router(graphql, prefix=GRAPHQL_PATH, tags=["graphql"])
     app.include_router(graphql, prefix=GRAPHQL_WS_PATH, tags=["graphql"], include_in_schema=False)

@@ -21,7 +21,17 @@ import httpx
 from rustyray.config import NodeConfig, TransportConfig
 from rustyray.node import Node
 from serve_apps.app import build_app
+from serve_apps.auth import ApiAuth
 from serve_apps.gateway import LocalGateway
+
+ADMIN_TOKEN = "test-admin-token"
+READ_TOKEN = "test-read-token"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def harness_auth(read_open: bool = True) -> ApiAuth:
+    """The API policy of in-process test clusters: fixed admin and read tokens, reads open as on loopback."""
+    return ApiAuth.from_tokens(ADMIN_TOKEN, READ_TOKEN, read_open=read_open)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
@@ -50,9 +60,15 @@ class LocalCluster:
     gateway: LocalGateway
     state_dir: Path
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    app: Any = None
 
     def node(self, node_id: str) -> Node:
         return self.nodes[node_id]
+
+    def client_with(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        """Another client of the same app (for auth tests: no token, the read token, a wrong one)."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://test/api/v1/network",
+                                 timeout=30, headers=headers or {})
 
     async def start_node(self, node_id: str, seeds: tuple[str, ...] = (), **kw: Any) -> Node:
         node = Node(make_config(node_id, self.state_dir, seeds=seeds, **{**self.config_overrides, **kw}))
@@ -86,10 +102,10 @@ async def local_cluster(n: int, state_dir: Path, *, bootstrap: bool = True, sect
         return node
 
     gateway = LocalGateway(nodes, spawner)
-    app = build_app(gateway)
+    app = build_app(gateway, harness_auth())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test/api/v1/network",
-                               timeout=30)
-    cluster = LocalCluster(nodes, client, gateway, state_dir, overrides)
+                               timeout=30, headers=ADMIN_HEADERS)  # the operator's client: admin token
+    cluster = LocalCluster(nodes, client, gateway, state_dir, overrides, app)
     try:
         for i in range(1, n + 1):
             await cluster.start_node(f"node{i}")

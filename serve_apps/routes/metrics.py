@@ -85,18 +85,38 @@ async def _node_values(gw: Any, node_id: str) -> tuple[dict[str, float] | None, 
     return node_values(scraped["stats"], info), scraped["samples"]
 
 
-async def scrape(gw: Any) -> bytes:
+class AuthFailuresCollector:
+    """The API replica's own refusals (``serve_apps.auth``): not a node's counter, so no node label."""
+
+    REASONS = ("missing", "invalid", "forbidden")
+
+    def __init__(self, failures: Any) -> None:
+        self.failures = failures
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily("rustyray_api_auth_failures", "API requests refused for their token, by reason "
+                                     "(missing, invalid: 401; forbidden: 403), since this API replica started",
+                                     labels=["reason"])
+        for reason in self.REASONS:
+            family.add_metric([reason], float(self.failures.get(reason, 0)))
+        yield family
+
+
+async def scrape(gw: Any, auth: Any = None) -> bytes:
     ids = await gw.node_ids()
     answers = await asyncio.gather(*(_node_values(gw, n) for n in ids))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeStatsCollector({n: a[0] for n, a in zip(ids, answers, strict=True)},
                                          {n: a[1] for n, a in zip(ids, answers, strict=True)}))
+    if auth is not None:
+        registry.register(AuthFailuresCollector(auth.failures))
     return generate_latest(registry)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(request: Request) -> Response:
-    return Response(await scrape(gateway(request)), media_type=CONTENT_TYPE_LATEST)
+    auth = getattr(request.app.state, "auth", None)
+    return Response(await scrape(gateway(request), auth), media_type=CONTENT_TYPE_LATEST)
 
 
 def mount(app: FastAPI) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 import uvicorn
-from harness import local_cluster, prom_sample, wait_for
+from harness import READ_TOKEN, harness_auth, local_cluster, prom_sample, wait_for
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 import serve_apps.ops
 from rustyray.errors import conflict
@@ -150,9 +151,9 @@ async def test_leave_cluster_makes_the_fronted_node_leave(cluster):
 
 # ----------------------------------------------------------------------------- subscriptions
 @contextlib.asynccontextmanager
-async def served(cluster):
+async def served(cluster, auth=None):
     """The real app over the cluster's gateway, served by uvicorn on a free loopback port."""
-    app = build_app(cluster.gateway)
+    app = build_app(cluster.gateway, auth or harness_auth())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio"))
@@ -353,3 +354,43 @@ async def test_metrics_carry_phi_members_raft_breakers_pools_and_a_latency_histo
         await asyncio.sleep(0.2)
     gone = sum(labelled(text, "rustyray_members", node="node1", state=s) for s in ("Suspect", "Dead"))
     assert gone == 1
+
+
+async def _ws_outcome(url: str, protocol: str, init: dict[str, Any], headers: dict[str, str] | None = None):
+    """``connection_ack`` or the close code the server answered ``init`` with."""
+    ws = await connect(url, subprotocols=[protocol], additional_headers=headers or {})
+    try:
+        await ws.send(json.dumps(init))
+        try:
+            return (await receive(ws))["type"]
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+    finally:
+        await ws.close()
+
+
+async def test_websocket_needs_a_token_where_reads_are_closed_and_mutations_need_admin(cluster):
+    auth = harness_auth(read_open=False)
+    async with served(cluster, auth) as (_app, url):
+        proto = "graphql-transport-ws"
+        assert await _ws_outcome(url, proto, {"type": "connection_init"}) == 4403
+        bad = {"type": "connection_init", "payload": {"authorization": "Bearer nope"}}
+        assert await _ws_outcome(url, proto, bad) == 4403
+        assert auth.failures["missing"] >= 1 and auth.failures["invalid"] >= 1
+        ok = {"type": "connection_init", "payload": {"authorization": f"Bearer {READ_TOKEN}"}}
+        assert await _ws_outcome(url, proto, ok) == "connection_ack"
+        header = {"Authorization": f"Bearer {READ_TOKEN}"}
+        assert await _ws_outcome(url, proto, {"type": "connection_init"}, header) == "connection_ack"
+
+        # A read-only connection may not run a mutation over the socket: refused, and the node stays.
+        ws = await connect(url, subprotocols=[proto])
+        await ws.send(json.dumps(ok))
+        assert (await receive(ws))["type"] == "connection_ack"
+        before = auth.failures["forbidden"]
+        await ws.send(json.dumps({"id": "m", "type": "subscribe",
+                                  "payload": {"query": "mutation { leaveCluster { success } }"}}))
+        msg = await receive(ws)
+        await ws.close()
+        assert msg["type"] == "next" and "admin role" in msg["payload"]["errors"][0]["message"], msg
+        assert auth.failures["forbidden"] == before + 1
+        assert cluster.node("node1").running

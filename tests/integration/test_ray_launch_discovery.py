@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serve_apps.auth import admin_headers
 from tests.servers.fixtures import DnsmasqServer, SrvRecordSpec, free_port, free_port_block
 
 ray = pytest.importorskip("ray")
@@ -47,7 +48,8 @@ def launched(config: Path, state_dir: Path, *extra: str) -> Iterator[tuple[dict[
                               "--config", str(config), "--state-dir", str(state_dir), *extra])
     try:
         summary = launch.start(args)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1/network", timeout=30) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1/network", timeout=30,
+                          headers=admin_headers(summary["state_dir"])) as client:
             yield summary, client
     finally:
         launch.shutdown(False)

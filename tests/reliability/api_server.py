@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 import uvicorn
+from harness import ADMIN_HEADERS, harness_auth
 from reliability_support import ThreadedCluster, wait_until
 
 from serve_apps.app import build_app
@@ -22,7 +23,7 @@ class ApiCluster:
 
     def __init__(self, n: int, state_dir: Path, **kw: Any) -> None:
         self.tc = ThreadedCluster(n, state_dir, **kw)
-        self.app = build_app(self.tc.cluster.gateway)
+        self.app = build_app(self.tc.cluster.gateway, harness_auth())
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
                                 timeout_keep_alive=30)
         self.server = uvicorn.Server(config)
@@ -36,6 +37,7 @@ class ApiCluster:
         self.url = f"http://127.0.0.1:{self.port}"
         self.session = requests.Session()
         self.session.trust_env = False  # never a proxy: loopback only
+        self.session.headers.update(ADMIN_HEADERS)  # the operator's session
 
     @property
     def cluster(self) -> Any:

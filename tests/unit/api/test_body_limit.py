@@ -53,11 +53,13 @@ async def test_a_streamed_body_is_counted_and_cut_off():
 
 
 async def test_the_management_api_has_the_limit(tmp_path):
+    from harness import harness_auth
+
     from serve_apps.app import build_app
     from serve_apps.body_limit import MAX_BODY_BYTES
     from serve_apps.gateway import LocalGateway
 
-    app = build_app(LocalGateway({}))
+    app = build_app(LocalGateway({}), harness_auth())
     async with await client(app) as c:
         r = await c.post("/api/v1/network/routing/send", content=b"{" + b" " * MAX_BODY_BYTES + b"}",
                          headers={"content-type": "application/json"})

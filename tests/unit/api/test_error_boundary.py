@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from harness import ADMIN_HEADERS, harness_auth
 
 from rustyray.api_binding import bind_call
 from rustyray.errors import DomainError, ErrorKind, not_found, too_many_requests, unprocessable
@@ -55,10 +56,11 @@ class FakeNode:
 
 @pytest.fixture
 async def client():
-    app = build_app(LocalGateway({"node1": FakeNode()}))
+    app = build_app(LocalGateway({"node1": FakeNode()}), harness_auth())
     # raise_app_exceptions=False: as under uvicorn, the 500 handler's answer is what the client sees
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1/network") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1/network",
+                                 headers=ADMIN_HEADERS) as c:
         yield c
 
 
