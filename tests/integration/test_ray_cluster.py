@@ -15,6 +15,8 @@ import httpx
 import pytest
 from harness import prom_sample
 
+from serve_apps.auth import admin_headers
+
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.ray
@@ -27,16 +29,20 @@ def _free_port() -> int:
 
 
 def _wait(predicate, timeout=60.0, interval=0.25):
+    """Poll ``predicate`` until it returns a truthy value; on timeout, report the last exception it raised."""
     deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
     while time.monotonic() < deadline:
         try:
             value = predicate()
-        except Exception:
-            value = None
+        except Exception as exc:  # the cluster may still be settling: keep polling, remember why
+            last_exc, value = exc, None
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError("condition not met in time")
+    if last_exc is not None:
+        raise TimeoutError(f"condition not met in {timeout}s; last exception: {last_exc!r}") from last_exc
+    raise TimeoutError(f"condition not met in {timeout}s (predicate stayed falsy, no exception)")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,8 @@ def cluster(tmp_path_factory):
                               "--state-dir", str(tmp_path_factory.mktemp("state"))])
     try:
         summary = launch.start(args)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1/network", timeout=30)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1/network", timeout=30,
+                              headers=admin_headers(summary["state_dir"]))
         yield summary, client
         client.close()
     finally:
