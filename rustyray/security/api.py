@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rustyray.errors import DomainError, bad_request, conflict, not_found, unavailable, unprocessable
-from rustyray.security.challenges import ChallengeBook
+from rustyray.security.challenges import ChallengeBook, Freshness, FreshnessCheck, IdentityChallenge
 from rustyray.security.encryption import CipherAlgorithm, MessageCipher, encrypt_response
 from rustyray.security.errors import CertificateError, DecryptionError, InvalidRuleError
+from rustyray.security.identity import SCHEME, TrustLevel
 from rustyray.security.rotation import RotationPlan, RotationSource, rotation_report
 
 if TYPE_CHECKING:
@@ -255,28 +256,57 @@ class SecurityApi:
             raise not_found(f"no certificate for node {node_id!r} in the cluster", "node_id")
         return path
 
+    def _token(self, challenge: str) -> IdentityChallenge:
+        try:
+            return IdentityChallenge.decode(_b64(challenge, "challenge"))
+        except ValueError as exc:
+            raise unprocessable(f"challenge: {exc}; get one from POST /security/identity/challenge",
+                                "challenge") from None
+
     def identity_verify(self, node_id: str, challenge: str, signature: str) -> dict[str, Any]:
-        if self._node.credentials is None:
+        """Verify a prover's answer to a challenge this node issued: fresh, single use, domain-separated.
+
+        The challenge is spent by this call whatever the outcome (one attempt per nonce), and it is
+        spent before the signature is checked, so a failed guess cannot be retried with the same nonce.
+        """
+        me = self._node
+        if me.credentials is None:
             raise _no_ca()
         cert_path = self._cert_of(node_id)
-        chal = _b64(challenge, "challenge")
+        token = self._token(challenge)
         sig = _b64(signature, "signature")
-        out = self._svc.certs.verify_identity(node_id, cert_path, chal, sig)
-        out["fresh"] = self.challenges.consume(chal)
+        if token.verifier != me.node_id:
+            freshness = FreshnessCheck(Freshness.UNKNOWN, f"challenge was issued by {token.verifier}, not by "
+                                                          f"{me.node_id}: only its issuer can verify the answer")
+        else:
+            freshness = self.challenges.consume(token, self._clock())
+        out = self._svc.certs.verify_identity(node_id, cert_path, token, sig)
+        out["fresh"] = freshness.fresh
+        out["freshness"] = freshness.freshness.value
+        out["verifier"] = me.node_id
+        if not freshness.fresh:  # a valid signature over a stale, replayed or foreign challenge proves nothing
+            reason = freshness.reason if out["verified"] else f"{freshness.reason}; also {out['reason']}"
+            out.update(verified=False, trust_level=TrustLevel.NONE.value, reason=reason)
         return out
 
     def identity_challenge(self) -> dict[str, Any]:
-        chal = self._svc.certs.new_challenge()
-        self.challenges.issue(chal, self._clock())
-        return {"challenge": base64.b64encode(chal).decode(), "bytes": len(chal), "issued_by": self._node.node_id}
+        now = self._clock()
+        token = self._svc.certs.new_challenge(now)
+        expires = self.challenges.issue(token, now)
+        return {"challenge": base64.b64encode(token.encode()).decode(), "bytes": len(token.encode()),
+                "issued_by": self._node.node_id, "nonce_bytes": len(token.nonce),
+                "expires_in_s": round(expires - now, 3), "single_use": True}
 
     def identity_sign(self, node_id: str, challenge: str) -> dict[str, Any]:
+        """This node answers a challenge as itself (admin only at the API: it exercises the node's key)."""
         me = self._node
         if node_id != me.node_id:
             raise _not_this_node(me.node_id, node_id, "node_id")
         if me.credentials is None:
             raise conflict("TLS is disabled on this node: it has no certificate key to sign with")
-        chal = _b64(challenge, "challenge")
-        sig = self._svc.certs.sign(chal)
-        return {"node_id": me.node_id, "challenge": challenge, "signature": base64.b64encode(sig).decode(),
-                "scheme": "rustyray-node-identity-v1 (ECDSA P-256/SHA-256 over a domain-separated challenge)"}
+        token = self._token(challenge)
+        sig = self._svc.certs.sign(token)
+        return {"node_id": me.node_id, "challenge": challenge, "verifier": token.verifier,
+                "signature": base64.b64encode(sig).decode(),
+                "scheme": f"{SCHEME} (context, verifier, prover, nonce and issue time, signed with the "
+                          "node's certificate key)"}

@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from rustyray.security.certificates import (
     CertInfo,
@@ -22,9 +19,10 @@ from rustyray.security.certificates import (
     load_certificate_info,
     rotate_node_credentials,
 )
+from rustyray.security.challenges import IdentityChallenge
 from rustyray.security.identity import (
+    SCHEME,
     ClientCertResult,
-    TrustLevel,
     new_challenge,
     sign_challenge,
     verify_client_certificate,
@@ -106,42 +104,22 @@ class NodeCertificates:
         result = verify_client_certificate(self.node.credentials.ca_path, certificate_pem.encode())
         return ClientCheck(result, cert.not_valid_before_utc, cert.not_valid_after_utc)
 
-    def verify_identity(self, node_id: str, cert_path: Path, challenge: bytes, signature: bytes) -> dict[str, Any]:
-        """Whether ``signature`` over ``challenge`` proves possession of ``node_id``'s cluster certificate.
+    def verify_identity(self, node_id: str, cert_path: Path, challenge: IdentityChallenge,
+                        signature: bytes) -> dict[str, Any]:
+        """Whether ``signature`` proves possession of ``node_id``'s cluster certificate for ``challenge``.
 
-        The domain-separated scheme of ``identity`` first; a signature over the raw challenge is accepted too.
+        Only the domain-separated scheme of ``identity``: no fallback to a signature over bare bytes.
         """
         assert self.node.credentials is not None
         out = verify_signature(self.node.credentials.ca_path, cert_path, node_id, challenge, signature).to_dict()
-        out["scheme"] = "rustyray-node-identity-v1" if out["verified"] else None
-        if not out["verified"] and out["reason"] == "signature does not verify" \
-                and self.raw_signature_ok(cert_path, challenge, signature):
-            # certificate, chain, validity and CN already passed inside verify_signature
-            out.update(verified=True, trust_level=TrustLevel.FULL.value, reason="ok",
-                       scheme="ecdsa-sha256 over the raw challenge")
+        out["scheme"] = SCHEME
         return out
 
-    def sign(self, challenge: bytes) -> bytes:
-        """Sign ``challenge`` with this node's certificate key (``identity`` scheme)."""
+    def sign(self, challenge: IdentityChallenge) -> bytes:
+        """This node's answer to ``challenge`` (``identity`` scheme, the node itself as prover)."""
         assert self.node.credentials is not None
-        return sign_challenge(self.node.credentials, challenge)
+        return sign_challenge(self.node.credentials, self.node.node_id, challenge)
 
-    @staticmethod
-    def new_challenge() -> bytes:
-        """A fresh random challenge (OS entropy)."""
-        return new_challenge()
-
-    @staticmethod
-    def raw_signature_ok(cert_path: Path, challenge: bytes, signature: bytes) -> bool:
-        """ECDSA-SHA256 over the bare challenge: what a holder of ``<node>.key`` produces with ``cryptography``."""
-        try:
-            key = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_key()
-        except (OSError, ValueError):
-            return False
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            return False
-        try:
-            key.verify(signature, challenge, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return False
-        return True
+    def new_challenge(self, now: float) -> IdentityChallenge:
+        """A fresh challenge issued by this node at ``now`` (OS entropy)."""
+        return new_challenge(self.node.node_id, now)

@@ -2,17 +2,38 @@
 
 Theory of operation
 -------------------
-A node proves it is ``node_id`` by signing a verifier-chosen random challenge with the private key of its
-cluster certificate (ISO/IEC 9798-3 style unilateral authentication). The verifier accepts with
-``trust_level="full"`` only when all of these hold: the certificate is signed directly by the cluster CA,
-both are within their validity period at ``now``, the certificate's CN equals the claimed ``node_id``, and
-the signature over the challenge verifies with the certificate's public key. Anything else yields
-``trust_level="none"`` with a ``reason``.
+A node (the *prover*) proves to another node (the *verifier*) that it is ``node_id`` by signing a fresh
+challenge the verifier issued, with the private key of its cluster certificate (ISO/IEC 9798-3 unilateral
+authentication, random-number variant). The flow, over the API::
 
-Signatures are over ``b"rustyray-node-identity-v1\\x00" || challenge`` (domain separation): the node key
-also signs TLS handshakes, and the prefix keeps a challenge from being a chosen TLS transcript.
-Verifiers must use fresh random challenges (``new_challenge``) and discard them after one use, or a
-recorded response can be replayed.
+    verifier  POST /security/identity/challenge          -> token (challenges.IdentityChallenge, booked)
+    prover    POST /security/identity/sign {token}       -> signature over identity_message(token, itself)
+    verifier  POST /security/identity/verify {node_id, token, signature}
+
+The verifier accepts with ``trust_level="full"`` only when all of these hold: the token is one it issued,
+younger than the book's TTL and presented for the first time (``challenges.ChallengeBook``); the claimed
+node's certificate is signed directly by the cluster CA; both are within their validity period at ``now``;
+the certificate's CN equals the claimed ``node_id``; and the signature over ``identity_message`` verifies
+with that certificate's public key. Anything else yields ``verified=False``, ``trust_level="none"`` and a
+``reason``. There is no fallback to a signature over the bare challenge.
+
+What is signed (all integers big-endian, node ids UTF-8 with a one-byte length, so the encoding is
+injective and no field can bleed into its neighbour)::
+
+    b"rustyray-node-identity-v2\x00"          context: domain separation
+    u8 len(verifier) || verifier              who issued the challenge, and alone will accept the answer
+    u8 len(prover)   || prover                who answers: the signing node's own id, never the caller's
+    nonce (32 bytes)                          the verifier's randomness
+    u64 issued_at_ms                          the verifier's issue time
+
+Binding the verifier stops a proof made for one verifier being replayed to another; binding the prover
+stops node A's signature passing for node B (on top of the CN check); the nonce and its single use in the
+verifier's book stop replays; the issue time lets the book expire it. The context prefix keeps the node key,
+which also signs TLS 1.3 handshakes, from ever producing a signature an identity verifier and a TLS peer
+would both accept (a TLS 1.3 CertificateVerify input starts with 64 spaces, RFC 8446 4.4.3), and ties the
+signature to this scheme's version: a ``-v1`` signature (context || bare challenge) does not verify here.
+
+A node signs nothing else with this module: ``sign_challenge`` takes an ``IdentityChallenge``, never bytes.
 
 ``verify_client_certificate`` is the certificate half alone, for the mTLS ``/security/mtls/verify``
 endpoint, where TLS has already proven key possession.
@@ -23,6 +44,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +58,26 @@ from cryptography.x509.oid import NameOID
 
 from rustyray.records import record
 from rustyray.security.certificates import NodeCredentials
+from rustyray.security.challenges import NONCE_SIZE, IdentityChallenge
 from rustyray.security.errors import CertificateError
 
 __all__ = [
     "CHALLENGE_SIZE",
+    "CONTEXT",
     "ClientCertResult",
+    "IdentityChallenge",
     "IdentityResult",
     "TrustLevel",
+    "identity_message",
     "new_challenge",
     "sign_challenge",
     "verify_client_certificate",
     "verify_signature",
 ]
 
-CHALLENGE_SIZE = 32
-_CONTEXT = b"rustyray-node-identity-v1\x00"
+CHALLENGE_SIZE = NONCE_SIZE
+CONTEXT = b"rustyray-node-identity-v2\x00"
+SCHEME = "rustyray-node-identity-v2"
 
 
 class TrustLevel(enum.Enum):
@@ -79,17 +106,35 @@ class ClientCertResult(NamedTuple):
         return self._asdict()
 
 
-def new_challenge(random_bytes: Callable[[int], bytes] = os.urandom) -> bytes:
-    return random_bytes(CHALLENGE_SIZE)
+def new_challenge(verifier: str, now: float,
+                  random_bytes: Callable[[int], bytes] = os.urandom) -> IdentityChallenge:
+    """A challenge ``verifier`` issues at ``now`` (seconds since the epoch), with fresh OS randomness."""
+    return IdentityChallenge.issue(verifier, random_bytes(NONCE_SIZE), now)
 
 
-def sign_challenge(creds: NodeCredentials, challenge: bytes) -> bytes:
-    """Sign ``challenge`` with the node's certificate key (ECDSA P-256/SHA-256 DER, or Ed25519)."""
+def _id_field(node_id: str) -> bytes:
+    raw = node_id.encode("utf-8")
+    if not 1 <= len(raw) <= 255:
+        raise ValueError(f"node id must be 1..255 UTF-8 bytes, got {len(raw)}")
+    return bytes([len(raw)]) + raw
+
+
+def identity_message(challenge: IdentityChallenge, prover: str) -> bytes:
+    """The exact bytes a prover signs for ``challenge`` (layout in the module docstring)."""
+    return (CONTEXT + _id_field(challenge.verifier) + _id_field(prover) + challenge.nonce
+            + struct.pack(">Q", challenge.issued_at_ms))
+
+
+def sign_challenge(creds: NodeCredentials, prover: str, challenge: IdentityChallenge) -> bytes:
+    """Sign ``challenge`` as ``prover`` with the node's certificate key (ECDSA P-256/SHA-256 DER, or Ed25519).
+
+    Takes a structured challenge, never raw bytes, so the key signs nothing but identity messages.
+    """
     try:
         key = serialization.load_pem_private_key(Path(creds.key_path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
         raise CertificateError(f"cannot load private key {creds.key_path}: {exc}") from exc
-    message = _CONTEXT + challenge
+    message = identity_message(challenge, prover)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.sign(message, ec.ECDSA(hashes.SHA256()))
     if isinstance(key, ed25519.Ed25519PrivateKey):
@@ -144,12 +189,13 @@ def verify_signature(
     ca_path: Path,
     cert_pem_or_path: bytes | str | Path,
     node_id: str,
-    challenge: bytes,
+    challenge: IdentityChallenge,
     signature: bytes,
     *,
     now: dt.datetime | None = None,
 ) -> IdentityResult:
-    """Check that ``signature`` proves possession of a cluster certificate naming ``node_id``.
+    """Check that ``signature`` over ``identity_message(challenge, node_id)`` proves possession of a cluster
+    certificate naming ``node_id``. Freshness is the caller's ``ChallengeBook``'s business, not this check's.
 
     Never raises for a bad peer (that is ``trust_level="none"``); raises ``CertificateError`` only when
     the local CA file is unusable.
@@ -168,7 +214,7 @@ def verify_signature(
     if cn != node_id:
         return fail(f"certificate names {cn!r}, not {node_id!r}")
     public_key = cert.public_key()
-    message = _CONTEXT + challenge
+    message = identity_message(challenge, node_id)
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
@@ -177,7 +223,8 @@ def verify_signature(
         else:
             return fail(f"unsupported key type {type(public_key).__name__}")
     except InvalidSignature:
-        return fail("signature does not verify")
+        return fail(f"signature does not verify: it must be {node_id}'s signature over the {SCHEME} message "
+                    "for this challenge (a signature over the bare challenge or another domain is refused)")
     return IdentityResult(True, node_id, TrustLevel.FULL, "ok")
 
 

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-aioquic (1.2) verifies the *server* certificate against ``cafile`` on the client, but its server never
+aioquic (1.7.x) verifies the *server* certificate against ``cafile`` on the client, but its server never
 asks for a client certificate: ``tls.Context._request_client_certificate`` exists "for test purposes only",
 and when it is set the server checks only the client's CertificateVerify signature (proof of key
 possession), never the chain, and accepts an empty Certificate message. ``verify_mode`` is ignored by the

@@ -1,17 +1,21 @@
 """Security endpoints (NETWORKING-048 to 054): TLS report, mTLS check, encryption, ACL, firewall, certs, identity.
 
 Every call runs on a live node's ``SecurityService``; rule changes are applied cluster-wide by that service.
-Certificate rotation and identity signing run on the node they name (its own files and key).
+Certificate rotation and identity signing run on the node they name (its own files and key); identity
+verification runs on the node that issued the challenge (its book alone knows whether it is fresh).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from rustyray.errors import not_found
+from rustyray.security.challenges import IdentityChallenge
 from serve_apps.common import NodeParam, call, gateway
 
 router = APIRouter()
@@ -67,13 +71,13 @@ class CertRotateRequest(BaseModel):
 
 class IdentityVerifyRequest(BaseModel):
     node_id: str = Field(min_length=1)
-    challenge: str = Field(min_length=1, description="base64 challenge bytes")
+    challenge: str = Field(min_length=1, description="base64 challenge token from POST /security/identity/challenge")
     signature: str = Field(min_length=1, description="base64 signature by the node's certificate key")
 
 
 class IdentitySignRequest(BaseModel):
     node_id: str = Field(min_length=1, description="node that signs with its own key")
-    challenge: str = Field(min_length=1, description="base64 challenge bytes")
+    challenge: str = Field(min_length=1, description="base64 challenge token issued by the verifying node")
 
 
 @router.get("/security/tls/config")
@@ -147,8 +151,19 @@ async def certificates_rotate(body: CertRotateRequest, request: Request) -> Any:
                       new_key_path=body.new_key_path)
 
 
+def _issuer(challenge: str) -> str | None:
+    """The node that issued a challenge token (it alone can verify the answer); None when not a token."""
+    try:
+        return IdentityChallenge.decode(base64.b64decode(challenge, validate=True)).verifier
+    except (ValueError, binascii.Error):
+        return None  # the verifying node names the problem with the field
+
+
 @router.post("/security/identity/verify")
 async def identity_verify(body: IdentityVerifyRequest, request: Request, node: str | None = NodeParam) -> Any:
+    if node is None:  # verify where the challenge was issued: only that node's book can say it is fresh
+        issuer = _issuer(body.challenge)
+        node = issuer if issuer in await gateway(request).node_ids() else None
     return await call(request, "security", "identity_verify", node, node_id=body.node_id,
                       challenge=body.challenge, signature=body.signature)
 

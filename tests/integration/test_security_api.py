@@ -256,26 +256,47 @@ async def test_certificate_rotation(cluster: Any, tmp_path: Path) -> None:
 
 async def test_identity_challenge_sign_verify(cluster: Any) -> None:
     c = cluster
-    chal = (await c.client.post("/security/identity/challenge")).json()
-    assert len(base64.b64decode(chal["challenge"])) == 32
-    other = (await c.client.post("/security/identity/challenge")).json()
+    chal = (await c.client.post("/security/identity/challenge", params={"node": "node3"})).json()
+    assert chal["issued_by"] == "node3" and chal["single_use"] is True and chal["expires_in_s"] > 0
+    other = (await c.client.post("/security/identity/challenge", params={"node": "node3"})).json()
     assert other["challenge"] != chal["challenge"]
     signed = (await c.client.post("/security/identity/sign",
                                   json={"node_id": "node2", "challenge": chal["challenge"]})).json()
+    assert signed["verifier"] == "node3"
     body = {"node_id": "node2", "challenge": chal["challenge"], "signature": signed["signature"]}
-    r = await c.client.post("/security/identity/verify", json=body)
-    assert r.json()["verified"] is True and r.json()["trust_level"] == "full" and r.json()["fresh"] is True
-    assert (await c.client.post("/security/identity/verify", json=body)).json()["fresh"] is False  # spent
+    r = await c.client.post("/security/identity/verify", json=body)  # routed to the issuer, node3
+    assert (r.json()["verified"], r.json()["trust_level"], r.json()["fresh"]) == (True, "full", True), r.text
+    assert r.json()["verifier"] == "node3"
+    replay = (await c.client.post("/security/identity/verify", json=body)).json()
+    assert (replay["verified"], replay["trust_level"], replay["freshness"]) == (False, "none", "replayed")
+    # presented to a node that did not issue it: refused, and node3's book is not consulted
+    r = await c.client.post("/security/identity/verify", params={"node": "node1"}, json=body)
+    assert r.json()["verified"] is False and "issued by node3" in r.json()["reason"]
 
-    # what anyone holding certs/node3.key produces with `cryptography`: ECDSA-SHA256 over the raw bytes
-    key = serialization.load_pem_private_key((c.state_dir / "certs" / "node3.key").read_bytes(), None)
-    raw_sig = key.sign(b"hello node3", ec.ECDSA(hashes.SHA256()))
-    body = {"node_id": "node3", "challenge": base64.b64encode(b"hello node3").decode(),
-            "signature": base64.b64encode(raw_sig).decode()}
-    r = await c.client.post("/security/identity/verify", params={"node": "node2"}, json=body)
-    assert (r.json()["verified"], r.json()["trust_level"]) == (True, "full")
-    r = await c.client.post("/security/identity/verify", json={**body, "node_id": "node2"})  # node3's signature
+    # what anyone holding certs/node2.key produces with `cryptography`: ECDSA-SHA256 over the bare challenge.
+    # It used to be accepted with trust_level "full"; it proves nothing about this verifier or this moment.
+    fresh = (await c.client.post("/security/identity/challenge")).json()["challenge"]
+    key = serialization.load_pem_private_key((c.state_dir / "certs" / "node2.key").read_bytes(), None)
+    raw_sig = base64.b64encode(key.sign(base64.b64decode(fresh), ec.ECDSA(hashes.SHA256()))).decode()
+    r = await c.client.post("/security/identity/verify",
+                            json={"node_id": "node2", "challenge": fresh, "signature": raw_sig})
+    assert (r.json()["verified"], r.json()["trust_level"]) == (False, "none") and r.json()["reason"]
+
+    # node2 answers as itself: its signature cannot pass for node1
+    fresh = (await c.client.post("/security/identity/challenge")).json()["challenge"]
+    sig = (await c.client.post("/security/identity/sign", json={"node_id": "node2", "challenge": fresh})).json()
+    r = await c.client.post("/security/identity/verify",
+                            json={"node_id": "node1", "challenge": fresh, "signature": sig["signature"]})
     assert (r.json()["verified"], r.json()["trust_level"]) == (False, "none")
+
+    # signing needs the admin token, and signs only challenge tokens
+    async with c.client_with() as anon:
+        r = await anon.post("/security/identity/sign", json={"node_id": "node2", "challenge": fresh})
+        assert r.status_code == 401 and _field(r) == "authorization"
+    r = await c.client.post("/security/identity/sign",
+                            json={"node_id": "node2", "challenge": base64.b64encode(b"anything").decode()})
+    assert r.status_code == 422 and _field(r) == "challenge"
+
     r = await c.client.post("/security/identity/verify", json={**body, "node_id": "node42"})
     assert r.status_code == 404 and _field(r) == "node_id"
     r = await c.client.post("/security/identity/verify", json={**body, "signature": "%%%"})

@@ -17,6 +17,7 @@ from rustyray.errors import DomainError, ErrorKind
 from rustyray.security.acl import Acl
 from rustyray.security.admission import Admission
 from rustyray.security.api import SecurityApi
+from rustyray.security.challenges import IdentityChallenge
 from rustyray.security.encryption import KeyRing, MessageCipher
 from rustyray.security.errors import CertificateError
 from rustyray.security.firewall import Firewall
@@ -46,8 +47,8 @@ class FakeCerts:
         self.calls.append(("reissue",))
 
     @staticmethod
-    def new_challenge() -> bytes:
-        return bytes(range(32))
+    def new_challenge(now: float) -> IdentityChallenge:
+        return IdentityChallenge.issue("node2", bytes(range(32)), now)
 
 
 def _api(certs: FakeCerts | None = None, tls: bool = True, now: float = 1000.0) -> tuple[SecurityApi, Any]:
@@ -124,7 +125,8 @@ def test_acl_validation_names_the_field() -> None:
 def test_challenges_are_booked_on_the_injected_clock() -> None:
     api, _ = _api(FakeCerts(set()), now=42.0)
     out = api.identity_challenge()
-    chal = base64.b64decode(out["challenge"])
-    assert chal == bytes(range(32)) and out["bytes"] == 32 and out["issued_by"] == "node2"
-    assert chal in api.challenges and api.challenges._issued[chal.hex()] == 42.0
+    token = IdentityChallenge.decode(base64.b64decode(out["challenge"]))
+    assert token == IdentityChallenge("node2", bytes(range(32)), 42_000)
+    assert (out["issued_by"], out["expires_in_s"], out["single_use"]) == ("node2", 30.0, True)
+    assert token in api.challenges and api.challenges._issued[token.nonce][1] == 42.0
     _raises(ErrorKind.NOT_FOUND, "node_id", api.identity_sign, "node1", out["challenge"])
