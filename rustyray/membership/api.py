@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rustyray.errors import conflict, unprocessable
-from rustyray.membership.formation import LEADER_WAIT_S
+from rustyray.membership.formation import LEADER_WAIT_S, BootstrapOutcome, bootstrap_report
 from rustyray.membership.messages import MembershipChange
 from rustyray.membership.swim_bridge import member_rows
 from rustyray.membership.view import iso_utc
@@ -93,12 +93,12 @@ class MembershipApi:
             raise unprocessable(f"replication_factor must be between 1 and {len(members)}", "replication_factor")
         table = {n: [m["address"], m.get("quic_address", "")] for n, m in members.items()}
         formation = svc.formation
-        cluster_id = await formation.bootstrap_all(cluster_name, table)
+        cluster_id, unreached = await formation.bootstrap_all(cluster_name, table)
         leader = await formation.wait_for_leader(LEADER_WAIT_S)
-        if leader is not None and svc.raft.is_leader:
-            await formation.record_cluster(cluster_name, cluster_id, replication_factor)
-        return {"bootstrapped": True, "cluster_id": cluster_id, "cluster_name": cluster_name,
-                "initial_leader": leader, "members": len(table), "member_ids": sorted(table)}
+        record_error = None if leader is None else \
+            await formation.record_cluster(cluster_name, cluster_id, replication_factor, leader)
+        return bootstrap_report(BootstrapOutcome(cluster_name, cluster_id, tuple(table), unreached, leader,
+                                                 record_error, LEADER_WAIT_S))
 
     async def leave(self, reason: str = "requested") -> dict[str, Any]:
         """Graceful leave: hand off leadership, leave the Raft configuration, announce Left over SWIM."""

@@ -59,6 +59,7 @@ __all__ = [
     "LEADER_WAIT_S",
     "MAX_HOPS",
     "RETRYABLE_CHANGE_ERRORS",
+    "BootstrapOutcome",
     "BootstrapPlan",
     "ClusterRecord",
     "Forward",
@@ -67,6 +68,7 @@ __all__ = [
     "Refuse",
     "RetrySchedule",
     "StartPlan",
+    "bootstrap_report",
     "cluster_entry",
     "expect_bootstrap",
     "handoff_target",
@@ -240,6 +242,45 @@ def handoff_target(own_id: str, voters: Iterable[str], state_of: Callable[[str],
 
 
 # ---------------------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True)
+class BootstrapOutcome:
+    """What a bootstrap really did, as the adapter observed it."""
+
+    cluster_name: str
+    cluster_id: str
+    members: tuple[str, ...]
+    unreached: Mapping[str, str]
+    """Initial members that did not acknowledge the ``ClusterBootstrap`` -> the error."""
+    leader: str | None
+    """The first Raft leader, None when none appeared within ``leader_wait_s``."""
+    record_error: str | None
+    """None when the cluster entry committed; else why not (no leader, refused, timed out)."""
+    leader_wait_s: float
+
+
+def bootstrap_report(o: BootstrapOutcome) -> dict[str, Any]:
+    """The ``POST /membership/bootstrap`` answer: ``bootstrapped`` only when a leader was elected and the
+    cluster's identity committed through it; every member that did not answer and every error is named."""
+    errors = [f"{n} did not acknowledge the bootstrap: {e}" for n, e in sorted(o.unreached.items())]
+    if o.leader is None:
+        errors.append(f"no Raft leader within {o.leader_wait_s:g} s: a majority of the {len(o.members)} initial "
+                      "members must be reachable; the configuration is written, a leader may still appear")
+    elif o.record_error is not None:
+        errors.append(f"the cluster record was not committed: {o.record_error}")
+    return {
+        "bootstrapped": o.leader is not None and o.record_error is None,
+        "cluster_id": o.cluster_id,
+        "cluster_name": o.cluster_name,
+        "initial_leader": o.leader,
+        "members": len(o.members),
+        "member_ids": sorted(o.members),
+        "acknowledged": sorted(set(o.members) - set(o.unreached)),
+        "unreached": sorted(o.unreached),
+        "cluster_record": "committed" if o.leader is not None and o.record_error is None else "not_committed",
+        "errors": errors,
+    }
 
 
 def cluster_entry(cluster_name: str, cluster_id: str, replication_factor: int | None) -> bytes:

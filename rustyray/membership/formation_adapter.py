@@ -27,6 +27,7 @@ from rustyray.membership.formation import (
     JOIN_REQUEST_TIMEOUT_S,
     JOIN_RETRY,
     LEADER_POLL_S,
+    LEADER_WAIT_S,
     RETRYABLE_CHANGE_ERRORS,
     ClusterRecord,
     Forward,
@@ -38,7 +39,12 @@ from rustyray.membership.formation import (
     plan_bootstrap,
     route_change,
 )
-from rustyray.membership.messages import ClusterBootstrap, MembershipChange, MembershipChangeResult
+from rustyray.membership.messages import (
+    ClusterBootstrap,
+    ClusterRecordProposal,
+    MembershipChange,
+    MembershipChangeResult,
+)
 from rustyray.membership.raft import NotLeader, RaftError
 
 if TYPE_CHECKING:
@@ -52,6 +58,10 @@ log = logging.getLogger(__name__)
 __all__ = ["FormationAdapter"]
 
 
+def _error_text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__  # a TimeoutError has no message
+
+
 class FormationAdapter:
     def __init__(self, node: Host, raft: RaftDriver, swim: SwimAdapter, record: ClusterRecord, *,
                  bootstrap_expect: int, save: Callable[[], None]) -> None:
@@ -63,6 +73,7 @@ class FormationAdapter:
         self._save = save
         node.on(ClusterBootstrap, self._on_bootstrap)
         node.on(MembershipChange, self._on_change)
+        node.on(ClusterRecordProposal, self._on_record)
 
     # ------------------------------------------------------------------ bootstrap
     async def _on_bootstrap(self, ctx: RequestContext, msg: ClusterBootstrap) -> Message | None:
@@ -88,20 +99,33 @@ class FormationAdapter:
             return
         members = expect_bootstrap(self.node.node_id, self.bootstrap_expect, core.members())
         if members is not None:
-            self.node.spawn(self.bootstrap_all(self.node.config.cluster_name, members), name="bootstrap_expect")
+            self.node.spawn(self._bootstrap_expected(members), name="bootstrap_expect")
 
-    async def bootstrap_all(self, cluster_name: str, members: dict[str, list[str]]) -> str:
-        """Bootstrap here and on every other initial member; returns the new cluster id."""
+    async def _bootstrap_expected(self, members: dict[str, list[str]]) -> None:
+        """The ``bootstrap_expect`` bootstrap, then the cluster record through the first leader."""
+        name = self.node.config.cluster_name
+        cluster_id, unreached = await self.bootstrap_all(name, members)
+        leader = await self.wait_for_leader(LEADER_WAIT_S)
+        error = "no leader" if leader is None else await self.record_cluster(name, cluster_id, None, leader)
+        if error is not None or unreached:
+            log.warning("bootstrap_expect of %s: unreached %s, cluster record: %s", cluster_id, unreached,
+                        error or "committed")
+
+    async def bootstrap_all(self, cluster_name: str, members: dict[str, list[str]]) -> tuple[str, dict[str, str]]:
+        """Bootstrap here and on every other initial member; returns the new cluster id and the members that
+        did not acknowledge (-> error)."""
         cluster_id = f"cluster-{uuid.uuid4().hex[:12]}"
         self.bootstrap_local(cluster_name, cluster_id, members)
         msg = ClusterBootstrap(cluster_name=cluster_name, cluster_id=cluster_id, members=members)
         others = [n for n in members if n != self.node.node_id]
         results = await asyncio.gather(*(self.node.request(n, msg, timeout=BOOTSTRAP_REQUEST_TIMEOUT_S)
                                          for n in others), return_exceptions=True)
-        failed = [n for n, r in zip(others, results, strict=True) if isinstance(r, BaseException)]
+        failed = {n: _error_text(r) for n, r in zip(others, results, strict=True) if isinstance(r, BaseException)}
+        failed.update({n: r.error or "refused" for n, r in zip(others, results, strict=True)
+                       if isinstance(r, MembershipChangeResult) and not r.ok})
         if failed:
             log.warning("bootstrap could not reach %s", failed)
-        return cluster_id
+        return cluster_id, failed
 
     async def wait_for_leader(self, timeout_s: float) -> str | None:
         """The Raft leader once there is one, or None after ``timeout_s`` seconds."""
@@ -114,10 +138,33 @@ class FormationAdapter:
             await asyncio.sleep(LEADER_POLL_S)
         return leader
 
-    async def record_cluster(self, cluster_name: str, cluster_id: str, replication_factor: int | None) -> None:
-        """Replicate the cluster's identity (leader only; a failure leaves it unreplicated, as before)."""
-        with contextlib.suppress(RaftError, TimeoutError):
+    async def record_cluster(self, cluster_name: str, cluster_id: str, replication_factor: int | None,
+                             leader: str) -> str | None:
+        """Commit the cluster's identity through ``leader`` (here, or asked over the wire); None when it
+        committed, else the error."""
+        if leader == self.node.node_id:
+            return await self._propose_record(cluster_name, cluster_id, replication_factor)
+        msg = ClusterRecordProposal(cluster_name=cluster_name, cluster_id=cluster_id,
+                                    replication_factor=replication_factor)
+        try:
+            reply = await self.node.request(leader, msg, timeout=FORWARD_TIMEOUT_S)
+        except Exception as exc:  # the leader's link: any failure is an answer to report, not to raise
+            return f"leader {leader} unreachable: {_error_text(exc)}"
+        assert isinstance(reply, MembershipChangeResult)
+        return None if reply.ok else reply.error or "refused by the leader"
+
+    async def _propose_record(self, cluster_name: str, cluster_id: str, replication_factor: int | None) -> str | None:
+        try:
             await self.raft.propose(cluster_entry(cluster_name, cluster_id, replication_factor))
+        except NotLeader as exc:
+            return f"leadership moved to {exc.leader_id or 'no one yet'} before the record committed"
+        except (RaftError, TimeoutError) as exc:
+            return _error_text(exc)
+        return None
+
+    async def _on_record(self, ctx: RequestContext, msg: ClusterRecordProposal) -> Message:
+        error = await self._propose_record(msg.cluster_name, msg.cluster_id, msg.replication_factor)
+        return MembershipChangeResult(ok=error is None, leader=self.raft.leader or "", error=error or "")
 
     # ------------------------------------------------------------------ changes
     async def _on_change(self, ctx: RequestContext, msg: MembershipChange) -> Message:

@@ -1,7 +1,7 @@
 """Wire messages of the membership service: forming a cluster and changing its Raft configuration.
 
 SWIM and Raft keep their own messages next to their cores (``swim/messages.py``,
-``raft/messages.py``); these three are the service's own. Each is a ``Message``, so its class
+``raft/messages.py``); these four are the service's own. Each is a ``Message``, so its class
 name is its tag on the wire (``rustyray.protocol.messages``): the names are part of the wire
 format and are defined here only, once.
 
@@ -9,14 +9,16 @@ format and are defined here only, once.
   configuration (each writes the same one); answered by a ``MembershipChangeResult``.
 * ``MembershipChange``: ask the Raft leader to add or remove one server; a follower forwards it
   to the leader it knows (``hops`` bounds the forwarding).
-* ``MembershipChangeResult``: the answer to both.
+* ``ClusterRecordProposal``: ask the Raft leader to commit the cluster's identity entry (a
+  bootstrap whose first leader is another node sends it there).
+* ``MembershipChangeResult``: the answer to all three.
 """
 
 from __future__ import annotations
 
 from rustyray.protocol.messages import Message
 
-__all__ = ["ClusterBootstrap", "MembershipChange", "MembershipChangeResult"]
+__all__ = ["ClusterBootstrap", "ClusterRecordProposal", "MembershipChange", "MembershipChangeResult"]
 
 
 class ClusterBootstrap(Message):
@@ -35,6 +37,14 @@ class MembershipChange(Message):
     tcp_address: str = ""
     quic_address: str = ""
     hops: int = 0
+
+
+class ClusterRecordProposal(Message):
+    """Ask the Raft leader to commit the ``{"type": "cluster"}`` entry (no forwarding: the asker knows it)."""
+
+    cluster_name: str
+    cluster_id: str
+    replication_factor: int | None = None
 
 
 class MembershipChangeResult(Message):

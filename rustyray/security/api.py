@@ -17,10 +17,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rustyray.errors import DomainError, bad_request, conflict, not_found, unavailable, unprocessable
-from rustyray.security.challenges import ChallengeBook, Freshness, FreshnessCheck, IdentityChallenge
+from rustyray.security.challenges import (
+    SCHEME,
+    ChallengeBook,
+    Freshness,
+    FreshnessCheck,
+    IdentityChallenge,
+    TrustLevel,
+)
 from rustyray.security.encryption import CipherAlgorithm, MessageCipher, encrypt_response
 from rustyray.security.errors import CertificateError, DecryptionError, InvalidRuleError
-from rustyray.security.identity import SCHEME, TrustLevel
 from rustyray.security.rotation import RotationPlan, RotationSource, rotation_report
 
 if TYPE_CHECKING:

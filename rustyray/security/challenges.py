@@ -46,10 +46,12 @@ __all__ = [
     "DEFAULT_CAPACITY",
     "DEFAULT_TTL_S",
     "NONCE_SIZE",
+    "SCHEME",
     "ChallengeBook",
     "Freshness",
     "FreshnessCheck",
     "IdentityChallenge",
+    "TrustLevel",
 ]
 
 DEFAULT_CAPACITY = 1024  # outstanding challenges remembered (count); as many spent ones again
@@ -112,6 +114,15 @@ class IdentityChallenge:
         return cls(verifier, nonce, issued_at_ms)
 
 
+SCHEME = "rustyray-node-identity-v2"
+"""The identity signature scheme's name (``identity.CONTEXT`` is its domain-separation prefix)."""
+
+
+class TrustLevel(enum.Enum):
+    FULL = "full"
+    NONE = "none"
+
+
 class Freshness(enum.Enum):
     FRESH = "fresh"
     EXPIRED = "expired"
@@ -166,6 +177,7 @@ class ChallengeBook:
             return FreshnessCheck(Freshness.UNKNOWN, "unknown challenge: its fields differ from the challenge "
                                                      "this node issued with that nonce")
         del self._issued[challenge.nonce]
+        self._spent.pop(challenge.nonce, None)  # a re-issued nonce spent again is the newest spent one
         self._spent[challenge.nonce] = None
         while len(self._spent) > self.capacity:
             self._spent.pop(next(iter(self._spent)))

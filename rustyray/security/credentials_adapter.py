@@ -19,9 +19,8 @@ from rustyray.security.certificates import (
     load_certificate_info,
     rotate_node_credentials,
 )
-from rustyray.security.challenges import IdentityChallenge
+from rustyray.security.challenges import SCHEME, IdentityChallenge
 from rustyray.security.identity import (
-    SCHEME,
     ClientCertResult,
     new_challenge,
     sign_challenge,

@@ -42,7 +42,6 @@ endpoint, where TLS has already proven key possession.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import os
 import struct
 from collections.abc import Callable
@@ -58,7 +57,7 @@ from cryptography.x509.oid import NameOID
 
 from rustyray.records import record
 from rustyray.security.certificates import NodeCredentials
-from rustyray.security.challenges import NONCE_SIZE, IdentityChallenge
+from rustyray.security.challenges import NONCE_SIZE, SCHEME, IdentityChallenge, TrustLevel
 from rustyray.security.errors import CertificateError
 
 __all__ = [
@@ -77,12 +76,6 @@ __all__ = [
 
 CHALLENGE_SIZE = NONCE_SIZE
 CONTEXT = b"rustyray-node-identity-v2\x00"
-SCHEME = "rustyray-node-identity-v2"
-
-
-class TrustLevel(enum.Enum):
-    FULL = "full"
-    NONE = "none"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rustyray.protocol.messages import Message
     from rustyray.transport.config import HeartbeatSettings, TransportConfig
     from rustyray.transport.connection import Connection
+    from rustyray.transport.health import TransportSample
     from rustyray.transport.mesh import Handler, NodeStats, Peer, RequestContext  # noqa: F401 (re-exported for services)
 
 __all__ = ["Host", "NodeSettings"]
@@ -100,3 +101,5 @@ class Host(Protocol):
     def live_members(self) -> list[str]: ...
 
     def stats_snapshot(self) -> dict[str, Any]: ...
+
+    def transport_sample(self) -> TransportSample: ...

@@ -51,6 +51,7 @@ from rustyray.protocol.frame import Flags, Frame
 from rustyray.protocol.handshake import ClientHandshake, Established, Hello, HelloAck, LocalEnd, ServerHandshake
 from rustyray.protocol.messages import Message
 from rustyray.transport.connection import Connection
+from rustyray.transport.health import TransportSample
 from rustyray.transport.link import DirectLink, Link
 from rustyray.transport.reconnect import Backoff
 from rustyray.transport.tcp import TcpConnection, TcpListener, format_address, parse_address
@@ -186,6 +187,7 @@ class Mesh:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._tcp: TcpListener | None = None
         self._quic: Any = None
+        self._loops: dict[str, asyncio.Task[Any]] = {}  # background loops begin() starts, by name
         self.server_ssl = None
         self.client_ssl = None
         self.credentials: Any = None
@@ -233,8 +235,8 @@ class Mesh:
         """Dial the seeds and start redialling and heartbeats: the node is ready."""
         for seed in self.config.seeds:
             self.spawn(self._dial_seed(seed), name=f"seed {seed}")
-        self.spawn(self._maintain_loop(), name="maintain")
-        self.spawn(self._heartbeat_loop(), name="heartbeat")
+        self._loops = {"maintain": self.spawn(self._maintain_loop(), name="maintain"),
+                       "heartbeat": self.spawn(self._heartbeat_loop(), name="heartbeat")}
         self.ready.set()
         log.info("node %s up: tcp %s quic %s incarnation %d", self.node_id, self.tcp_address,
                  self.quic_address, self.incarnation)
@@ -342,6 +344,22 @@ class Mesh:
     @property
     def advertise_host(self) -> str:
         return self.config.transport.advertise_host or self.config.transport.host
+
+    def transport_sample(self) -> TransportSample:
+        """What ``transport.health`` judges: listener state, ended loops and the connection counters."""
+        tcp = self._tcp.server if self._tcp is not None else None
+        quic = self._quic.server if self._quic is not None else None
+        quic_transport = getattr(quic, "_transport", None)  # aioquic's QuicServer keeps its UDP transport
+        stats = self.stats
+        return TransportSample(
+            tcp_address=self.tcp_address if self._tcp is not None else "",
+            tcp_serving=tcp is not None and tcp.is_serving(),
+            quic_address=self.quic_address,
+            quic_serving=quic_transport is not None and not quic_transport.is_closing(),
+            ended_loops=tuple(name for name, task in self._loops.items() if task.done()),
+            connections_opened=stats.connections_opened,
+            errors=stats.connection_errors + stats.protocol_errors,
+        )
 
     @property
     def tcp_port(self) -> int:

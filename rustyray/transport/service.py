@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -21,6 +22,7 @@ from rustyray.protocol.errors import ProtocolError
 from rustyray.protocol.frame import MAX_FRAME_SIZE, FrameDecoder, encode_payload
 from rustyray.protocol.handshake import SUPPORTED_VERSIONS, Hello, answer_hello, validate_capabilities
 from rustyray.protocol.messages import all_message_types, encode_message
+from rustyray.transport.health import TransportHealth
 from rustyray.transport.tcp import format_address
 
 if TYPE_CHECKING:
@@ -30,9 +32,15 @@ API_CONNECTION_LIMIT = 64
 
 
 class TransportService:
-    def __init__(self, node: Host) -> None:
+    def __init__(self, node: Host, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.node = node
         self.api_connections: OrderedDict[str, Any] = OrderedDict()
+        self._health = TransportHealth()
+        self._clock = clock
+
+    def health(self) -> tuple[str, str]:
+        """Listeners bound, loops alive, error ratio: judged by ``transport.health``."""
+        return self._health.observe(self.node.transport_sample(), self._clock())
 
     async def stop(self) -> None:
         for conn in self.api_connections.values():

@@ -128,6 +128,26 @@ async def test_initialize_is_idempotent(cluster):
     assert {c["name"] for c in first["components"]} >= {"transport", "membership", "discovery"}
 
 
+def _component(report: dict, name: str) -> dict:
+    return next(c for c in report["components"] if c["name"] == name)
+
+
+async def test_the_transport_component_reports_its_listeners_for_real(cluster):
+    """Not a constant "healthy": stop node1's TCP listener and initialize says failed, naming it."""
+    node = cluster.node("node1")
+    transport = _component((await cluster.client.post("/manager/initialize")).json(), "transport")
+    assert transport["status"] == "healthy" and node.tcp_address in transport["detail"]
+    assert node.quic_address in transport["detail"]
+    await node._tcp.stop()  # the listener goes away; the node process stays up
+    report = (await cluster.client.post("/manager/initialize", params={"node": "node1"})).json()
+    transport = _component(report, "transport")
+    assert transport["status"] == "failed" and "not serving" in transport["detail"]
+    assert report["initialized"] is False
+    other = _component((await cluster.client.post("/manager/initialize", params={"node": "node2"})).json(),
+                       "transport")
+    assert other["status"] == "healthy"
+
+
 @pytest.mark.parametrize("path,body,field", [
     ("/transport/tcp/connect", {"host": "192.168.1.10", "port": 7000, "node_id": "node2"}, "host"),
     ("/transport/quic/connect", {"host": "10.0.0.1", "port": 7001}, "host"),

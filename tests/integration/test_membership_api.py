@@ -24,7 +24,11 @@ async def cluster(tmp_path):
 
 async def test_status_endpoints_report_the_live_cluster(cluster):
     c = cluster
-    raft = (await c.client.get("/membership/raft/status")).json()
+    for _ in range(250):  # the bootstrap's cluster record may be committed but not yet applied here
+        raft = (await c.client.get("/membership/raft/status")).json()
+        if raft["applied_index"] == raft["commit_index"]:
+            break
+        await asyncio.sleep(0.02)
     assert raft["members"] == ["node1", "node2", "node3"]
     assert raft["state"] in ("Leader", "Follower") and raft["leader"] in raft["members"]
     assert raft["commit_index"] >= 1 and raft["applied_index"] == raft["commit_index"]
@@ -120,8 +124,26 @@ async def test_bootstrap_forms_a_cluster_from_unbootstrapped_nodes(tmp_path):
                                                                "replication_factor": 3})
         body = r.json()
         assert r.status_code == 200 and body["bootstrapped"] and body["members"] == 3
+        assert body["cluster_record"] == "committed" and body["errors"] == [] and body["unreached"] == []
+        assert body["acknowledged"] == ["node1", "node2", "node3"]
         assert body["initial_leader"] in ("node1", "node2", "node3") and body["cluster_id"].startswith("cluster-")
         await wait_for(c.fully_meshed, 15)
         for n in ("node2", "node3"):
             raft = (await c.client.get("/membership/raft/status", params={"node": n})).json()
             assert raft["members"] == ["node1", "node2", "node3"]
+
+
+async def test_a_bootstrap_without_a_majority_says_so(tmp_path, monkeypatch):
+    """Two of three initial members never answer: no leader, no cluster record, and the answer says it."""
+    monkeypatch.setattr("rustyray.membership.api.LEADER_WAIT_S", 1.5)
+    async with local_cluster(1, tmp_path, bootstrap=False) as c:
+        node = c.node("node1")
+        members = {"node1": {"address": node.tcp_address, "quic_address": node.quic_address},
+                   "ghost1": {"address": "127.0.0.1:9", "quic_address": ""},
+                   "ghost2": {"address": "127.0.0.1:9", "quic_address": ""}}
+        body = await node.call_api("membership", "bootstrap", {"cluster_name": "c", "members": members})
+        assert body["bootstrapped"] is False and body["initial_leader"] is None
+        assert body["cluster_record"] == "not_committed" and body["unreached"] == ["ghost1", "ghost2"]
+        assert body["acknowledged"] == ["node1"]
+        assert any("no Raft leader" in e for e in body["errors"])
+        assert sum("did not acknowledge" in e for e in body["errors"]) == 2

@@ -195,3 +195,28 @@ def test_the_identity_is_the_last_cluster_entry_and_the_log_keeps_the_newest(ent
     last = next((e for e in reversed(entries) if e[0] == "cluster"), None)
     assert (rec.name, rec.id) == ((None, None) if last is None else (last[1], last[2]))
     assert [x["index"] for x in rec.log] == list(range(1, len(entries) + 1))[-log_size:]
+
+
+def _outcome(**kw):
+    from rustyray.membership.formation import BootstrapOutcome
+
+    base = {"cluster_name": "c", "cluster_id": "cluster-1", "members": ("n1", "n2", "n3"), "unreached": {},
+            "leader": "n2", "record_error": None, "leader_wait_s": 15.0}
+    return BootstrapOutcome(**{**base, **kw})
+
+
+def test_a_bootstrap_is_reported_as_it_went() -> None:
+    from rustyray.membership.formation import bootstrap_report
+
+    ok = bootstrap_report(_outcome())
+    assert (ok["bootstrapped"], ok["cluster_record"], ok["errors"]) == (True, "committed", [])
+    assert ok["acknowledged"] == ["n1", "n2", "n3"] and ok["initial_leader"] == "n2"
+    partial = bootstrap_report(_outcome(unreached={"n3": "timed out"}))
+    assert partial["bootstrapped"] and partial["unreached"] == ["n3"] and partial["acknowledged"] == ["n1", "n2"]
+    assert partial["errors"] == ["n3 did not acknowledge the bootstrap: timed out"]
+    leaderless = bootstrap_report(_outcome(leader=None, unreached={"n2": "x", "n3": "y"}))
+    assert (leaderless["bootstrapped"], leaderless["cluster_record"]) == (False, "not_committed")
+    assert "no Raft leader within 15 s" in leaderless["errors"][-1]
+    unrecorded = bootstrap_report(_outcome(record_error="leadership moved to n3"))
+    assert (unrecorded["bootstrapped"], unrecorded["cluster_record"]) == (False, "not_committed")
+    assert unrecorded["errors"] == ["the cluster record was not committed: leadership moved to n3"]
