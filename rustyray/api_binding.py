@@ -5,10 +5,17 @@ Why: the API layer used to call ``api_<op>(**kwargs)`` and turn any ``TypeError`
 Binding first separates the two: a name mismatch between the request and the operation's
 signature is an ``UNPROCESSABLE`` ``DomainError`` naming the field, and anything the
 operation raises once it runs is its own (an unexpected exception is a 500).
+
+Typed facades: an operation may take one request dataclass (``req: WarmupRequest``) and return a result
+dataclass; ``invoke`` builds the request from the call's keyword arguments and ``to_wire`` turns the
+result into the response JSON. The dataclasses are the operation's contract, in the subsystem's
+``api_types.py``, where a reader (or a test) sees every field the API takes and returns.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -45,3 +52,53 @@ def bind_call(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
         sig.bind(**kwargs)
     except TypeError as exc:
         raise DomainError(ErrorKind.UNPROCESSABLE, f"{op}: {exc}") from None
+
+
+# ------------------------------------------------------------------ typed facades
+def request_type(fn: Callable[..., Any]) -> type | None:
+    """The request dataclass of a typed operation (its one parameter, named ``req``), else None."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if len(params) != 1 or params[0].name != "req":
+        return None
+    hint = params[0].annotation
+    if isinstance(hint, str):  # postponed annotations: resolve only this one, in the operation's module
+        try:
+            hint = eval(hint, getattr(fn, "__globals__", {}))
+        except Exception:
+            return None
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
+
+
+def invoke(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    """Call a management operation with the request's keyword arguments.
+
+    A typed operation (``def op(self, req: OpRequest) -> OpResult``) gets its request dataclass built
+    from them, bound first like any call, so a wrong name is a 422 naming it and the dataclass's own
+    ``__post_init__`` checks (``DomainError`` naming the field) run before the operation does.
+    """
+    req_type = request_type(fn)
+    if req_type is None:
+        bind_call(fn, kwargs)
+        return fn(**kwargs)
+    bind_call(req_type, kwargs)
+    return fn(req_type(**kwargs))
+
+
+def to_wire(value: Any) -> Any:
+    """A result as the JSON the API returns: dataclasses by their fields (``to_dict`` when they shape
+    themselves), enums as their value, lists, tuples and dicts element by element."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        shaped = getattr(value, "to_dict", None)
+        if shaped is not None:
+            return to_wire(shaped())
+        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    return value

@@ -22,7 +22,7 @@ import random
 from collections.abc import Collection
 from typing import Any
 
-from rustyray.api_binding import bind_call
+from rustyray.api_binding import invoke, to_wire
 from rustyray.config import NodeConfig
 from rustyray.errors import not_found
 from rustyray.transport.mesh import (
@@ -193,8 +193,7 @@ class Node(Mesh):
             fn = getattr(svc, f"api_{method}", None)
         if fn is None:
             raise not_found(f"service {service!r} has no operation {method!r}")
-        bind_call(fn, kwargs)
-        result = fn(**kwargs)
+        result = invoke(fn, kwargs)
         if inspect.isawaitable(result):
             result = await result
-        return result
+        return to_wire(result)

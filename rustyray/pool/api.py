@@ -13,6 +13,18 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from rustyray.errors import not_found, unavailable, unprocessable
+from rustyray.pool.api_types import (
+    EvictionConfigured,
+    EvictionConfigureRequest,
+    EvictionSettings,
+    LatencyProbeRequest,
+    PoolRow,
+    PoolStatistics,
+    StreamRow,
+    StreamsReport,
+    WarmupRequest,
+    WarmupResult,
+)
 from rustyray.pool.config import EvictionPolicy, PoolConfig
 from rustyray.pool.errors import PoolConfigError
 from rustyray.pool.node_pool import ConnectionState
@@ -55,58 +67,59 @@ class PoolApi:
         self._svc = service
         self._node = service.node
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> PoolStatistics:
         """NETWORKING-003 flat totals plus the NETWORKING-044 per-node ``pools`` list."""
         svc = self._svc
         svc.adopt_connected()
         pools = [self._pool_row(p) for p in svc.manager.nodes()]
-        total = sum(p["total_connections"] for p in pools)
-        active = sum(p["active"] for p in pools)
-        return {
-            "node": self._node.node_id,
-            "total_connections": total,
-            "active_connections": active,
-            "idle_connections": total - active,
-            "max_pool_size": svc.config.pool.max_size,
-            "selection_strategy": SELECTION_STRATEGY,
-            "eviction_policy": svc.config.pool.eviction_policy.value,
-            "connections_opened": svc.pools.opened_total,
-            "connections_evicted": svc.pools.evicted_total,
-            "pools": pools,
-        }
+        total = sum(p.total_connections for p in pools)
+        active = sum(p.active for p in pools)
+        return PoolStatistics(
+            node=self._node.node_id,
+            total_connections=total,
+            active_connections=active,
+            idle_connections=total - active,
+            max_pool_size=svc.config.pool.max_size,
+            selection_strategy=SELECTION_STRATEGY,
+            eviction_policy=svc.config.pool.eviction_policy.value,
+            connections_opened=svc.pools.opened_total,
+            connections_evicted=svc.pools.evicted_total,
+            pools=pools,
+        )
 
-    def _pool_row(self, peer_id: str) -> dict[str, Any]:
+    def _pool_row(self, peer_id: str) -> PoolRow:
         svc = self._svc
         pool = svc.pools.pool(peer_id)
         stats = pool.stats()
         ids = svc.pools.pooled_ids(peer_id)
         active = sum(1 for c in ids if pool.state_of(c) is ConnectionState.ACTIVE or svc.in_flight(c) > 0)
         total = stats.total_connections
-        return {
-            "node": peer_id,
-            "total_connections": total,
-            "active": active,
-            "idle": total - active,
-            "max_size": stats.max_size,
-            "utilization": round(active / total, 4) if total else 0.0,
-            "leased": sum(1 for c in ids if pool.state_of(c) is ConnectionState.ACTIVE),
-            "in_flight_requests": sum(svc.in_flight(c) for c in ids),
-            "pending_opens": stats.pending_opens,
-            "waiters": stats.waiters,
-            "primary_connection": svc.pools.primary.get(peer_id),
-        }
+        return PoolRow(
+            node=peer_id,
+            total_connections=total,
+            active=active,
+            idle=total - active,
+            max_size=stats.max_size,
+            utilization=round(active / total, 4) if total else 0.0,
+            leased=sum(1 for c in ids if pool.state_of(c) is ConnectionState.ACTIVE),
+            in_flight_requests=sum(svc.in_flight(c) for c in ids),
+            pending_opens=stats.pending_opens,
+            waiters=stats.waiters,
+            primary_connection=svc.pools.primary.get(peer_id),
+        )
 
-    async def latency_probe(self, target_node: str, requests: int = 200) -> dict[str, Any]:
-        """Pooled against unpooled Echo latency to ``target_node`` (bench/loadbalancer.py --ray)."""
+    async def latency_probe(self, req: LatencyProbeRequest) -> dict[str, Any]:
+        """Pooled against unpooled Echo latency to ``target_node`` (bench/loadbalancer.py --ray).
+
+        The result is the probe's own report (``latency_probe_adapter``): two measured series.
+        """
         from rustyray.pool.latency_probe_adapter import pooled_vs_unpooled
 
-        if target_node == self._node.node_id or target_node not in self._node.peers:
-            raise not_found(f"unknown peer {target_node!r}", "target_node")
-        if not 1 <= requests <= 100_000:
-            raise unprocessable("requests must be in 1..100000", "requests")
-        return await pooled_vs_unpooled(self._node, self._svc, target_node, requests)
+        if req.target_node == self._node.node_id or req.target_node not in self._node.peers:
+            raise not_found(f"unknown peer {req.target_node!r}", "target_node")
+        return await pooled_vs_unpooled(self._node, self._svc, req.target_node, req.requests)
 
-    def streams(self) -> dict[str, Any]:
+    def streams(self) -> StreamsReport:
         """NETWORKING-045: every live connection of this node with its in-flight exchanges."""
         svc, streams = self._svc, self._svc.streams
         rows = []
@@ -116,32 +129,25 @@ class PoolApi:
             slots = streams.slots.get(conn.conn_id)
             session = streams.sessions.get(conn.conn_id)
             active = slots.active if slots else 0
-            row: dict[str, Any] = {
-                "connection_id": conn.conn_id,
-                "node": conn.peer_node_id,
-                "active_streams": active + (session.send_core.active_streams if session else 0),
-                "max_streams": svc.config.multiplex.max_streams,
-                "protocol": conn.protocol_name,
-                "direction": "outbound" if conn.outbound else "inbound",
-                "pooled": conn.conn_id in svc.conns,
-                "streams_opened": (slots.opened_total if slots else 0) + (session.opened_total if session else 0),
-                "peak_streams": max(slots.peak if slots else 0, session.peak if session else 0),
-                "multiplexed": session is not None,
-            }
-            if session is not None:
-                row.update(session.describe())
-            else:
-                row.update({"stream_ids": [], "exchange_stream_ids": [], "send_window": None, "recv_window": None,
-                            "stream_bytes_sent": 0, "stream_bytes_received": 0, "streams": []})
-            rows.append(row)
-        return {"node": self._node.node_id, "connections": rows,
-                "total_active_streams": sum(r["active_streams"] for r in rows)}
+            rows.append(StreamRow(
+                connection_id=conn.conn_id,
+                node=conn.peer_node_id,
+                active_streams=active + (session.send_core.active_streams if session else 0),
+                max_streams=svc.config.multiplex.max_streams,
+                protocol=conn.protocol_name,
+                direction="outbound" if conn.outbound else "inbound",
+                pooled=conn.conn_id in svc.conns,
+                streams_opened=(slots.opened_total if slots else 0) + (session.opened_total if session else 0),
+                peak_streams=max(slots.peak if slots else 0, session.peak if session else 0),
+                multiplexed=session is not None,
+                **(session.describe() if session is not None else {}),
+            ))
+        return StreamsReport(node=self._node.node_id, connections=rows,
+                             total_active_streams=sum(r.active_streams for r in rows))
 
-    async def warmup(self, node: str, target_size: int) -> dict[str, Any]:
+    async def warmup(self, req: WarmupRequest) -> WarmupResult:
         """NETWORKING-046: dial real connections until the pool holds min(target, max_size)."""
-        peer_id = node
-        if not isinstance(target_size, int) or target_size < 1:
-            raise unprocessable("target_size must be an integer >= 1", "target_size")
+        peer_id = req.node
         if peer_id == self._node.node_id:
             raise unprocessable(f"{peer_id} is this node; pools hold connections to other nodes", "node")
         peer = self._node.peers.get(peer_id)
@@ -153,35 +159,32 @@ class PoolApi:
                 await self._node.connection_to(peer_id)
             except (ConnectionError, OSError) as exc:
                 raise unavailable(f"{peer_id} is unreachable: {exc}", "node") from None
-        plan, opened = await self._svc.warmup(peer_id, target_size)
-        return {
-            "warmup_initiated": True,
-            "target_connections": plan.target_connections,
-            "established": self._svc.pools.pool(peer_id).total,
-            "node": peer_id,
-            "opened": opened,
-            "failed": plan.to_open - opened,
-            "requested": target_size,
-        }
+        plan, opened = await self._svc.warmup(peer_id, req.target_size)
+        return WarmupResult(
+            warmup_initiated=True,
+            target_connections=plan.target_connections,
+            established=self._svc.pools.pool(peer_id).total,
+            node=peer_id,
+            opened=opened,
+            failed=plan.to_open - opened,
+            requested=req.target_size,
+        )
 
-    async def eviction_configure(self, policy: str, idle_timeout_sec: float, max_lifetime_sec: float,
-                                 max_idle: int | None = None, scope: str = "cluster") -> dict[str, Any]:
+    async def eviction_configure(self, req: EvictionConfigureRequest) -> EvictionConfigured:
         """NETWORKING-047: apply the policy here (and on every live member when scope is cluster)."""
-        if scope not in ("cluster", "node"):
-            raise unprocessable("scope must be 'cluster' or 'node'", "scope")
-        value = {"policy": policy, "idle_timeout_sec": idle_timeout_sec, "max_lifetime_sec": max_lifetime_sec,
-                 "max_idle": max_idle}
+        value = {"policy": req.policy, "idle_timeout_sec": req.idle_timeout_sec,
+                 "max_lifetime_sec": req.max_lifetime_sec, "max_idle": req.max_idle}
         applied, failed = [self._node.node_id], {}
-        if scope == "cluster":
+        if req.scope == "cluster":
             _, applied, failed = await self._svc.settings.publish_report(EVICTION_KEY, value)
         else:
             self._svc.apply_eviction(**value)
-        return {"configured": True, "policy": policy, "idle_timeout_sec": idle_timeout_sec,
-                "max_lifetime_sec": max_lifetime_sec, "max_idle": self._svc.config.pool.max_idle, "scope": scope,
-                "applied_nodes": applied, "failed_nodes": failed}
+        return EvictionConfigured(configured=True, policy=req.policy, idle_timeout_sec=req.idle_timeout_sec,
+                                  max_lifetime_sec=req.max_lifetime_sec, max_idle=self._svc.config.pool.max_idle,
+                                  scope=req.scope, applied_nodes=applied, failed_nodes=failed)
 
-    def eviction(self) -> dict[str, Any]:
+    def eviction(self) -> EvictionSettings:
         cfg = self._svc.config.pool
-        return {"node": self._node.node_id, "policy": cfg.eviction_policy.value, "idle_timeout_sec":
-                cfg.idle_timeout_sec, "max_lifetime_sec": cfg.max_lifetime_sec, "max_idle": cfg.max_idle,
-                "min_size": cfg.min_size, "max_size": cfg.max_size}
+        return EvictionSettings(node=self._node.node_id, policy=cfg.eviction_policy.value,
+                                idle_timeout_sec=cfg.idle_timeout_sec, max_lifetime_sec=cfg.max_lifetime_sec,
+                                max_idle=cfg.max_idle, min_size=cfg.min_size, max_size=cfg.max_size)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import pickle
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,9 +15,10 @@ import httpx
 import pytest
 from harness import ADMIN_HEADERS, harness_auth
 
-from rustyray.api_binding import bind_call
+from rustyray.api_binding import bind_call, invoke, request_type, to_wire
 from rustyray.errors import DomainError, ErrorKind, not_found, too_many_requests, unprocessable
 from rustyray.node import Node
+from rustyray.pool.api_types import WarmupRequest, WarmupResult
 from serve_apps.app import build_app
 from serve_apps.errors import HTTP_STATUS, error_body, http_status
 from serve_apps.gateway import LocalGateway, NodeUnavailable, RayGateway
@@ -244,3 +246,29 @@ def test_not_found_helper_builds_a_plain_domain_error():
     exc = not_found("x", "node")
     assert type(exc) is DomainError and exc.kind is ErrorKind.NOT_FOUND and HTTP_STATUS[exc.kind] == 404
     assert not hasattr(exc, "status")  # the HTTP status is the API layer's (serve_apps.errors), not the node's
+
+
+# ------------------------------------------------------------------ typed facades
+def test_a_typed_operation_gets_its_request_built_and_checked():
+    seen = []
+
+    def warmup(req: WarmupRequest) -> WarmupResult:
+        seen.append(req)
+        return WarmupResult(True, req.target_size, 1, req.node, 1, 0, req.target_size)
+
+    assert request_type(warmup) is WarmupRequest and request_type(lambda node: node) is None
+    out = to_wire(invoke(warmup, {"node": "node2", "target_size": 3}))
+    assert seen == [WarmupRequest("node2", 3)] and out["node"] == "node2" and out["target_connections"] == 3
+    for kwargs, field in (({"node": "node2"}, "target_size"), ({"node": "n", "target_size": 0}, "target_size"),
+                          ({"node": "n", "target_size": 2, "colour": 1}, "colour")):
+        with pytest.raises(DomainError) as info:
+            invoke(warmup, kwargs)
+        assert info.value.field == field
+    assert len(seen) == 1  # refused requests never reach the operation
+
+    @dataclass
+    class Inner:
+        kind: ErrorKind
+        values: tuple[int, ...]
+
+    assert to_wire({"a": [Inner(ErrorKind.NOT_FOUND, (1, 2))]}) == {"a": [{"kind": "not_found", "values": [1, 2]}]}
