@@ -61,6 +61,8 @@ def request_type(fn: Callable[..., Any]) -> type | None:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return None
+    if params and params[0].name == "self":  # the function as defined on the facade class
+        params = params[1:]
     if len(params) != 1 or params[0].name != "req":
         return None
     hint = params[0].annotation

@@ -13,10 +13,19 @@ from typing import Any
 import pytest
 
 import serve_apps.routes.security as routes
+from rustyray.api_binding import invoke, to_wire
 from rustyray.errors import DomainError, ErrorKind
 from rustyray.security.acl import Acl
 from rustyray.security.admission import Admission
 from rustyray.security.api import SecurityApi
+from rustyray.security.api_types import (
+    AclAddRequest,
+    AclCheckRequest,
+    CertRotateRequest,
+    DecryptRequest,
+    EncryptRequest,
+    IdentitySignRequest,
+)
 from rustyray.security.challenges import IdentityChallenge
 from rustyray.security.encryption import KeyRing, MessageCipher
 from rustyray.security.errors import CertificateError
@@ -79,54 +88,75 @@ def test_every_route_operation_is_a_facade_method_and_nothing_else_is_public() -
 def test_rotate_checks_node_then_tls_then_files_key_first() -> None:
     certs = FakeCerts(files={"/x/new.pem"})
     api, reloads = _api(certs)
-    _raises(ErrorKind.NOT_FOUND, "node", api.rotate, "node9")
-    _raises(ErrorKind.CONFLICT, None, _api(certs, tls=False)[0].rotate, "node2")
-    err = _raises(ErrorKind.UNPROCESSABLE, "new_key_path", api.rotate, "node2", "/nope.pem", "/nope.key")
+    _raises(ErrorKind.NOT_FOUND, "node", api.rotate, CertRotateRequest("node9"))
+    _raises(ErrorKind.CONFLICT, None, _api(certs, tls=False)[0].rotate, CertRotateRequest("node2"))
+    err = _raises(ErrorKind.UNPROCESSABLE, "new_key_path", api.rotate,
+                  CertRotateRequest("node2", "/nope.pem", "/nope.key"))
     assert str(err) == "new_key_path: no such file /nope.key" and certs.calls == [("exists", "/nope.key")]
-    _raises(ErrorKind.UNPROCESSABLE, "new_cert_path", api.rotate, "node2", "/nope.pem")
+    _raises(ErrorKind.UNPROCESSABLE, "new_cert_path", api.rotate, CertRotateRequest("node2", "/nope.pem"))
     assert reloads == [] and api.rotations == 0
 
 
 def test_rotate_install_failure_keeps_the_current_certificate() -> None:
     certs = FakeCerts(files={"/x/new.pem"}, fail_install=True)
     api, reloads = _api(certs)
-    err = _raises(ErrorKind.UNPROCESSABLE, "new_cert_path", api.rotate, "node2", "/x/new.pem")
+    err = _raises(ErrorKind.UNPROCESSABLE, "new_cert_path", api.rotate, CertRotateRequest("node2", "/x/new.pem"))
     assert "the current certificate stays in force" in str(err) and reloads == [] and api.rotations == 0
 
 
 def test_rotate_reissues_and_reports() -> None:
     certs = FakeCerts(files=set())
     api, reloads = _api(certs)
-    out = api.rotate("node2")
+    out = api.rotate(CertRotateRequest("node2"))
     assert ("reissue",) in certs.calls and reloads == [1] and api.rotations == 1
-    assert (out["previous_serial"], out["serial"], out["source"]) == ("11", "12", "issued by the cluster CA")
-    assert out["cert_path"] == "/c/node2.pem" and out["node"] == "node2"
+    assert (out.previous_serial, out.serial, out.source) == ("11", "12", "issued by the cluster CA")
+    assert out.cert_path == "/c/node2.pem" and out.node == "node2"
 
 
 def test_encryption_round_trip_and_input_errors() -> None:
     api, _ = _api()
-    sealed = api.encrypt("hello", "ChaCha20Poly1305")
-    out = api.decrypt(sealed["ciphertext"])
-    assert (out["data"], out["algorithm"], out["decrypted"]) == ("hello", "ChaCha20Poly1305", True)
-    _raises(ErrorKind.INVALID, "algorithm", api.decrypt, sealed["ciphertext"], "AES256GCM")
-    _raises(ErrorKind.UNPROCESSABLE, "algorithm", api.encrypt, "x", "ROT13")
-    _raises(ErrorKind.UNPROCESSABLE, "ciphertext", api.decrypt, "not base64!!")
+    sealed = api.encrypt(EncryptRequest("hello", "ChaCha20Poly1305"))
+    assert (sealed.encrypted, sealed.algorithm, sealed.node) == (True, "ChaCha20Poly1305", "node2")
+    out = api.decrypt(DecryptRequest(sealed.ciphertext))
+    assert to_wire(out) == {"decrypted": True, "algorithm": "ChaCha20Poly1305", "key_id": sealed.key_id,
+                            "node": "node2", "data": "hello"}  # no "encoding": the plaintext is UTF-8
+    _raises(ErrorKind.INVALID, "algorithm", api.decrypt, DecryptRequest(sealed.ciphertext, "AES256GCM"))
+    _raises(ErrorKind.UNPROCESSABLE, "algorithm", api.encrypt, EncryptRequest("x", "ROT13"))
+    _raises(ErrorKind.UNPROCESSABLE, "ciphertext", api.decrypt, DecryptRequest("not base64!!"))
     unknown_key = base64.b64encode(b"\x00\x00\x00\x09" + bytes(40)).decode()
-    _raises(ErrorKind.INVALID, "ciphertext", api.decrypt, unknown_key)  # nothing new on disk either
+    _raises(ErrorKind.INVALID, "ciphertext", api.decrypt, DecryptRequest(unknown_key))  # nothing new on disk either
 
 
 def test_acl_validation_names_the_field() -> None:
     api, _ = _api()
-    _raises(ErrorKind.UNPROCESSABLE, "rule.source", asyncio.run, api.acl_add({"source": "10.0.1.300/24"}))
-    _raises(ErrorKind.UNPROCESSABLE, "source", api.acl_check, "nope", "node1")
-    assert api.acl_check("10.0.0.1", "node2")["allowed"] is True
+    bad = AclAddRequest({"source": "10.0.1.300/24"})
+    _raises(ErrorKind.UNPROCESSABLE, "rule.source", asyncio.run, api.acl_add(bad))
+    _raises(ErrorKind.UNPROCESSABLE, "source", api.acl_check, AclCheckRequest("nope", "node1"))
+    assert api.acl_check(AclCheckRequest("10.0.0.1", "node2")).allowed is True
 
 
 def test_challenges_are_booked_on_the_injected_clock() -> None:
     api, _ = _api(FakeCerts(set()), now=42.0)
     out = api.identity_challenge()
-    token = IdentityChallenge.decode(base64.b64decode(out["challenge"]))
+    token = IdentityChallenge.decode(base64.b64decode(out.challenge))
     assert token == IdentityChallenge("node2", bytes(range(32)), 42_000)
-    assert (out["issued_by"], out["expires_in_s"], out["single_use"]) == ("node2", 30.0, True)
+    assert (out.issued_by, out.expires_in_s, out.single_use) == ("node2", 30.0, True)
     assert token in api.challenges and api.challenges._issued[token.nonce][1] == 42.0
-    _raises(ErrorKind.NOT_FOUND, "node_id", api.identity_sign, "node1", out["challenge"])
+    _raises(ErrorKind.NOT_FOUND, "node_id", api.identity_sign, IdentitySignRequest("node1", out.challenge))
+
+
+def test_route_keyword_arguments_build_the_requests_and_results_go_out_as_the_old_dicts() -> None:
+    """What the routes send (``call(..., **kwargs)``) binds to the request fields; ``to_wire`` is the old body."""
+    api, _ = _api(FakeCerts(set()))
+    out = to_wire(invoke(api.rotate, {"node": "node2", "new_cert_path": None, "new_key_path": None}))
+    assert out == {"rotated": True, "node": "node2", "new_cert_expiry": "2030-01-01T00:00:00Z", "serial": "12",
+                   "previous_serial": "11", "not_before": "2029-01-01T00:00:00Z", "fingerprint_sha256": "fp",
+                   "cert_path": "/c/node2.pem", "source": "issued by the cluster CA"}
+    check = to_wire(invoke(api.acl_check, {"source": "10.0.0.1", "destination": "node2"}))
+    assert list(check) == ["allowed", "rule_id", "action", "reason", "source", "destination"]
+    assert (check["allowed"], check["action"], check["rule_id"]) == (True, "ALLOW", None)
+    sealed = to_wire(invoke(api.encrypt, {"data": "hi"}))
+    assert list(sealed) == ["encrypted", "algorithm", "ciphertext", "key_id", "node"]
+    assert sealed["algorithm"] == "AES256GCM"
+    _raises(ErrorKind.UNPROCESSABLE, "nodes", invoke, api.rotate, {"nodes": "node2"})
+    _raises(ErrorKind.UNPROCESSABLE, "rule_id", invoke, api.acl_delete, {})
