@@ -17,7 +17,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from rustyray.errors import unprocessable
+from rustyray.loadbalancer.api_types import (
+    CircuitStatusReport,
+    NodeLoadRow,
+    RateLimitApplied,
+    RateLimitRow,
+    RateLimitSetRequest,
+    RateLimitsReport,
+    RetryConfigured,
+    RetryConfigureRequest,
+    RetryPolicyReport,
+    SelectionResult,
+    SelectRequest,
+    StatsReport,
+)
 from rustyray.loadbalancer.retry import RetryPolicy
 from rustyray.loadbalancer.selection import plain_number
 
@@ -33,12 +46,7 @@ def _iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _check_scope(scope: str) -> None:
-    if scope not in ("cluster", "node"):
-        raise unprocessable("scope must be 'cluster' or 'node'", "scope")
-
-
-def _policy_dict(policy: RetryPolicy) -> dict[str, Any]:
+def _policy_fields(policy: RetryPolicy) -> dict[str, Any]:
     return {"max_attempts": policy.max_attempts, "initial_delay_ms": plain_number(policy.initial_delay_ms),
             "max_delay_ms": plain_number(policy.max_delay_ms), "multiplier": plain_number(policy.multiplier)}
 
@@ -53,16 +61,12 @@ class LoadBalancerApi:
         self._clock = clock
         self._wall_clock = wall_clock
 
-    def select(self, strategy: str, available_nodes: list[str] | None = None,
-               routing_key: str | None = None) -> dict[str, Any]:
+    def select(self, req: SelectRequest) -> SelectionResult:
         """NETWORKING-037..040: the node the strategy would pick now (a query: nothing is claimed)."""
-        selection, skipped = self._svc.select(strategy, available_nodes, routing_key)
-        out = selection.to_dict()
-        if skipped:
-            out["skipped"] = skipped
-        return out
+        selection, skipped = self._svc.select(req.strategy, req.available_nodes, req.routing_key)
+        return SelectionResult(**selection.to_dict(), skipped=skipped or None)
 
-    def circuit_status(self) -> dict[str, Any]:
+    def circuit_status(self) -> CircuitStatusReport:
         """NETWORKING-041: every breaker, ``opened_at`` as UTC ISO time."""
         now = self._clock()
         wall_offset = self._wall_clock() - now
@@ -72,20 +76,18 @@ class LoadBalancerApi:
             if row.get("opened_at") is not None:
                 row["opened_at"] = _iso(row["opened_at"] + wall_offset)
             circuits.append(row)
-        return {"node": self._node.node_id, "circuits": circuits,
-                "config": dataclasses.asdict(self._svc.breakers.config)}
+        return CircuitStatusReport(node=self._node.node_id, circuits=circuits,
+                                   config=dataclasses.asdict(self._svc.breakers.config))
 
-    async def retry_configure(self, strategy: str, max_attempts: int, initial_delay_ms: float,
-                              max_delay_ms: float, multiplier: float | None = None,
-                              scope: str = "cluster") -> dict[str, Any]:
+    async def retry_configure(self, req: RetryConfigureRequest) -> RetryConfigured:
         """NETWORKING-042: install the retry policy here (and on every live member when scope is cluster)."""
-        _check_scope(scope)
-        value = {"strategy": strategy, "max_attempts": max_attempts, "initial_delay_ms": initial_delay_ms,
-                 "max_delay_ms": max_delay_ms, "multiplier": multiplier}
-        applied, failed = await self._apply(scope, RETRY_KEY, value, self._svc.apply_retry)
+        value = {"strategy": req.strategy, "max_attempts": req.max_attempts,
+                 "initial_delay_ms": req.initial_delay_ms, "max_delay_ms": req.max_delay_ms,
+                 "multiplier": req.multiplier}
+        applied, failed = await self._apply(req.scope, RETRY_KEY, value, self._svc.apply_retry)
         policy = self._svc.retry_policy
-        return {"configured": True, "strategy": policy.strategy.value, **_policy_dict(policy), "scope": scope,
-                "applied_nodes": applied, "failed_nodes": failed}
+        return RetryConfigured(configured=True, strategy=policy.strategy.value, **_policy_fields(policy),
+                               scope=req.scope, applied_nodes=applied, failed_nodes=failed)
 
     async def _apply(self, scope: str, key: str, value: dict[str, Any], apply: Any) -> tuple[list[str], dict[str, str]]:
         """Cluster scope: through the settings channel (applied here first); node scope: here only."""
@@ -95,29 +97,28 @@ class LoadBalancerApi:
         apply(**value)
         return [self._node.node_id], {}
 
-    def retry(self) -> dict[str, Any]:
+    def retry(self) -> RetryPolicyReport:
         policy = self._svc.retry_policy
-        return {"node": self._node.node_id, "strategy": policy.strategy.value, **_policy_dict(policy),
-                "retry_budget_balance": round(self._svc.retry_budget.balance(self._clock()), 3)}
+        return RetryPolicyReport(node=self._node.node_id, strategy=policy.strategy.value, **_policy_fields(policy),
+                                 retry_budget_balance=round(self._svc.retry_budget.balance(self._clock()), 3))
 
-    async def rate_limit_set(self, node: str, requests_per_second: float, burst_size: int,
-                             scope: str = "cluster") -> dict[str, Any]:
+    async def rate_limit_set(self, req: RateLimitSetRequest) -> RateLimitApplied:
         """NETWORKING-043: limit sends to ``node`` here (and on every live member when scope is cluster)."""
-        _check_scope(scope)
-        value = {"node": node, "requests_per_second": requests_per_second, "burst_size": burst_size}
-        applied, failed = await self._apply(scope, RATE_LIMIT_PREFIX + node, value, self._svc.apply_rate_limit)
-        return {"applied": True, "node": node, "rps": plain_number(requests_per_second), "burst": burst_size,
-                "scope": scope, "applied_nodes": applied, "failed_nodes": failed}
+        value = {"node": req.node, "requests_per_second": req.requests_per_second, "burst_size": req.burst_size}
+        applied, failed = await self._apply(req.scope, RATE_LIMIT_PREFIX + req.node, value,
+                                            self._svc.apply_rate_limit)
+        return RateLimitApplied(applied=True, node=req.node, rps=plain_number(req.requests_per_second),
+                                burst=req.burst_size, scope=req.scope, applied_nodes=applied, failed_nodes=failed)
 
-    def rate_limits(self) -> dict[str, Any]:
+    def rate_limits(self) -> RateLimitsReport:
         now = self._clock()
         limiters = self._svc.limiters
-        rows = [{"node": n, "rps": plain_number(c.requests_per_second), "burst": c.burst_size,
-                 "retry_after_sec": round(limiters.retry_after(n, now), 4)}
+        rows = [RateLimitRow(node=n, rps=plain_number(c.requests_per_second), burst=c.burst_size,
+                             retry_after_sec=round(limiters.retry_after(n, now), 4))
                 for n, c in sorted(self._svc.limits.items())]
-        return {"node": self._node.node_id, "limits": rows, "refused": dict(self._svc.refused)}
+        return RateLimitsReport(node=self._node.node_id, limits=rows, refused=dict(self._svc.refused))
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> StatsReport:
         """What Adaptive and LeastConnections see for every live member right now."""
         svc = self._svc
         live = self._node.live_members()
@@ -127,7 +128,7 @@ class LoadBalancerApi:
         nodes = []
         for node_id in live:
             load = snap.get(node_id)
-            row: dict[str, Any] = {"node": node_id}
+            row: dict[str, Any] = {}
             if load is not None:
                 row.update(active_connections=load.active_connections, in_flight=load.in_flight,
                            latency_ewma_ms=round(load.latency_ewma_ms, 3),
@@ -137,5 +138,5 @@ class LoadBalancerApi:
             report = svc.reports.get(node_id)
             if report is not None:
                 row["reported_at"] = _iso(report["wall"])
-            nodes.append(row)
-        return {"node": self._node.node_id, "nodes": nodes}
+            nodes.append(NodeLoadRow(node=node_id, **row))
+        return StatsReport(node=self._node.node_id, nodes=nodes)

@@ -6,7 +6,7 @@ the routing endpoints share one implementation and one set of checks.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rustyray.api_binding import invoke, to_wire
@@ -30,8 +30,9 @@ __all__ = ["ManagerApi"]
 class ManagerApi:
     """One method per management operation of the network manager."""
 
-    def __init__(self, service: ManagerService) -> None:
+    def __init__(self, service: ManagerService, *, clock: Callable[[], float]) -> None:
         self._svc = service
+        self._clock = clock  # wall clock, epoch seconds: initialized_at is shown to operators
 
     def initialize(self) -> InitializeReport:
         """Idempotent: the first call records the time; every call reports live component health."""
@@ -39,7 +40,7 @@ class ManagerApi:
         m.initialize_calls += 1
         already = m.initialized_at is not None
         if not already:
-            m.initialized_at = time.time()
+            m.initialized_at = self._clock()
         components = m.component_status()
         return InitializeReport(initialized=all(c.status != "failed" for c in components),
                                 already_initialized=already, node=m.node.node_id,

@@ -8,6 +8,7 @@ component and the services that feed the labelled metric samples.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ class ManagerService:
         self.sample_sources = sample_sources or {}
         self.initialized_at: float | None = None
         self.initialize_calls = 0
-        self.api = ManagerApi(self)
+        self.api = ManagerApi(self, clock=time.time)
 
     def component_status(self) -> list[ComponentStatus]:
         out = []

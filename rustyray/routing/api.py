@@ -19,6 +19,14 @@ import msgspec
 
 from rustyray.errors import not_found, payload_too_large, unavailable, unprocessable
 from rustyray.protocol.frame import MAX_FRAME_SIZE
+from rustyray.routing.api_types import (
+    FaultInjectionReport,
+    FaultInjectionRequest,
+    QuorumReport,
+    QuorumRequest,
+    ScatterGatherReport,
+    ScatterGatherRequest,
+)
 from rustyray.routing.delivery import DeliveryGuarantee
 from rustyray.routing.dispatch_core import validate_quorum
 from rustyray.routing.errors import InvalidQuorumError
@@ -73,11 +81,6 @@ def _request(message_type: str, priority: str, timeout_ms: float,
     if not message_type:
         raise unprocessable("message_type must not be empty", "message_type")
     return _priority(priority), _timeout(timeout_ms), _encode(data)
-
-
-def _probability(name: str, value: Any) -> None:
-    if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise unprocessable(f"{name} must be a probability in [0, 1]", name)
 
 
 class RoutingApi:
@@ -157,36 +160,23 @@ class RoutingApi:
         template = SendRequest("", message_type, payload, prio, guarantee, key, timeout_s)
         return await svc.broadcast(BroadcastRun(targets, template))
 
-    async def scatter_gather(
-        self,
-        target_nodes: list[str],
-        message_type: str,
-        data: dict[str, Any] | None = None,
-        timeout_ms: float = 5000,
-        priority: str = "Normal",
-    ) -> dict[str, Any]:
+    async def scatter_gather(self, req: ScatterGatherRequest) -> ScatterGatherReport:
         """NETWORKING-009: ask every target, gather the answers; late nodes are marked timed out."""
-        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
-        targets = self._targets(target_nodes, "target_nodes")
-        return await self._svc.fan_out(GatherRun(targets, message_type, payload, prio, timeout_s))
+        prio, timeout_s, payload = _request(req.message_type, req.priority, req.timeout_ms, req.data)
+        targets = self._targets(req.target_nodes, "target_nodes")
+        res = await self._svc.fan_out(GatherRun(targets, req.message_type, payload, prio, timeout_s))
+        return ScatterGatherReport(**res)
 
-    async def quorum(
-        self,
-        nodes: list[str],
-        quorum_size: int,
-        message_type: str,
-        data: dict[str, Any] | None = None,
-        timeout_ms: float = 3000,
-        priority: str = "Normal",
-    ) -> dict[str, Any]:
+    async def quorum(self, req: QuorumRequest) -> QuorumReport:
         """NETWORKING-010: stop as soon as the quorum and the consensus are decided (or impossible)."""
-        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
-        targets = self._targets(nodes, "nodes")
+        prio, timeout_s, payload = _request(req.message_type, req.priority, req.timeout_ms, req.data)
+        targets = self._targets(req.nodes, "nodes")
         try:
-            validate_quorum(len(targets), quorum_size)
+            validate_quorum(len(targets), req.quorum_size)
         except InvalidQuorumError as exc:
             raise unprocessable(str(exc), "quorum_size") from None
-        return await self._svc.fan_out(QuorumRun(targets, quorum_size, message_type, payload, prio, timeout_s))
+        run = QuorumRun(targets, req.quorum_size, req.message_type, payload, prio, timeout_s)
+        return QuorumReport(**await self._svc.fan_out(run))
 
     def delivery_stats(self) -> dict[str, Any]:
         """Per guarantee: sent, acknowledged, retried, deduplicated, failed; plus receiver-side numbers."""
@@ -216,22 +206,13 @@ class RoutingApi:
             "records": svc.records.read(after, limit),
         }
 
-    def fault_injection(
-        self,
-        drop: float = 0.0,
-        duplicate: float = 0.0,
-        delay: float = 0.0,
-        seed: int | None = None,
-    ) -> dict[str, Any]:
+    def fault_injection(self, req: FaultInjectionRequest) -> FaultInjectionReport:
         """Drop / duplicate / delay this node's outbound routed frames (envelopes and acks) with the given
         probabilities, so loss can be injected into a live cluster; all zero turns injection off. Reports
         what the injector did since it was turned on."""
-        for name, value in (("drop", drop), ("duplicate", duplicate), ("delay", delay)):
-            _probability(name, value)
-        if drop + duplicate + delay > 1.0:
-            raise unprocessable("drop + duplicate + delay must be at most 1", "drop")
-        enabled = drop > 0 or duplicate > 0 or delay > 0
-        counters = self._svc.inject_faults(float(drop), float(duplicate), float(delay), seed, enabled=enabled)
-        return {"node": self._svc.node.node_id, "enabled": enabled,
-                "drop": drop, "duplicate": duplicate, "delay": delay, "seed": seed,
-                "previous_counters": counters}
+        enabled = req.enabled
+        counters = self._svc.inject_faults(float(req.drop), float(req.duplicate), float(req.delay), req.seed,
+                                           enabled=enabled)
+        return FaultInjectionReport(node=self._svc.node.node_id, enabled=enabled, drop=req.drop,
+                                    duplicate=req.duplicate, delay=req.delay, seed=req.seed,
+                                    previous_counters=counters)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rustyray.transport.facade import TransportApi
+from rustyray.transport.api_adapter import TransportApi
 from rustyray.transport.health import TransportHealth
 
 if TYPE_CHECKING:

@@ -1,6 +1,7 @@
 """The transport's management operations (NETWORKING-001, 002, 004, 005, 006): ``TransportApi``.
 
-Why a facade apart from ``TransportService``: the service owns what outlives a call (the connections
+An adapter, not a core: ``connect`` dials for real and times it. Why a facade apart from
+``TransportService``: the service owns what outlives a call (the connections
 the API opened); the operations, their checks and their answers (``api_types``) live here, and
 ``Node.call_api("transport", op, kwargs)`` reaches them as ``TransportService.api.<op>``.
 """
