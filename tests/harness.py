@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from rustyray.api_binding import invoke, to_wire
 from rustyray.config import NodeConfig, TransportConfig
 from rustyray.node import Node
 from serve_apps.app import build_app
@@ -119,3 +120,19 @@ async def local_cluster(n: int, state_dir: Path, *, bootstrap: bool = True, sect
         for node in list(nodes.values()):
             with contextlib.suppress(Exception):
                 await node.stop()
+
+
+# ------------------------------------------------------------------ routing operations, as the API sees them
+async def api_send(api: Any, target_node: str, message_type: str, data: dict[str, Any] | None = None,
+                   **options: Any) -> dict[str, Any]:
+    """``RoutingApi.send`` with the route's arguments, answered as the JSON body the API returns."""
+    return to_wire(await invoke(api.send, {"target_node": target_node, "message_type": message_type,
+                                           "data": data, **options}))
+
+
+def api_receive_log(api: Any, **options: Any) -> dict[str, Any]:
+    return to_wire(invoke(api.receive_log, options))
+
+
+def api_delivery_stats(api: Any) -> dict[str, Any]:
+    return to_wire(api.delivery_stats())

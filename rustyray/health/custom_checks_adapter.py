@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from rustyray.api_binding import invoke
 from rustyray.health.checker import CustomCheck, HealthCheckSpec
 from rustyray.health.heartbeat import HeartbeatStatus
 from rustyray.health.messages import HealthProbeReply, HealthProbeRequest
@@ -55,9 +56,9 @@ def custom_checks(svc: HealthService) -> dict[str, CustomCheck]:
         routing_svc = svc.routing
         if routing_svc is None:
             return False
-        res = await routing_svc.api.send(target_node=spec.node_id, message_type="Heartbeat", data={"check": True},
-                                         timeout_ms=spec.timeout_ms)
-        return bool(res.get("success"))
+        res = await invoke(routing_svc.api.send, {"target_node": spec.node_id, "message_type": "Heartbeat",
+                                                   "data": {"check": True}, "timeout_ms": spec.timeout_ms})
+        return bool(res.success)
 
     return {"event_loop": event_loop, "peers_connected": peers_connected, "heartbeat": heartbeat,
             "routing": routing}

@@ -20,12 +20,19 @@ import msgspec
 from rustyray.errors import not_found, payload_too_large, unavailable, unprocessable
 from rustyray.protocol.frame import MAX_FRAME_SIZE
 from rustyray.routing.api_types import (
+    BroadcastReport,
+    BroadcastRequest,
+    DeliveryStats,
     FaultInjectionReport,
     FaultInjectionRequest,
     QuorumReport,
     QuorumRequest,
+    ReceiveLog,
+    ReceiveLogRequest,
+    RouteSendRequest,
     ScatterGatherReport,
     ScatterGatherRequest,
+    SendReport,
 )
 from rustyray.routing.delivery import DeliveryGuarantee
 from rustyray.routing.dispatch_core import validate_quorum
@@ -103,62 +110,35 @@ class RoutingApi:
             raise not_found(f"unknown node(s) {', '.join(unknown)} in {field_name}", field_name)
         return list(nodes)
 
-    async def send(
-        self,
-        target_node: str,
-        message_type: str,
-        data: dict[str, Any] | None = None,
-        priority: str = "Normal",
-        delivery: str = "AtLeastOnce",
-        idempotency_key: str | None = None,
-        timeout_ms: float = 5000,
-    ) -> dict[str, Any]:
+    async def send(self, req: RouteSendRequest) -> SendReport:
         """NETWORKING-007: route one message to ``target_node`` and report its acknowledgement."""
-        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
-        guarantee = _guarantee(delivery)
-        if guarantee is DeliveryGuarantee.EXACTLY_ONCE and not idempotency_key:
+        prio, timeout_s, payload = _request(req.message_type, req.priority, req.timeout_ms, req.data)
+        guarantee = _guarantee(req.delivery)
+        if guarantee is DeliveryGuarantee.EXACTLY_ONCE and not req.idempotency_key:
             raise unprocessable("ExactlyOnce delivery needs an idempotency_key", "idempotency_key")
-        if not self._known(target_node):
-            raise not_found(f"unknown node {target_node!r}", "target_node")
+        if not self._known(req.target_node):
+            raise not_found(f"unknown node {req.target_node!r}", "target_node")
         outcome = await self._svc.route(
-            SendRequest(target_node, message_type, payload, prio, guarantee, idempotency_key, timeout_s)
+            SendRequest(req.target_node, req.message_type, payload, prio, guarantee, req.idempotency_key, timeout_s)
         )
         if outcome.error_code == "outbox_full":
             raise unavailable(outcome.error or "outbox full", "target_node")
         if outcome.error_code in ("unknown_message_type", "invalid_payload"):
             raise unprocessable(outcome.error or "rejected", outcome.error_field or "data")
-        out: dict[str, Any] = {
-            "success": outcome.ok,
-            "message_id": outcome.message_id,
-            "routed_to": target_node,
-            "latency_ms": outcome.latency_ms,
-            "priority": prio.value,
-            "delivery": guarantee.value,
-            "acknowledged": outcome.acknowledged,
-            "duplicate": outcome.duplicate,
-            "attempts": outcome.attempts,
-            "response": outcome.response,
-        }
-        if outcome.error is not None:
-            out["error"] = outcome.error
-        return out
+        return SendReport(success=outcome.ok, message_id=outcome.message_id, routed_to=req.target_node,
+                          latency_ms=outcome.latency_ms, priority=prio.value, delivery=guarantee.value,
+                          acknowledged=outcome.acknowledged, duplicate=outcome.duplicate,
+                          attempts=outcome.attempts, response=outcome.response, error=outcome.error)
 
-    async def broadcast(
-        self,
-        message_type: str,
-        data: dict[str, Any] | None = None,
-        priority: str = "Normal",
-        timeout_ms: float = 5000,
-        delivery: str = "AtLeastOnce",
-    ) -> dict[str, Any]:
+    async def broadcast(self, req: BroadcastRequest) -> BroadcastReport:
         """NETWORKING-008: the message to every live member, this node included."""
-        prio, timeout_s, payload = _request(message_type, priority, timeout_ms, data)
-        guarantee = _guarantee(delivery)
+        prio, timeout_s, payload = _request(req.message_type, req.priority, req.timeout_ms, req.data)
+        guarantee = _guarantee(req.delivery)
         svc = self._svc
         targets = list(dict.fromkeys(svc.node.live_members()))
         key = svc.sending.broadcast_key() if guarantee is DeliveryGuarantee.EXACTLY_ONCE else None
-        template = SendRequest("", message_type, payload, prio, guarantee, key, timeout_s)
-        return await svc.broadcast(BroadcastRun(targets, template))
+        template = SendRequest("", req.message_type, payload, prio, guarantee, key, timeout_s)
+        return BroadcastReport(**await svc.broadcast(BroadcastRun(targets, template)))
 
     async def scatter_gather(self, req: ScatterGatherRequest) -> ScatterGatherReport:
         """NETWORKING-009: ask every target, gather the answers; late nodes are marked timed out."""
@@ -178,33 +158,29 @@ class RoutingApi:
         run = QuorumRun(targets, req.quorum_size, req.message_type, payload, prio, timeout_s)
         return QuorumReport(**await self._svc.fan_out(run))
 
-    def delivery_stats(self) -> dict[str, Any]:
+    def delivery_stats(self) -> DeliveryStats:
         """Per guarantee: sent, acknowledged, retried, deduplicated, failed; plus receiver-side numbers."""
         svc = self._svc
-        return {"node": svc.node.node_id, **svc.sending.stats(), "receiver": svc.receiving.stats()}
+        return DeliveryStats(node=svc.node.node_id, sender=svc.sending.stats(), receiver=svc.receiving.stats())
 
-    def receive_log(self, after: int | None = None, limit: int = 1000) -> dict[str, Any]:
+    def receive_log(self, req: ReceiveLogRequest) -> ReceiveLog:
         """What this node's handlers processed: counts per type, recent ids, the handler state, and a page
         of the durable record log (``after``: records with a higher index; default the newest ``limit``)."""
-        if after is not None and (not isinstance(after, int) or after < -1):
-            raise unprocessable("after must be an integer >= -1", "after")
-        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise unprocessable("limit must be 1..10000", "limit")
         svc = self._svc
         rx = svc.receiving
-        return {
-            "node": svc.node.node_id,
-            "received": rx.received,
-            "processed": rx.processed,
-            "processed_by_type": dict(rx.processed_by_type),
-            "duplicates_suppressed": rx.duplicates_suppressed,
-            "handler_errors": rx.handler_errors,
-            "recent": list(rx.recent),
-            "config": dict(svc.context.config),
-            "counters": dict(svc.context.counters),
-            "message_types": svc.registry.message_types(),
-            "records": svc.records.read(after, limit),
-        }
+        return ReceiveLog(
+            node=svc.node.node_id,
+            received=rx.received,
+            processed=rx.processed,
+            processed_by_type=dict(rx.processed_by_type),
+            duplicates_suppressed=rx.duplicates_suppressed,
+            handler_errors=rx.handler_errors,
+            recent=list(rx.recent),
+            config=dict(svc.context.config),
+            counters=dict(svc.context.counters),
+            message_types=svc.registry.message_types(),
+            records=svc.records.read(req.after, req.limit),
+        )
 
     def fault_injection(self, req: FaultInjectionRequest) -> FaultInjectionReport:
         """Drop / duplicate / delay this node's outbound routed frames (envelopes and acks) with the given

@@ -1,4 +1,4 @@
-"""The routing API's contract for the fan-out and fault-injection operations (NETWORKING-009, 010).
+"""The routing API's contract (NETWORKING-007 to 013): request and result dataclasses per operation.
 
 Why dataclasses: the field lists here are the API's schema, in one place a reader (and the facade's
 tests) can see, instead of dict literals spread over ``api.py``. Requests check the fields they can
@@ -7,9 +7,8 @@ target known?) or that turn a field into what is sent (priority, timeout, the en
 in the facade, shared with ``send`` and ``broadcast``. ``rustyray.api_binding.invoke`` builds the
 requests from the call's keyword arguments and ``to_wire`` turns results into JSON, field by field.
 
-``send``, ``broadcast``, ``delivery_stats`` and ``receive_log`` are not typed yet: the manager and
-health services and the integration tests call them with keyword (or positional) arguments and read
-their results as dicts.
+Callers inside the node (the manager, custom health checks) reach ``send`` and ``broadcast`` through
+``invoke`` with keyword arguments, as the API does.
 """
 
 from __future__ import annotations
@@ -18,14 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from rustyray.errors import unprocessable
+from rustyray.records import record
 
 __all__ = [
+    "BroadcastReport",
+    "BroadcastRequest",
+    "DeliveryStats",
     "FaultInjectionReport",
     "FaultInjectionRequest",
     "QuorumReport",
     "QuorumRequest",
+    "ReceiveLog",
+    "ReceiveLogRequest",
+    "RouteSendRequest",
     "ScatterGatherReport",
     "ScatterGatherRequest",
+    "SendReport",
 ]
 
 
@@ -74,7 +81,112 @@ class FaultInjectionRequest:
         return self.drop > 0 or self.duplicate > 0 or self.delay > 0
 
 
+@dataclass(frozen=True)
+class RouteSendRequest:
+    """NETWORKING-007 (named apart from the send core's own ``SendRequest``, which carries encoded data)."""
+
+    target_node: str
+    message_type: str
+    data: dict[str, Any] | None = None
+    priority: str = "Normal"
+    delivery: str = "AtLeastOnce"
+    idempotency_key: str | None = None
+    timeout_ms: float = 5000
+
+
+@dataclass(frozen=True)
+class BroadcastRequest:
+    message_type: str
+    data: dict[str, Any] | None = None
+    priority: str = "Normal"
+    timeout_ms: float = 5000
+    delivery: str = "AtLeastOnce"
+
+
+@dataclass(frozen=True)
+class ReceiveLogRequest:
+    after: int | None = None  # records with a higher index; None: the newest ``limit``
+    limit: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.after is not None and (not isinstance(self.after, int) or self.after < -1):
+            raise unprocessable("after must be an integer >= -1", "after")
+        if not isinstance(self.limit, int) or not 1 <= self.limit <= 10_000:
+            raise unprocessable("limit must be 1..10000", "limit")
+
+
 # ----------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class SendReport:
+    """NETWORKING-007; ``error`` only when the send failed."""
+
+    success: bool
+    message_id: Any
+    routed_to: str
+    latency_ms: float | None
+    priority: str
+    delivery: str
+    acknowledged: bool
+    duplicate: bool
+    attempts: int
+    response: Any
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return record(self, exclude=("error",) if self.error is None else ())
+
+
+@dataclass(frozen=True)
+class BroadcastReport:
+    """NETWORKING-008; ``failures`` (node -> error) only when some send failed."""
+
+    total_nodes: int
+    successful_sends: int
+    failed_sends: int
+    nodes_reached: list[str]
+    broadcast_latency_ms: float
+    message_type: str
+    priority: str
+    delivery: str
+    results: list[dict[str, Any]]
+    failures: dict[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = record(self, exclude=("failures",))
+        if self.failures is not None:  # the seed's order: failures right after the latency
+            keys = list(out)
+            at = keys.index("broadcast_latency_ms") + 1
+            out = {**{k: out[k] for k in keys[:at]}, "failures": self.failures, **{k: out[k] for k in keys[at:]}}
+        return out
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """Per guarantee (sender counters, flattened as the endpoint has always shown them) plus the receiver's."""
+
+    node: str
+    sender: dict[str, Any]
+    receiver: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, **self.sender, "receiver": self.receiver}
+
+
+@dataclass(frozen=True)
+class ReceiveLog:
+    node: str
+    received: int
+    processed: int
+    processed_by_type: dict[str, int]
+    duplicates_suppressed: int
+    handler_errors: int
+    recent: list[dict[str, Any]]
+    config: dict[str, Any]
+    counters: dict[str, Any]
+    message_types: list[str]
+    records: Any  # a page of the durable record log (RecordLog.read)
+
+
 @dataclass(frozen=True)
 class ScatterGatherReport:
     """NETWORKING-009. ``responses`` are ``NodeOutcome.to_dict()`` rows (the answer's fields inlined),

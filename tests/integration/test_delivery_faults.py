@@ -12,7 +12,7 @@ import random
 from collections import Counter
 
 import pytest
-from harness import local_cluster
+from harness import api_delivery_stats, api_send, local_cluster
 
 from rustyray.routing.fault_injection import FaultConfig, FaultInjector
 
@@ -49,7 +49,8 @@ async def run_with_reset(c, delivery: str, timeout_ms: int = 20_000) -> list[dic
         key = f"eo-{i}" if delivery == "ExactlyOnce" else None
         tasks.append(
             asyncio.ensure_future(
-                svc.api.send(
+                api_send(
+                    svc.api,
                     "node2",
                     "Count",
                     {"seq": i},
@@ -85,7 +86,7 @@ async def test_at_least_once_delivers_every_message_despite_loss_duplication_and
     assert all(counts[i] >= 1 for i in range(N))
     assert sum(counts.values()) > N  # duplicates reached the handler: at least once, not exactly once
     faults_happened(injectors)
-    stats = c.node("node1").services["routing"].api.delivery_stats()["AtLeastOnce"]
+    stats = api_delivery_stats(c.node("node1").services["routing"].api)["AtLeastOnce"]
     assert stats["sent"] == N and stats["acknowledged"] == N and stats["retried"] > 0 and stats["failed"] == 0
 
 
@@ -97,9 +98,9 @@ async def test_exactly_once_runs_each_handler_once_despite_loss_duplication_and_
     # every answer, first or redelivered, is the result of the one run
     assert [r["response"] for r in results] == [{"seq": i, "run": 1} for i in range(N)]
     faults_happened(injectors)
-    receiver = c.node("node2").services["routing"].api.delivery_stats()["receiver"]
+    receiver = api_delivery_stats(c.node("node2").services["routing"].api)["receiver"]
     assert receiver["duplicates_suppressed"] > 0
-    stats = c.node("node1").services["routing"].api.delivery_stats()["ExactlyOnce"]
+    stats = api_delivery_stats(c.node("node1").services["routing"].api)["ExactlyOnce"]
     assert stats["sent"] == N and stats["acknowledged"] == N and stats["retried"] > 0
 
 
@@ -107,10 +108,10 @@ async def test_at_most_once_never_runs_twice_and_loses_some_under_loss(pair):
     c, counts, _injectors = pair
     svc = c.node("node1").services["routing"]
     results = await asyncio.gather(
-        *(svc.api.send("node2", "Count", {"seq": i}, delivery="AtMostOnce", timeout_ms=400) for i in range(N))
+        *(api_send(svc.api, "node2", "Count", {"seq": i}, delivery="AtMostOnce", timeout_ms=400) for i in range(N))
     )
     assert all(counts[i] <= 1 for i in range(N))
     assert sum(counts.values()) < N  # dropped envelopes are not retried
     assert any(not r["acknowledged"] for r in results)
-    stats = svc.api.delivery_stats()["AtMostOnce"]
+    stats = api_delivery_stats(svc.api)["AtMostOnce"]
     assert stats["retried"] == 0 and stats["failed"] == sum(1 for r in results if not r["acknowledged"])

@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 import pytest
-from harness import local_cluster, wait_for
+from harness import api_delivery_stats, api_receive_log, api_send, local_cluster, wait_for
 
 from rustyray.errors import DomainError
 from rustyray.routing.priority import PeerOutboxes
@@ -35,7 +35,7 @@ def shard_count(c, node_id, sql="SELECT count(*) FROM users"):
 
 async def test_direct_send_runs_the_target_handler_and_counts(cluster):
     c = cluster
-    before = routing(c, "node2").api.receive_log()["processed_by_type"].get("QueryRequest", 0)
+    before = api_receive_log(routing(c, "node2").api)["processed_by_type"].get("QueryRequest", 0)
     r = await c.client.post(
         "/routing/send",
         json={
@@ -52,7 +52,7 @@ async def test_direct_send_runs_the_target_handler_and_counts(cluster):
     # the answer is what node2's SQLite shard holds: the demo users table, 1000 rows by default
     assert body["response"]["node"] == "node2" and body["response"]["rows"] == shard_count(c, "node2") == 1000
     assert body["response"]["columns"] == ["id", "name", "shard_key"] and body["response"]["truncated"] is False
-    log = routing(c, "node2").api.receive_log()
+    log = api_receive_log(routing(c, "node2").api)
     assert log["processed_by_type"]["QueryRequest"] == before + 1
     assert log["recent"][-1] == {
         "message_id": f"node1/{body['message_id']}",
@@ -99,7 +99,7 @@ async def test_exactly_once_answers_a_redelivery_with_the_first_result(cluster):
     assert first["success"] and second["success"]
     assert first["duplicate"] is False and second["duplicate"] is True
     assert second["response"] == first["response"]
-    assert routing(c, "node3").api.receive_log()["processed_by_type"]["QueryRequest"] == 1
+    assert api_receive_log(routing(c, "node3").api)["processed_by_type"]["QueryRequest"] == 1
     stats = (await c.client.get("/routing/delivery/stats")).json()
     assert stats["ExactlyOnce"]["sent"] == 2 and stats["ExactlyOnce"]["deduplicated"] == 1
     assert (await c.client.get("/routing/delivery/stats", params={"node": "node3"})).json()["receiver"][
@@ -320,18 +320,18 @@ async def test_critical_overtakes_a_low_backlog_and_a_full_outbox_refuses(cluste
 
     conn.drain = gated_drain
     try:
-        sends = [asyncio.ensure_future(svc.api.send("node2", "Heartbeat", {"i": i}, priority="Low"))
+        sends = [asyncio.ensure_future(api_send(svc.api, "node2", "Heartbeat", {"i": i}, priority="Low"))
                  for i in range(40)]
         await wait_for(lambda: len(svc.sending.outboxes.for_peer("node2")) >= 39, 15)  # at most one went out
         sends.append(asyncio.ensure_future(
-            svc.api.send("node2", "Heartbeat", {"i": "urgent"}, priority="Critical")))
+            api_send(svc.api, "node2", "Heartbeat", {"i": "urgent"}, priority="Critical")))
         await wait_for(lambda: len(svc.sending.outboxes.for_peer("node2")) >= 40, 15)
     finally:
         gate.set()
         del conn.drain
     results = await asyncio.gather(*sends)
     assert all(r["success"] for r in results)
-    batch = [e for e in routing(c, "node2").api.receive_log()["recent"] if e["type"] == "Heartbeat"][-41:]
+    batch = [e for e in api_receive_log(routing(c, "node2").api)["recent"] if e["type"] == "Heartbeat"][-41:]
     first_two = [e["priority"] for e in batch[:2]]
     assert "Critical" in first_two, first_two  # queued last (behind 39 or 40 Low), delivered first of them
     critical = next(e for e in batch if e["priority"] == "Critical")
@@ -339,12 +339,12 @@ async def test_critical_overtakes_a_low_backlog_and_a_full_outbox_refuses(cluste
 
     svc.sending.outboxes = PeerOutboxes(4)  # a tiny bound for this check
     results = await asyncio.gather(
-        *(svc.api.send("node2", "Heartbeat", {"i": i}) for i in range(10)), return_exceptions=True
+        *(api_send(svc.api, "node2", "Heartbeat", {"i": i}) for i in range(10)), return_exceptions=True
     )
     refused = [r for r in results if isinstance(r, DomainError)]
     assert len(refused) == 6 and all(http_status(e) == 503 and "full" in e.message for e in refused)
     assert sum(1 for r in results if isinstance(r, dict) and r["success"]) == 4
-    assert svc.api.delivery_stats()["outbox_rejected"] == 6
+    assert api_delivery_stats(svc.api)["outbox_rejected"] == 6
 
 
 async def test_dedup_window_survives_a_node_restart(cluster):
@@ -364,7 +364,7 @@ async def test_dedup_window_survives_a_node_restart(cluster):
     await wait_for(lambda: c.node("node1").peers["node2"].connected, 15)
     again = (await c.client.post("/routing/send", json={**body, "timeout_ms": 10000})).json()
     assert again["success"] is True and again["duplicate"] is True and again["response"] == first["response"]
-    assert routing(c, "node2").api.receive_log()["processed_by_type"].get("ConfigUpdate", 0) == 0
+    assert api_receive_log(routing(c, "node2").api)["processed_by_type"].get("ConfigUpdate", 0) == 0
 
 
 async def test_a_key_processed_just_before_a_crash_is_still_deduplicated(cluster):
@@ -383,4 +383,4 @@ async def test_a_key_processed_just_before_a_crash_is_still_deduplicated(cluster
     await wait_for(lambda: c.node("node1").peers["node2"].connected, 15)
     again = (await c.client.post("/routing/send", json={**body, "timeout_ms": 10000})).json()
     assert again["duplicate"] is True and again["response"] == first["response"]
-    assert routing(c, "node2").api.receive_log()["processed_by_type"].get("ConfigUpdate", 0) == 0
+    assert api_receive_log(routing(c, "node2").api)["processed_by_type"].get("ConfigUpdate", 0) == 0

@@ -20,7 +20,7 @@ import json
 import time
 from collections import Counter
 
-from harness import local_cluster, wait_for
+from harness import api_receive_log, api_send, local_cluster, wait_for
 
 from rustyray.membership.raft import ProposalDropped, Role
 from rustyray.membership.swim import MemberState
@@ -99,7 +99,7 @@ async def test_split_two_three_then_heal(tmp_path) -> None:  # type: ignore[no-u
                     for src, dst in ((minority[0], minority[1]), (majority[0], majority[1]),
                                      (minority[1], majority[2]), (majority[1], minority[0])):
                         key = f"{delivery}-{src}-{dst}-{i}"
-                        fut = asyncio.ensure_future(routing[src].api.send(
+                        fut = asyncio.ensure_future(api_send(routing[src].api,
                             dst, "Count", {"key": key}, delivery=delivery,
                             idempotency_key=key if delivery == "ExactlyOnce" else None, timeout_ms=60_000))
                         sends.append((src, dst, delivery, key, fut))
@@ -156,7 +156,7 @@ async def test_split_two_three_then_heal(tmp_path) -> None:  # type: ignore[no-u
             if delivery == "ExactlyOnce":
                 assert processed[(dst, key)] == 1, (src, dst, key, processed[(dst, key)])
         assert acked == len(sends)
-        logged = sum(routing[n].api.receive_log()["processed_by_type"].get("Count", 0) for n in ids)
+        logged = sum(api_receive_log(routing[n].api)["processed_by_type"].get("Count", 0) for n in ids)
         assert logged == sum(processed.values())
         assert part.dropped > 0
         print(f"split {split_s:.1f} s, merged {merge_s:.1f} s after heal, terms {sorted(leaders_by_term)}, "
