@@ -4,7 +4,8 @@ Why a facade: input validation and the API contract (operation names and argumen
 fields, which error names which field) live apart from the I/O adapters, so that the adapters
 only move packets and frames and the contract reads in one place. ``Node.call_api`` calls the
 public methods here by name (``svc.api.<operation>``); each raises a ``rustyray.errors`` error
-that names the offending field.
+that names the offending field. The requests and results are the dataclasses of
+:mod:`rustyray.autodiscovery.api_types`.
 
 Network safety. mDNS, broadcast and beacons answer "conflict" with the TOML that enables them
 when they are off. A broadcast address given in a request is used only if it is loopback or
@@ -17,6 +18,27 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
+from rustyray.autodiscovery.api_types import (
+    AntiEntropyStatus,
+    AntiEntropySyncReport,
+    AntiEntropySyncRequest,
+    BeaconDisabled,
+    BeaconStatus,
+    BroadcastAnnounced,
+    BroadcastAnnounceRequest,
+    BroadcastCandidates,
+    MdnsDiscovered,
+    SerfClocks,
+    SerfEventRequest,
+    SerfEvents,
+    SerfEventSent,
+    SerfEventsRequest,
+    SerfMembers,
+    SerfQueryRequest,
+    SerfQueryResponse,
+    SerfQueryResult,
+    ViewEntry,
+)
 from rustyray.autodiscovery.errors import AutodiscoveryError, SerfSizeLimitExceeded
 from rustyray.errors import conflict, forbidden, not_found, unavailable, unprocessable
 
@@ -47,7 +69,7 @@ class AutodiscoveryApi:
         self._node_id = service.node.node_id
 
     # ------------------------------------------------------------ mDNS (026)
-    def mdns_discovered(self) -> dict[str, Any]:
+    def mdns_discovered(self) -> MdnsDiscovered:
         mdns = self._svc.mdns_adapter
         if not mdns.config.enabled:
             raise conflict(f"mDNS discovery is disabled on {self._node_id}; enable it in the node's "
@@ -55,17 +77,17 @@ class AutodiscoveryApi:
         if "mdns" in self._svc.errors:
             raise unavailable(f"mDNS discovery failed to start on {self._node_id}: {self._svc.errors['mdns']}")
         nodes = mdns.discovered()
-        return {
-            "node": self._node_id,
-            "enabled": True,
-            "registered": mdns.registered,
-            "service_type": mdns.config.short_type,
-            "interfaces": list(mdns.config.interfaces or []),
-            "cluster_tag": mdns.config.cluster_name,
-            "discovered_nodes": nodes,
-            "total": len(nodes),
-            "peers_learned": mdns.learner.learned,
-        }
+        return MdnsDiscovered(
+            node=self._node_id,
+            enabled=True,
+            registered=mdns.registered,
+            service_type=mdns.config.short_type,
+            interfaces=list(mdns.config.interfaces or []),
+            cluster_tag=mdns.config.cluster_name,
+            discovered_nodes=nodes,
+            total=len(nodes),
+            peers_learned=mdns.learner.learned,
+        )
 
     # ------------------------------------------------------------ broadcast (027) and beacons (028)
     def _check_broadcast_address(self, address: str) -> str:
@@ -90,9 +112,10 @@ class AutodiscoveryApi:
                               f"{self._svc.errors.get('broadcast', 'not started')}")
         return bc
 
-    async def broadcast_announce(self, broadcast_address: str, port: int,
-                                 wait_ms: int | None = None) -> dict[str, Any]:
-        address = self._check_broadcast_address(broadcast_address)
+    async def broadcast_announce(self, req: BroadcastAnnounceRequest) -> BroadcastAnnounced:
+        """The address is vetted before the port so a refused address is never sent to, whatever the port."""
+        address = self._check_broadcast_address(req.broadcast_address)
+        port, wait_ms = req.port, req.wait_ms
         if not 1 <= port <= 65535:
             raise unprocessable("port must be in 1..65535", "port")
         bc = self._broadcast()
@@ -100,34 +123,37 @@ class AutodiscoveryApi:
         core = bc.discovery.core
         wait = core.config.reply_wait_s if wait_ms is None else wait_ms / 1000.0
         result, learned = await bc.announce((address, port), wait)
-        return {
-            **result,
-            "node": self._node_id,
-            "broadcast_address": address,
-            "port": port,
-            "wait_ms": round(wait * 1000),
-            "candidates": [c.node_id for c in core.candidates],
-            "peers_learned": learned,
-        }
+        return BroadcastAnnounced(
+            broadcast_sent=result["broadcast_sent"],
+            listeners_notified=result["listeners_notified"],
+            node=self._node_id,
+            broadcast_address=address,
+            port=port,
+            wait_ms=round(wait * 1000),
+            candidates=[c.node_id for c in core.candidates],
+            peers_learned=learned,
+        )
 
-    def broadcast_candidates(self) -> dict[str, Any]:
+    def broadcast_candidates(self) -> BroadcastCandidates:
         bc = self._broadcast()
         assert bc.discovery is not None
         core = bc.discovery.core
-        return {"node": self._node_id, "candidates": core.candidates_status(bc.discovery.clock()),
-                "stats": dict(core.stats), "peers_learned": bc.learner.learned}
+        return BroadcastCandidates(node=self._node_id, candidates=core.candidates_status(bc.discovery.clock()),
+                                   stats=dict(core.stats), peers_learned=bc.learner.learned)
 
-    def beacon_status(self) -> dict[str, Any]:
+    def beacon_status(self) -> BeaconStatus | BeaconDisabled:
+        """Disabled beacons are a normal answer (with the TOML to enable them), not an error."""
         bc = self._svc.broadcast_adapter
         if not bc.beacon_config.enabled:
-            return {"node": self._node_id, "enabled": False, "how_to_enable": HOW_TO["beacon"],
-                    "message": f"beacons are disabled on {self._node_id}; enable them in the TOML config: "
-                               f"{HOW_TO['beacon']}"}
+            return BeaconDisabled(node=self._node_id, enabled=False, how_to_enable=HOW_TO["beacon"],
+                                  message=f"beacons are disabled on {self._node_id}; enable them in the TOML "
+                                          f"config: {HOW_TO['beacon']}")
         if bc.beacon is None or bc.discovery is None:
             raise unavailable(f"beacons failed to start on {self._node_id}: "
                               f"{self._svc.errors.get('broadcast', 'not started')}")
-        return {"node": self._node_id, **bc.beacon.status(), "candidates_expired": bc.expired,
-                "dropped": bc.discovery.core.stats["dropped"], "peers_learned": bc.learner.learned}
+        return BeaconStatus(node=self._node_id, **bc.beacon.status(),
+                            candidates_expired=bc.expired, dropped=bc.discovery.core.stats["dropped"],
+                            peers_learned=bc.learner.learned)
 
     # ------------------------------------------------------------ Serf (029)
     def _serf(self) -> SerfAdapter:
@@ -137,25 +163,32 @@ class AutodiscoveryApi:
                            f"the TOML config: {HOW_TO['serf']}")
         return serf
 
-    def serf_members(self) -> dict[str, Any]:
+    def serf_members(self) -> SerfMembers:
         serf = self._serf()
-        return serf.core.members_view(serf.view())
+        view = serf.core.members_view(serf.view())
+        return SerfMembers(node=view["node"], members=view["members"], total=view["total"], alive=view["alive"],
+                           clocks=SerfClocks(**view["clocks"]))
 
-    async def serf_event(self, name: str, payload: str = "", coalesce: bool = True) -> dict[str, Any]:
+    async def serf_event(self, req: SerfEventRequest) -> SerfEventSent:
+        """The name is checked only once Serf is known to be on, so a disabled Serf answers "conflict" first."""
         serf = self._serf()
+        name, payload, coalesce = req.name, req.payload, req.coalesce
         if not name:
             raise unprocessable("name must not be empty", "name")
         try:
             result, sent = await serf.user_event(name, payload.encode(), coalesce)
         except SerfSizeLimitExceeded as exc:
             raise unprocessable(f"payload: {exc}", "payload") from None
-        return {**result, "node": self._node_id, "name": name, "coalesce": coalesce, "gossiped_to": sent}
+        return SerfEventSent(event_sent=result["event_sent"], ltime=result["ltime"], node=self._node_id, name=name,
+                             coalesce=coalesce, gossiped_to=sent)
 
-    def serf_events(self, limit: int = 100) -> dict[str, Any]:
-        return self._serf().core.events_view(self._node_id, limit)
+    def serf_events(self, req: SerfEventsRequest) -> SerfEvents:
+        return SerfEvents(**self._serf().core.events_view(self._node_id, req.limit))
 
-    async def serf_query(self, name: str, payload: str = "", timeout_ms: int | None = None) -> dict[str, Any]:
+    async def serf_query(self, req: SerfQueryRequest) -> SerfQueryResult:
+        """Checked after Serf is known to be on, as ``serf_event``; the timeout defaults to Serf's formula."""
         serf = self._serf()
+        name, payload, timeout_ms = req.name, req.payload, req.timeout_ms
         if not name:
             raise unprocessable("name must not be empty", "name")
         if timeout_ms is not None and not 1 <= timeout_ms <= 60_000:
@@ -166,9 +199,19 @@ class AutodiscoveryApi:
         except SerfSizeLimitExceeded as exc:
             raise unprocessable(f"payload: {exc}", "payload") from None
         expected = sorted(self._svc.node.live_members())
-        return {**state.result(end), "node": self._node_id, "name": name, "responses_received": len(state.responses),
-                "expected": expected, "timeout_ms": round((state.deadline - start) * 1000),
-                "duration_ms": round((end - start) * 1000, 3)}
+        body: dict[str, Any] = state.result(end)
+        return SerfQueryResult(
+            query_id=body["query_id"],
+            responses=[SerfQueryResponse(**r) for r in body["responses"]],
+            acks=body["acks"],
+            timed_out=body["timed_out"],
+            node=self._node_id,
+            name=name,
+            responses_received=len(state.responses),
+            expected=expected,
+            timeout_ms=round((state.deadline - start) * 1000),
+            duration_ms=round((end - start) * 1000, 3),
+        )
 
     # ------------------------------------------------------------ anti-entropy (030)
     def _require_ae(self) -> None:
@@ -176,9 +219,11 @@ class AutodiscoveryApi:
             raise conflict(f"anti-entropy is disabled on {self._node_id}; enable it in the TOML "
                            f"config: {HOW_TO['anti_entropy']}")
 
-    async def anti_entropy_sync(self, target_node: str) -> dict[str, Any]:
+    async def anti_entropy_sync(self, req: AntiEntropySyncRequest) -> AntiEntropySyncReport:
+        """A failed session counts in the status (``syncs_failed``) and answers "unavailable" naming the target."""
         from rustyray.transport.mesh import RequestFailed
 
+        target_node = req.target_node
         self._require_ae()
         peers = self._svc.node.peers
         if target_node == self._node_id:
@@ -189,13 +234,16 @@ class AutodiscoveryApi:
                             f"(known: {known})", "target_node")
         ae = self._svc.ae_adapter
         try:
-            return await ae.sync_with(target_node)
+            report = await ae.sync_with(target_node)
         except (ConnectionError, OSError, TimeoutError, RequestFailed, AutodiscoveryError) as exc:
             ae.core.failed()
             raise unavailable(f"target_node {target_node!r}: sync failed: {type(exc).__name__}: {exc}",
                               "target_node") from None
+        return AntiEntropySyncReport(**report)
 
-    def anti_entropy_status(self) -> dict[str, Any]:
+    def anti_entropy_status(self) -> AntiEntropyStatus:
         self._require_ae()
         ae = self._svc.ae_adapter
-        return ae.core.status(ae.tree(), ae.state_source()[0])
+        body = ae.core.status(ae.tree(), ae.state_source()[0])
+        view = {nid: ViewEntry(**row) for nid, row in body.pop("view").items()}
+        return AntiEntropyStatus(**body, view=view)

@@ -2,34 +2,49 @@
 
 Why a facade: input validation and the API contract (operation names, arguments, response bodies,
 which ``DomainError`` answers what) live apart from the I/O adapter, so the service is left with the
-loops and the backends' lifecycles. ``Node.call_api("discovery", op, kwargs)`` calls ``svc.api.<op>``.
+loops and the backends' lifecycles. ``Node.call_api("discovery", op, kwargs)`` calls ``svc.api.<op>``;
+the requests and results are the dataclasses of :mod:`rustyray.discovery.api_types`.
 
 The ``*_nodes`` operations run one live ``discover()`` through the service (recorded in its status,
-joined if the backend is joined) and return the backend's body unchanged; a
+joined if the backend is joined) and return the backend's body, read into its result dataclass; a
 :class:`~rustyray.discovery.errors.DiscoveryError` becomes a ``DomainError`` of its ``kind``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from rustyray.discovery.api_types import (
+    CLOUD_PROVIDERS,
+    CloudNodes,
+    CloudNodesRequest,
+    ConsulDeregistered,
+    ConsulDeregisterRequest,
+    ConsulNodes,
+    ConsulRegistered,
+    ConsulRegisterRequest,
+    DiscoveryStatus,
+    DnsNodes,
+    EtcdNodes,
+    KubernetesNodes,
+    is_host,
+)
 from rustyray.discovery.errors import (
     BackendMisconfiguredError,
     BackendNotConfiguredError,
     DiscoveryError,
     UnknownBackendError,
 )
-from rustyray.errors import DomainError, not_found, unprocessable
+from rustyray.errors import DomainError, unprocessable
 
 if TYPE_CHECKING:
     from rustyray.discovery.service import DiscoveryService
 
-CLOUD_PROVIDERS = ("aws", "azure", "gcp")
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
+__all__ = ["CLOUD_PROVIDERS", "DiscoveryApi", "api_error", "is_host"]
+
+_Body = TypeVar("_Body")
 
 
 class DiscoveryApi:
@@ -38,103 +53,89 @@ class DiscoveryApi:
     def __init__(self, service: DiscoveryService) -> None:
         self._svc = service
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> DiscoveryStatus:
         """Every backend (configured or not, with the hint), what it found and when, and what was joined."""
         svc = self._svc
         joined = svc.joined_backends()
-        backends: dict[str, Any] = {}
+        backends: dict[str, dict[str, Any]] = {}
         for name, info in svc.registry.status().items():
             backends[name] = {**info, "joined": name in joined, "registration": self._registration_view(name),
                               **svc.core.state[name].view()}
         status, detail = svc.health()
-        return {
-            "node": svc.node.node_id,
-            "health": status,
-            "detail": detail,
-            "configured": svc.registry.configured(),
-            "joined_backends": joined,
-            "refresh_interval_s": svc.config.refresh_interval_s,
-            "register": svc.config.register,
-            "watch": svc.config.watch,
-            "config_error": svc.config_error,
-            "backends": backends,
-            "learned_peers": svc.core.learned_peers(svc.node),
-        }
+        return DiscoveryStatus(
+            node=svc.node.node_id,
+            health=status,
+            detail=detail,
+            configured=svc.registry.configured(),
+            joined_backends=joined,
+            refresh_interval_s=svc.config.refresh_interval_s,
+            register=svc.config.register,
+            watch=svc.config.watch,
+            config_error=svc.config_error,
+            backends=backends,
+            learned_peers=svc.core.learned_peers(svc.node),
+        )
 
-    async def refresh(self) -> dict[str, Any]:
+    async def refresh(self) -> DiscoveryStatus:
         """Run one round on every joined backend now (errors are recorded, not raised), then the status."""
         for name in self._svc.joined_backends():
             with contextlib.suppress(DiscoveryError):
                 await self._svc.discover(name)
         return self.status()
 
-    async def dns_nodes(self) -> dict[str, Any]:
-        """NETWORKING-020: ``{"discovered_nodes": [{id, address, port}], "discovery_method", "ttl_seconds"}``.
+    async def dns_nodes(self) -> DnsNodes:
+        """NETWORKING-020. The answer is cached for its DNS TTL (bounded by ``min_refresh_s`` / ``max_refresh_s``)."""
+        return await self._nodes("dns", DnsNodes.from_body)
 
-        The answer is cached for its DNS TTL (bounded by ``min_refresh_s`` / ``max_refresh_s``).
-        """
-        return await self._nodes("dns")
+    async def kubernetes_nodes(self) -> KubernetesNodes:
+        """NETWORKING-021: every pod is listed, but only ready ones become candidates."""
+        return await self._nodes("kubernetes", KubernetesNodes.from_body)
 
-    async def kubernetes_nodes(self) -> dict[str, Any]:
-        """NETWORKING-021: ``{"namespace", "service", "nodes": [{pod, ip, ready}]}``."""
-        return await self._nodes("kubernetes")
+    async def consul_nodes(self) -> ConsulNodes:
+        """NETWORKING-022: only passing instances, so a node whose TTL check lapsed drops out."""
+        return await self._nodes("consul", ConsulNodes.from_body)
 
-    async def consul_nodes(self) -> dict[str, Any]:
-        """NETWORKING-022: the passing instances ``{"service", "datacenter", "consul_index", "nodes"}``."""
-        return await self._nodes("consul")
+    async def etcd_nodes(self) -> EtcdNodes:
+        """NETWORKING-023: the lease id shows which registrations expire together."""
+        return await self._nodes("etcd", EtcdNodes.from_body)
 
-    async def etcd_nodes(self) -> dict[str, Any]:
-        """NETWORKING-023: ``{"nodes": [{id, address, lease_id}], "revision"}``."""
-        return await self._nodes("etcd")
+    async def cloud_nodes(self, req: CloudNodesRequest) -> CloudNodes:
+        """NETWORKING-024: the provider name is case-insensitive (``AWS`` is ``aws``)."""
+        return await self._nodes(req.provider.lower(), CloudNodes.from_body)
 
-    async def cloud_nodes(self, provider: str) -> dict[str, Any]:
-        """NETWORKING-024: ``{"provider", "region", "instances": [{instance_id, private_ip, az}]}``."""
-        name = provider.lower()
-        if name not in CLOUD_PROVIDERS:
-            raise not_found(f"unknown cloud provider {provider!r}; known: {', '.join(CLOUD_PROVIDERS)}",
-                           "provider")
-        return await self._nodes(name)
-
-    async def consul_register(self, node_id: str, address: str, port: int, tags: list[str] | None = None,
-                              service_name: str | None = None) -> dict[str, Any]:
+    async def consul_register(self, req: ConsulRegisterRequest) -> ConsulRegistered:
         """NETWORKING-022: register a node in Consul; this node keeps its TTL check passing while it runs."""
-        if not isinstance(node_id, str) or not node_id.strip() or "/" in node_id:
-            raise unprocessable("node_id must be a non-empty string without '/'", "node_id")
-        if not is_host(address):
-            raise unprocessable(f"address must be a host name or IP address without a port, got {address!r}",
-                           "address")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise unprocessable("port must be between 1 and 65535", "port")
         try:
             backend: Any = self._svc.registry.get("consul")
         except DiscoveryError as exc:
             raise api_error("consul", exc) from exc
         configured = backend.config.service_name
-        if service_name is not None and service_name != configured:
+        if req.service_name is not None and req.service_name != configured:
             raise unprocessable(f"service_name must be the configured Consul service {configured!r} "
-                                f"([discovery.consul] service_name), got {service_name!r}", "service_name")
+                                f"([discovery.consul] service_name), got {req.service_name!r}", "service_name")
         try:
-            return await backend.register(node_id, address, port, tags=list(tags or ()))
+            body = await backend.register(req.node_id, req.address, req.port, tags=list(req.tags or ()))
         except DiscoveryError as exc:
             raise api_error("consul", exc) from exc
+        return ConsulRegistered(**body)
 
-    async def consul_deregister(self, node_id: str) -> dict[str, Any]:
-        """Remove ``<service>-<node_id>`` from the Consul agent."""
+    async def consul_deregister(self, req: ConsulDeregisterRequest) -> ConsulDeregistered:
+        """Remove ``<service>-<node_id>`` from the Consul agent (and stop reporting it as registered here)."""
         try:
             backend: Any = self._svc.registry.get("consul")
-            result = await backend.deregister(node_id)
+            body = await backend.deregister(req.node_id)
         except DiscoveryError as exc:
             raise api_error("consul", exc) from exc
-        if node_id == self._svc.node.node_id:
+        if req.node_id == self._svc.node.node_id:
             self._svc.core.deregistered("consul")
-        return result
+        return ConsulDeregistered(**body)
 
-    async def _nodes(self, name: str) -> dict[str, Any]:
+    async def _nodes(self, name: str, read: Callable[[Mapping[str, Any]], _Body]) -> _Body:
         try:
             result = await self._svc.discover(name)
         except DiscoveryError as exc:
             raise api_error(name, exc) from exc
-        return result.as_response()
+        return read(result.as_response())
 
     def _registration_view(self, name: str) -> dict[str, Any] | None:
         reg = self._svc.core.state[name].registration
@@ -155,14 +156,3 @@ def api_error(name: str, exc: DiscoveryError) -> DomainError:
     if isinstance(exc, BackendNotConfiguredError | BackendMisconfiguredError | UnknownBackendError):
         return DomainError(exc.kind, str(exc))
     return DomainError(exc.kind, f"discovery backend {name!r} failed: {exc}")
-
-
-def is_host(address: object) -> bool:
-    """True for an IP address or a DNS host name (no port, no spaces)."""
-    if not isinstance(address, str):
-        return False
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        return bool(_HOSTNAME.match(address))
-    return True

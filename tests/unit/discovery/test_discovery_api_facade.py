@@ -6,7 +6,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from rustyray.api_binding import invoke, to_wire
 from rustyray.discovery.api import DiscoveryApi, api_error, is_host
+from rustyray.discovery.api_types import (
+    CloudNodesRequest,
+    ConsulRegisterRequest,
+    DiscoveryStatus,
+    EtcdNode,
+    EtcdNodes,
+)
 from rustyray.discovery.errors import BackendNotConfiguredError, BackendUnavailableError
 from rustyray.discovery.formation import FormationCore
 from rustyray.discovery.model import Candidate, DiscoveryResult
@@ -57,14 +65,14 @@ CONSUL = {"consul": {"address": "http://127.0.0.1:1"}}
 async def test_consul_register_names_the_bad_field(kwargs, field):
     svc = StandIn(CONSUL)
     with pytest.raises(DomainError) as info:
-        await svc.api.consul_register(**kwargs)
+        await svc.api.consul_register(ConsulRegisterRequest(**kwargs))
     assert info.value.field == field
     await svc.registry.aclose()
 
 
 async def test_consul_register_without_consul_says_how_to_configure_it():
     with pytest.raises(DomainError) as info:
-        await StandIn({}).api.consul_register("n9", "127.0.0.1", 7000)
+        await StandIn({}).api.consul_register(ConsulRegisterRequest("n9", "127.0.0.1", 7000))
     assert "[discovery.consul]" in str(info.value) and info.value.field is None
 
 
@@ -72,20 +80,21 @@ async def test_cloud_nodes_checks_the_provider_and_lowercases_it():
     body = {"provider": "aws", "region": "r", "instances": []}
     svc = StandIn({}, {"aws": DiscoveryResult("aws", (), body)})
     with pytest.raises(DomainError) as info:
-        await svc.api.cloud_nodes("digitalocean")
+        await invoke(svc.api.cloud_nodes, {"provider": "digitalocean"})
     assert info.value.field == "provider" and "digitalocean" in str(info.value)
     with pytest.raises(DomainError):  # aws is not configured here: the registry's error
-        await svc.api.cloud_nodes("AWS")
+        await svc.api.cloud_nodes(CloudNodesRequest("AWS"))
     assert svc.asked == ["aws"]
 
 
 async def test_nodes_return_the_body_and_map_backend_failures():
-    body = {"nodes": [{"id": "n2"}], "revision": 3}
+    body = {"nodes": [{"id": "n2", "address": "127.0.0.1:2", "lease_id": 7}], "revision": 3}
     svc = StandIn({"etcd": {"endpoints": ["http://127.0.0.1:1"]}, "dns": {}},
                   {"etcd": DiscoveryResult("etcd", (Candidate("n2", "127.0.0.1", 2),), body),
                    "dns": BackendUnavailableError("no answer")})
     got = await svc.api.etcd_nodes()
-    assert got == body and got is not body
+    assert got == EtcdNodes(nodes=[EtcdNode("n2", "127.0.0.1:2", 7)], revision=3)
+    assert to_wire(got) == body
     with pytest.raises(DomainError) as info:
         await svc.api.dns_nodes()
     assert str(info.value) == "discovery backend 'dns' failed: no answer"
@@ -93,7 +102,9 @@ async def test_nodes_return_the_body_and_map_backend_failures():
 
 async def test_status_shape_and_refresh_records_errors_without_raising():
     svc = StandIn({"dns": {}}, {"dns": BackendUnavailableError("no answer")})
-    status = await svc.api.refresh()
+    result = await svc.api.refresh()
+    assert isinstance(result, DiscoveryStatus)
+    status = to_wire(result)
     assert svc.asked == ["dns"]
     assert status["configured"] == ["dns"] and status["joined_backends"] == ["dns"]
     assert set(status["backends"]) == {"dns", "etcd", "consul", "kubernetes", "aws", "azure", "gcp"}
