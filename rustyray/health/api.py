@@ -4,16 +4,34 @@ Why a facade: input validation and the API contract (operation names and argumen
 fields, which error names which field) live apart from the I/O adapter (``service.py``), so that
 the adapter only records heartbeats, ticks and reconnects, and the contract reads in one place.
 ``Node.call_api("health", op, kwargs)`` calls the public methods here by name
-(``svc.api.<op>``); each raises a ``rustyray.errors`` error that names the offending field. The
-monotonic clock the cores run on is injected.
+(``svc.api.<op>``); an operation with arguments takes one request dataclass and each returns a
+result dataclass (``api_types.py``, the schema). Each raises a ``rustyray.errors`` error that names
+the offending field. The monotonic clock the cores run on is injected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rustyray.errors import forbidden, not_found, unprocessable, upstream_failed
+from rustyray.health.api_types import (
+    AddCheckRequest,
+    CheckAdded,
+    CheckRemoved,
+    ChecksReport,
+    ClusterHealthReport,
+    HeartbeatStatus,
+    PhiValue,
+    PhiValues,
+    ProbeRequest,
+    ProbeResult,
+    RecoveryReport,
+    RecoveryStatusRequest,
+    RecoveryTriggered,
+    RecoveryTriggerRequest,
+    RemoveCheckRequest,
+)
 from rustyray.health.endpoints import host_table, resolve_endpoint
 from rustyray.health.errors import UnknownCheckError, UnsupportedCheckError
 from rustyray.health.messages import HealthProbeReply
@@ -44,7 +62,7 @@ class HealthApi:
             raise not_found(f"unknown node {node_id!r}", field_name)
 
     # ------------------------------------------------------------------ heartbeats (014, 015)
-    def heartbeat_status(self) -> dict[str, Any]:
+    def heartbeat_status(self) -> HeartbeatStatus:
         """NETWORKING-014."""
         svc, node = self._svc, self._node
         peers = []
@@ -52,32 +70,31 @@ class HealthApi:
             peer = node.peers.get(row.node_id)
             peers.append({**row.to_dict(), "heartbeats": row.heartbeats,
                           "connected": bool(peer is not None and peer.connected)})
-        return {
-            "local_node": node.node_id,
-            "interval_ms": node.config.heartbeat.interval_ms,
-            "timeout_ms": node.config.heartbeat.timeout_ms,
-            "failed_after_ms": round(svc.monitor.config.failed_after * 1000),
-            "peers": peers,
-        }
+        return HeartbeatStatus(
+            local_node=node.node_id,
+            interval_ms=node.config.heartbeat.interval_ms,
+            timeout_ms=node.config.heartbeat.timeout_ms,
+            failed_after_ms=round(svc.monitor.config.failed_after * 1000),
+            peers=peers,
+        )
 
-    def phi_values(self) -> dict[str, Any]:
+    def phi_values(self) -> PhiValues:
         """NETWORKING-015."""
         rows = self._svc.peer_rows(self._clock())
-        return {
-            "local_node": self._node.node_id,
-            "phi_values": [{"node": r.node_id, "phi": round(r.phi, 3), "status": r.status.value} for r in rows],
-            "threshold": self._svc.monitor.config.phi.threshold,
-        }
+        return PhiValues(
+            local_node=self._node.node_id,
+            phi_values=[PhiValue(node=r.node_id, phi=round(r.phi, 3), status=r.status.value) for r in rows],
+            threshold=self._svc.monitor.config.phi.threshold,
+        )
 
     # ------------------------------------------------------------------ checks (016)
-    def add_check(self, node_id: str, check_type: str, endpoint: str, interval_ms: float = 5000.0,
-                  timeout_ms: float = 2000.0) -> dict[str, Any]:
+    def add_check(self, req: AddCheckRequest) -> CheckAdded:
         """NETWORKING-016. A host that is a node id (``http://node2:8080/health``) means that node's address."""
-        self._require_node(node_id, "node_id")
-        original = endpoint
-        endpoint = self._resolve_endpoint(check_type, endpoint)
+        self._require_node(req.node_id, "node_id")
+        endpoint = self._resolve_endpoint(req.check_type, req.endpoint)
         try:
-            spec = self._svc.checker.add_check(node_id, check_type, endpoint, interval_ms, timeout_ms)
+            spec = self._svc.checker.add_check(req.node_id, req.check_type, endpoint, req.interval_ms,
+                                               req.timeout_ms)
         except UnknownCheckError as exc:
             raise unprocessable(f"{exc}; custom checks: {', '.join(sorted(self._svc.custom_checks))}",
                            "endpoint") from None
@@ -87,8 +104,10 @@ class HealthApi:
             msg = str(exc)
             name = msg.split(" ", 1)[0].rstrip(":")
             raise unprocessable(msg, name if name in CHECK_FIELDS else "endpoint") from None
-        return {"success": True, "check_id": spec.check_id, "status": "active", **spec.to_dict(),
-                "endpoint": original, "resolved_endpoint": endpoint}
+        row = spec.to_dict()
+        return CheckAdded(success=True, check_id=row["check_id"], status="active", node_id=row["node_id"],
+                          check_type=row["check_type"], endpoint=req.endpoint, interval_ms=row["interval_ms"],
+                          timeout_ms=row["timeout_ms"], resolved_endpoint=endpoint)
 
     def _resolve_endpoint(self, check_type: str, endpoint: str) -> str:
         """Map a node-id host to the node's advertised host, then apply the dial policy (403)."""
@@ -103,69 +122,68 @@ class HealthApi:
             raise forbidden(f"not checked: {refusal}", "endpoint")
         return resolved.endpoint
 
-    def checks(self) -> dict[str, Any]:
+    def checks(self) -> ChecksReport:
         checker = self._svc.checker
         checks = []
         for spec in checker.checks():
             result = checker.result(spec.check_id).to_dict()
             checks.append({**spec.to_dict(), **{k: v for k, v in result.items() if k != "check_id"}})
-        return {"node": self._node.node_id, "checks": checks, "total": len(checks),
-                "custom_checks": sorted(self._svc.custom_checks)}
+        return ChecksReport(node=self._node.node_id, checks=checks, total=len(checks),
+                            custom_checks=sorted(self._svc.custom_checks))
 
-    async def remove_check(self, check_id: str) -> dict[str, Any]:
-        if not await self._svc.checker.remove_check(check_id):
-            raise not_found(f"no health check {check_id!r}", "check_id")
-        return {"success": True, "check_id": check_id, "removed": True}
+    async def remove_check(self, req: RemoveCheckRequest) -> CheckRemoved:
+        if not await self._svc.checker.remove_check(req.check_id):
+            raise not_found(f"no health check {req.check_id!r}", "check_id")
+        return CheckRemoved(success=True, check_id=req.check_id, removed=True)
 
     # ------------------------------------------------------------------ aggregation (017), probes (018)
-    def aggregate(self) -> dict[str, Any]:
+    def aggregate(self) -> ClusterHealthReport:
         """NETWORKING-017 (with each node's signal scores under ``components``)."""
         svc = self._svc
         result = svc.aggregator.aggregate(svc.node_signals(self._clock()))
-        return {**result.to_dict(detail=True), "observed_by": self._node.node_id,
-                "phi_threshold": svc.config.phi_threshold}
+        return ClusterHealthReport(**result.to_dict(detail=True), observed_by=self._node.node_id,
+                                   phi_threshold=svc.config.phi_threshold)
 
-    async def probe(self, node_id: str) -> dict[str, Any]:
+    async def probe(self, req: ProbeRequest) -> ProbeResult:
         """NETWORKING-018: the node's own probes, or Dead/NotReady when it cannot be reached."""
+        node_id = req.node_id
         self._require_node(node_id, "node")
         own = self._node.node_id
         if node_id == own:
-            return {**self._svc.local_probes().to_dict(), "observed_by": node_id}
+            return ProbeResult(**self._svc.local_probes().to_dict(), observed_by=node_id)
         try:
             reply = await self._svc.request_probes(node_id)
         except Exception as exc:  # unreachable, refused, timed out, or an old peer without the handler
             why = str(exc) or type(exc).__name__
-            return {"node": node_id, "liveness": "Dead", "readiness": "NotReady", "startup": "Unknown",
-                    "reason": f"unreachable from {own}: {why}", "observed_by": own}
+            return ProbeResult(node=node_id, liveness="Dead", readiness="NotReady", startup="Unknown",
+                               reason=f"unreachable from {own}: {why}", observed_by=own)
         if not isinstance(reply, HealthProbeReply):
             raise upstream_failed(f"{node_id} answered {type(reply).__name__} to a probe request", "node")
-        return {"node": reply.node, "liveness": reply.liveness, "readiness": reply.readiness,
-                "startup": reply.startup, "reason": reply.reason, "observed_by": node_id}
+        return ProbeResult(node=reply.node, liveness=reply.liveness, readiness=reply.readiness,
+                           startup=reply.startup, reason=reply.reason, observed_by=node_id)
 
     # ------------------------------------------------------------------ recovery (019)
-    def recovery_trigger(self, node_id: str, strategy: str = "ExponentialBackoff") -> dict[str, Any]:
+    def recovery_trigger(self, req: RecoveryTriggerRequest) -> RecoveryTriggered:
         """NETWORKING-019: start (or report) recovery of ``node_id``; attempts are real reconnects."""
-        try:
-            parsed = RecoveryStrategy.parse(strategy)
-        except ValueError as exc:
-            raise unprocessable(str(exc), "strategy") from None
-        self._require_node(node_id, "node_id")
-        if node_id == self._node.node_id:
+        parsed = RecoveryStrategy.parse(req.strategy)  # the request has checked it
+        self._require_node(req.node_id, "node_id")
+        if req.node_id == self._node.node_id:
             raise unprocessable("a node cannot recover itself; trigger it from another node", "node_id")
-        status = self._svc.recovery.trigger(node_id, parsed, self._clock())
-        return {**status.to_dict(), "strategy": parsed.value}
+        status = self._svc.recovery.trigger(req.node_id, parsed, self._clock())
+        return RecoveryTriggered(**status.to_dict(), strategy=parsed.value)
 
-    def recovery_status(self, node_id: str) -> dict[str, Any]:
+    def recovery_status(self, req: RecoveryStatusRequest) -> RecoveryReport:
+        node_id = req.node_id
         self._require_node(node_id, "node_id")
         svc = self._svc
         now = self._clock()
         status = svc.recovery.status(node_id, now)
         peer = self._node.peers.get(node_id)
-        return {
+        return RecoveryReport(
             **status.to_dict(),
-            "quarantined": svc.recovery.is_quarantined(node_id, now),
-            "connected": bool(peer is not None and peer.connected),
-            "recovered_total": svc.recovery.recovered,
-            "quarantines_total": svc.recovery.quarantines,
-            "attempts": svc.watch.attempts_of(node_id),
-        }
+            quarantined=svc.recovery.is_quarantined(node_id, now),
+            connected=bool(peer is not None and peer.connected),
+            recovered_total=svc.recovery.recovered,
+            quarantines_total=svc.recovery.quarantines,
+            attempts=svc.watch.attempts_of(node_id),
+        )

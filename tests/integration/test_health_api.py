@@ -7,6 +7,8 @@ import time
 import pytest
 from harness import local_cluster, wait_for
 
+from rustyray.api_binding import to_wire
+
 
 @pytest.fixture
 async def cluster(tmp_path):
@@ -54,11 +56,11 @@ async def test_heartbeats_phi_aggregate_and_probes_follow_a_stopped_node(cluster
     await c.node("node3").stop()
 
     def phi_of(node: str) -> float:
-        return next(p["phi"] for p in health(c).api.phi_values()["phi_values"] if p["node"] == node)
+        return next(p["phi"] for p in to_wire(health(c).api.phi_values())["phi_values"] if p["node"] == node)
 
     start = phi_of("node3")
     await wait_for(lambda: phi_of("node3") > start + 1.0, 10)
-    await wait_for(lambda: health(c).api.heartbeat_status()["peers"][1]["status"] == "Suspected", 10)
+    await wait_for(lambda: to_wire(health(c).api.heartbeat_status())["peers"][1]["status"] == "Suspected", 10)
     phi = await get(c, "/health/failure-detector/phi-values")
     rows = {p["node"]: p for p in phi["phi_values"]}
     assert rows["node3"]["status"] == "Suspected" and rows["node2"]["status"] == "Healthy"
