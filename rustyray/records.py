@@ -15,7 +15,7 @@ import enum
 from dataclasses import fields
 from typing import Any
 
-__all__ = ["record"]
+__all__ = ["extended", "record"]
 
 
 def record(obj: Any, *, exclude: tuple[str, ...] = (), **overrides: Any) -> dict[str, Any]:
@@ -36,3 +36,12 @@ def record(obj: Any, *, exclude: tuple[str, ...] = (), **overrides: Any) -> dict
         out[f.name] = value.value if isinstance(value, enum.Enum) else value
     out.update(overrides)
     return out
+
+
+def extended(obj: Any) -> dict[str, Any]:
+    """``obj.base`` (a core record's JSON, whose keys the core decides) with ``obj``'s other fields after it.
+
+    For results that add a few fields to what a core already reports, so the core's field list is not
+    declared a second time.
+    """
+    return {**obj.base, **record(obj, exclude=("base",))}

@@ -239,7 +239,7 @@ class AutodiscoveryApi:
             ae.core.failed()
             raise unavailable(f"target_node {target_node!r}: sync failed: {type(exc).__name__}: {exc}",
                               "target_node") from None
-        return AntiEntropySyncReport(**report)
+        return AntiEntropySyncReport.from_report(report)
 
     def anti_entropy_status(self) -> AntiEntropyStatus:
         self._require_ae()

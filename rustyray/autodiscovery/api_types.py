@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rustyray.records import extended
+
 __all__ = [
     "AntiEntropyStatus",
     "AntiEntropySyncReport",
@@ -196,20 +198,24 @@ class SerfQueryResult:
 
 @dataclass(frozen=True)
 class AntiEntropySyncReport:
-    """NETWORKING-030: the session's ``SyncReport`` then where and how long."""
+    """NETWORKING-030: the session's ``SyncReport`` as the adapter reports it (``base``: its fields and
+    ``sync_initiated``), then where and how much."""
 
-    sync_initiated: bool
-    merkle_root_match: bool
-    divergent_entries: int
-    repaired: int
-    bytes_exchanged: int
-    rounds: int
-    sync_status: str
+    base: dict[str, Any]
     node: str
     target_node: str
     entries: int
     root: str
     duration_ms: float
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> AntiEntropySyncReport:
+        """Split the core's report (``AntiEntropy.finish``) into its session part and where/how much."""
+        own = ("node", "target_node", "entries", "root", "duration_ms")
+        return cls({k: v for k, v in report.items() if k not in own}, *(report[k] for k in own))
+
+    def to_dict(self) -> dict[str, Any]:
+        return extended(self)
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,7 @@ class HealthApi:
         if req.node_id == self._node.node_id:
             raise unprocessable("a node cannot recover itself; trigger it from another node", "node_id")
         status = self._svc.recovery.trigger(req.node_id, parsed, self._clock())
-        return RecoveryTriggered(**status.to_dict(), strategy=parsed.value)
+        return RecoveryTriggered(base=status.to_dict(), strategy=parsed.value)
 
     def recovery_status(self, req: RecoveryStatusRequest) -> RecoveryReport:
         node_id = req.node_id
@@ -180,7 +180,7 @@ class HealthApi:
         status = svc.recovery.status(node_id, now)
         peer = self._node.peers.get(node_id)
         return RecoveryReport(
-            **status.to_dict(),
+            base=status.to_dict(),
             quarantined=svc.recovery.is_quarantined(node_id, now),
             connected=bool(peer is not None and peer.connected),
             recovered_total=svc.recovery.recovered,

@@ -15,6 +15,7 @@ from typing import Any
 
 from rustyray.errors import unprocessable
 from rustyray.health.recovery import RecoveryStrategy
+from rustyray.records import extended
 
 __all__ = [
     "AddCheckRequest",
@@ -158,29 +159,25 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class RecoveryTriggered:
-    """NETWORKING-019: ``RecoveryStatus.to_dict()`` and the strategy in its canonical spelling."""
+    """NETWORKING-019: ``RecoveryStatus.to_dict()`` (``base``) and the strategy in its canonical spelling."""
 
-    recovery_initiated: bool
-    node: str
-    attempt: int
-    max_attempts: int
-    next_retry_ms: float | None
-    phase: str
+    base: dict[str, Any]
     strategy: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return extended(self)
 
 
 @dataclass(frozen=True)
 class RecoveryReport:
-    """``RecoveryStatus.to_dict()`` plus quarantine, connection and the recorded attempts."""
+    """``RecoveryStatus.to_dict()`` (``base``) plus quarantine, connection and the recorded attempts."""
 
-    recovery_initiated: bool
-    node: str
-    attempt: int
-    max_attempts: int
-    next_retry_ms: float | None
-    phase: str
+    base: dict[str, Any]
     quarantined: bool
     connected: bool
     recovered_total: int
     quarantines_total: int
     attempts: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return extended(self)

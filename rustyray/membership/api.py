@@ -13,7 +13,7 @@ timestamps in responses) is injected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rustyray.errors import conflict, unprocessable
 from rustyray.membership.api_types import (
@@ -26,7 +26,6 @@ from rustyray.membership.api_types import (
     LeaveResult,
     MembershipViewReport,
     MembersReport,
-    RaftNotStarted,
     RaftStatusReport,
     RemoveRequest,
     RemoveResult,
@@ -79,20 +78,13 @@ class MembershipApi:
         assert swim is not None
         return GossipState(**swim.gossip_state(), node=self._node_id, protocol="SWIM")
 
-    def raft_status(self) -> RaftStatusReport | RaftNotStarted:
-        """Two result types: before Raft starts the driver reports a smaller placeholder status."""
+    def raft_status(self) -> RaftStatusReport:
         svc = self._svc
         cfg = svc.raft_config
         tick_ms = cfg.election_tick * cfg.tick_interval * 1000
-        extra: dict[str, Any] = {
-            "node": self._node_id, "cluster_name": svc.cluster_name, "cluster_id": svc.cluster_id,
-            "election_timeout_ms": [round(tick_ms), round(2 * tick_ms)],
-            "configuration_log": list(svc.config_log)[-20:],
-        }
-        status = svc.raft.status()
-        if not svc.raft.started:
-            return RaftNotStarted(**status, **extra)
-        return RaftStatusReport(**status, **extra)
+        return RaftStatusReport(status=svc.raft.status(), node=self._node_id, cluster_name=svc.cluster_name,
+                                cluster_id=svc.cluster_id, election_timeout_ms=[round(tick_ms), round(2 * tick_ms)],
+                                configuration_log=list(svc.config_log)[-20:])
 
     async def events(self, req: EventsRequest) -> EventsReport:
         """Long-polls (up to ``timeout_s``, capped) so a watcher need not spin when nothing happened."""

@@ -23,7 +23,6 @@ __all__ = [
     "LeaveResult",
     "MembersReport",
     "MembershipViewReport",
-    "RaftNotStarted",
     "RaftStatusReport",
     "RemoveRequest",
     "RemoveResult",
@@ -105,18 +104,10 @@ class GossipState:
 
 @dataclass(frozen=True)
 class RaftStatusReport:
-    """NETWORKING-031 once Raft runs: ``RaftStatus.to_dict()`` (``state`` repeats ``role``) and the cluster."""
+    """NETWORKING-031: the Raft core's status (``RaftStatus.to_dict()``, or the driver's ``NotStarted``
+    placeholder before this node has a log; the core decides those keys) and the cluster beside it."""
 
-    id: str
-    role: str
-    term: int
-    leader: str | None
-    members: list[str]
-    commit_index: int
-    applied_index: int
-    last_index: int
-    vote: str | None
-    state: str
+    status: dict[str, Any]
     node: str
     cluster_name: str | None
     cluster_id: str | None
@@ -125,23 +116,9 @@ class RaftStatusReport:
     configuration_log: list[dict[str, Any]]
     """The last 20 configuration entries, oldest first."""
 
-
-@dataclass(frozen=True)
-class RaftNotStarted:
-    """NETWORKING-031 before this node has a Raft log: the driver's placeholder (``state`` ``NotStarted``),
-    which has no ``id``, ``role``, ``last_index`` or ``vote``; a separate type so neither shape gains keys."""
-
-    state: str
-    term: int
-    leader: str | None
-    members: list[str]
-    commit_index: int
-    applied_index: int
-    node: str
-    cluster_name: str | None
-    cluster_id: str | None
-    election_timeout_ms: list[int]
-    configuration_log: list[dict[str, Any]]
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.status, "node": self.node, "cluster_name": self.cluster_name, "cluster_id": self.cluster_id,
+                "election_timeout_ms": self.election_timeout_ms, "configuration_log": self.configuration_log}
 
 
 @dataclass(frozen=True)
