@@ -111,6 +111,10 @@ class Peer:
         return self.conn is not None and not self.conn.is_closed
 
 
+MAINTAIN_MAX_SLEEP_S = 1.0
+"""Longest sleep of the redial loop between two scans of the peer table (seconds)."""
+
+
 @dataclass
 class NodeStats:
     """Monotonic counters and a latency window; the API reads them live."""
@@ -188,6 +192,7 @@ class Mesh:
         self._tcp: TcpListener | None = None
         self._quic: Any = None
         self._loops: dict[str, asyncio.Task[Any]] = {}  # background loops begin() starts, by name
+        self._redial = asyncio.Event()  # set when a peer's redial plan may have changed (_maintain_loop)
         self.server_ssl = None
         self.client_ssl = None
         self.credentials: Any = None
@@ -524,6 +529,7 @@ class Mesh:
             peer.incarnation = max(peer.incarnation, incarnation)
             if not peer.wanted and incarnation > 0:
                 peer.wanted = True
+            self._redial.set()
         return peer
 
     def forget_peer(self, node_id: str) -> None:
@@ -582,15 +588,25 @@ class Mesh:
             assert peer.backoff is not None
             peer.backoff.failed(time.monotonic())
             return
+        finally:
+            self._redial.set()  # the maintain loop schedules the next attempt (or stops caring)
         if peer.connected:
             conn.close("duplicate")
             return
         self._adopt(peer, conn)
 
     async def _maintain_loop(self) -> None:
-        """Redial peers whose outbound connection is missing, each on its own backoff."""
+        """Redial peers whose outbound connection is missing, each on its own backoff.
+
+        Sleeps until the earliest backoff deadline or until something changes (a peer learned, wanted
+        again, disconnected, a dial finished: ``_redial``), not on a fixed poll: an idle node must not
+        wake 20 times a second to find nothing to do. ``MAINTAIN_MAX_SLEEP_S`` bounds the sleep in case
+        a change arrives by a path that does not signal.
+        """
         while True:
+            self._redial.clear()  # before the scan: a change during it wakes the next wait at once
             now = time.monotonic()
+            next_at = now + MAINTAIN_MAX_SLEEP_S
             for peer in list(self.peers.values()):
                 if not peer.wanted or peer.connected or peer.node_id == self.node_id:
                     continue
@@ -599,7 +615,10 @@ class Mesh:
                 assert peer.backoff is not None
                 if peer.backoff.ready(now):
                     peer.dial_task = self.spawn(self._connect_peer(peer), name=f"dial {peer.node_id}")
-            await asyncio.sleep(0.05)
+                else:
+                    next_at = min(next_at, peer.backoff.next_at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._redial.wait(), max(0.0, next_at - time.monotonic()))
 
     async def _heartbeat_loop(self) -> None:
         interval = self.config.heartbeat.interval_ms / 1000.0
@@ -808,6 +827,7 @@ class Mesh:
         self._notify("goodbye", msg.node_id)
 
     def _notify(self, event: str, peer_id: str) -> None:
+        self._redial.set()  # learned, connected, disconnected, goodbye: the redial plan may change
         for listener in list(self.peer_listeners):
             try:
                 listener(event, peer_id)
