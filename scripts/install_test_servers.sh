@@ -2,15 +2,17 @@
 # Install the real servers that the discovery tests start on loopback ports:
 #   etcd       (Debian package etcd-server)  -> NETWORKING-023 tests
 #   dnsmasq    (Debian package dnsmasq-base) -> NETWORKING-020 tests
-# Idempotent: does nothing when both binaries are already on PATH.
+#   serf       (Debian package serf)         -> NETWORKING-029 interop tests (the real agent)
+# Idempotent: does nothing when every binary is already on PATH.
 set -euo pipefail
 
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+command -v serf >/dev/null 2>&1 || need+=(serf)
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install_test_servers: etcd and dnsmasq already present"
+    echo "install_test_servers: etcd, dnsmasq and serf already present"
     exit 0
 fi
 
@@ -25,9 +27,12 @@ $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends "${need[@]}"
 
 # The etcd-server package may start a system service; the tests start their own instances.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
-    $SUDO systemctl stop etcd || true
-fi
+for unit in etcd serf; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
+        $SUDO systemctl stop "$unit" || true
+    fi
+done
 command -v etcd >/dev/null
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]
+command -v serf >/dev/null
 echo "install_test_servers: done"

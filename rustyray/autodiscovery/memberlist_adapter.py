@@ -1,0 +1,157 @@
+"""The sockets of a memberlist (Serf) member: one UDP endpoint and one TCP listener on the same port.
+
+An adapter: it decodes what arrives (``memberlist_wire``), hands it with the time to
+``MemberlistCore``, and sends what the core returns; a tick task drives the core's timers. A packet
+that does not decode is dropped and counted; a stream that does not decode is closed. Nothing here
+decides membership.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from typing import Any
+
+from rustyray.autodiscovery.memberlist_core import MemberlistConfig, MemberlistCore, Reply, Send
+from rustyray.autodiscovery.memberlist_wire import (
+    MessageType,
+    WireError,
+    decode_packet,
+    decode_push_pull,
+    encode_message,
+    encode_push_pull,
+    encode_user,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MemberlistAgent"]
+
+STREAM_TIMEOUT_S = 10.0  # memberlist's TCPTimeout
+TICK_S = 0.1
+MAX_STREAM_BYTES = 20 * 1024 * 1024
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, agent: MemberlistAgent) -> None:
+        self.agent = agent
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.agent.on_datagram(data, addr)
+
+
+class MemberlistAgent:
+    """A member of a memberlist cluster on ``host:port`` (UDP and TCP), named ``name``, with Serf ``tags``."""
+
+    def __init__(self, name: str, host: str, port: int, tags: dict[str, str], *,
+                 config: MemberlistConfig | None = None) -> None:
+        self.host, self.port = host, port
+        addr = ipaddress.ip_address(host).packed
+        self.core = MemberlistCore(name, addr, port, dict(tags), config or MemberlistConfig())
+        self.dropped = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tcp = await asyncio.start_server(self._on_stream, self.host, self.port)
+        if self.port == 0:
+            self.port = self._tcp.sockets[0].getsockname()[1]
+            self.core.port = self.port
+        self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(self.host, self.port))
+        self._ticker = asyncio.ensure_future(self._tick_loop())
+
+    async def stop(self, *, leave: bool = True) -> None:
+        if leave and self._udp is not None:
+            self._send(self.core.leave())
+            await asyncio.sleep(0.05)  # let the leave packets go out before the socket closes
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+
+    def members(self) -> list[dict[str, Any]]:
+        return self.core.view()
+
+    # ------------------------------------------------------------------------------------------ UDP
+    def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            messages = decode_packet(data)
+            actions = [a for kind, body in messages for a in self.core.on_packet(kind, body, time.monotonic())]
+        except WireError as exc:
+            self.dropped += 1
+            log.debug("memberlist %s dropped a packet from %s: %s", self.core.name, addr, exc)
+            return
+        for action in actions:
+            if isinstance(action, Reply):
+                self._sendto(encode_message(action.kind, action.body), addr)
+        self._send([a for a in actions if isinstance(a, Send)])
+
+    def _send(self, sends: list[Send]) -> None:
+        for s in sends:
+            packet = encode_user(s.body["payload"]) if s.kind is MessageType.USER else encode_message(s.kind, s.body)
+            self._sendto(packet, (s.host, s.port))
+
+    def _sendto(self, packet: bytes, addr: tuple[str, int]) -> None:
+        if self._udp is not None and not self._udp.is_closing():
+            self._udp.sendto(packet, addr)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            self._send(self.core.tick(time.monotonic()))
+            await asyncio.sleep(TICK_S)
+
+    # ------------------------------------------------------------------------------------------ TCP
+    async def join(self, host: str, port: int) -> int:
+        """Push-pull with the member at ``host:port`` (memberlist's join); returns the members learned."""
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), STREAM_TIMEOUT_S)
+        try:
+            writer.write(encode_push_pull(self.core.local_state(join=True)))
+            await writer.drain()
+            remote = await asyncio.wait_for(self._read_push_pull(reader), STREAM_TIMEOUT_S)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        before = len(self.core.members)
+        self._send(self.core.merge(remote, time.monotonic()))
+        return len(self.core.members) - before
+
+    async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            remote = await asyncio.wait_for(self._read_push_pull(reader), STREAM_TIMEOUT_S)
+            writer.write(encode_push_pull(self.core.local_state()))
+            await writer.drain()
+            self._send(self.core.merge(remote, time.monotonic()))
+        except (WireError, TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            self.dropped += 1
+            log.debug("memberlist %s closed a stream: %s", self.core.name, exc)
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _read_push_pull(reader: asyncio.StreamReader) -> Any:
+        """Read until the bytes so far decode as a whole push-pull (memberlist sends no length prefix)."""
+        buf = b""
+        while True:
+            chunk = await reader.read(65536)
+            if chunk:
+                buf += chunk
+            if len(buf) > MAX_STREAM_BYTES:
+                raise WireError("push-pull larger than 20 MiB")
+            try:
+                return decode_push_pull(buf)
+            except WireError:
+                if not chunk:
+                    raise
+                if buf[:1] not in (bytes([MessageType.PUSH_PULL]), bytes([MessageType.COMPRESS])):
+                    raise

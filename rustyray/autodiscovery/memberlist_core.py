@@ -1,0 +1,289 @@
+"""A memberlist (Serf) member, sans I/O: the member table, what to answer, when to probe and suspect.
+
+Why: so a RustyRay node can be a member of a real Serf cluster (``serf members`` lists it, with its tags)
+and list Serf agents as members itself (NETWORKING-029). The wire format is ``memberlist_wire``; the
+sockets are ``memberlist_adapter``. This core takes decoded messages and the time and returns
+``Send`` / ``Reply`` actions; it never reads a clock or touches a socket.
+
+Theory of operation
+-------------------
+memberlist's rules, as its ``state.go`` applies them, reduced to what a member needs to stay in:
+
+* Members are keyed by name with ``(incarnation, state)``. ``alive`` with a higher incarnation (or
+  the first news of a member) wins; ``suspect`` / ``dead`` win over alive at the same or a higher
+  incarnation. A ``dead`` whose ``From`` is the member itself is a graceful leave: state ``left``.
+* News about ourselves that is not alive (someone suspects us) is refuted: our incarnation goes past
+  theirs and an ``alive`` goes to every member we know (memberlist's ``refute``).
+* A ``ping`` naming us (or nobody) is answered with an ``ack`` of its ``SeqNo``; a ping for another
+  name is ignored (an agent restarted under a new name must not be taken for the old one).
+* Every ``probe_interval`` one member (round robin over a shuffled list) is pinged; an ``ack`` within
+  ``probe_timeout`` clears it, else it turns ``suspect``, and ``suspicion_timeout`` later ``dead``.
+  Suspicion is gossiped, as memberlist does, so the others can refute or confirm it.
+* A push-pull (TCP state exchange, and a join) merges the remote member list with these rules and is
+  answered with our own list.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from rustyray.autodiscovery.memberlist_wire import (
+    DEFAULT_VSN,
+    MessageType,
+    NodeState,
+    PushNodeState,
+    PushPull,
+    WireError,
+    decode_tags,
+    encode_tags,
+    serf_leave_intent,
+    text,
+)
+
+__all__ = ["MemberStatus", "MemberlistConfig", "MemberlistCore", "Reply", "Send"]
+
+
+class MemberStatus(enum.Enum):
+    """Serf's spellings (``serf members``)."""
+
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    FAILED = "failed"
+    LEFT = "left"
+
+
+_FROM_STATE = {NodeState.ALIVE: MemberStatus.ALIVE, NodeState.SUSPECT: MemberStatus.SUSPECT,
+               NodeState.DEAD: MemberStatus.FAILED, NodeState.LEFT: MemberStatus.LEFT}
+_TO_STATE = {v: k for k, v in _FROM_STATE.items()}
+
+
+@dataclass(frozen=True)
+class MemberlistConfig:
+    probe_interval: float = 1.0
+    """Seconds between two probes (memberlist's DefaultLANConfig ProbeInterval)."""
+    probe_timeout: float = 0.5
+    """Seconds to wait for a probe's ack (DefaultLANConfig ProbeTimeout)."""
+    suspicion_timeout: float = 5.0
+    """Seconds from suspect to dead when nobody refutes (memberlist scales this with log N from 4 s)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.probe_timeout < self.probe_interval:
+            raise ValueError("probe_timeout must be > 0 and < probe_interval")
+        if self.suspicion_timeout <= 0:
+            raise ValueError("suspicion_timeout must be > 0")
+
+
+@dataclass
+class Member:
+    name: str
+    addr: bytes
+    port: int
+    meta: bytes
+    incarnation: int
+    status: MemberStatus
+    vsn: tuple[int, ...] = DEFAULT_VSN
+    suspect_since: float | None = None
+
+    @property
+    def host(self) -> str:
+        return ".".join(str(b) for b in self.addr) if len(self.addr) == 4 else self.addr.hex()
+
+    def view(self) -> dict[str, Any]:
+        return {"name": self.name, "address": f"{self.host}:{self.port}", "status": self.status.value,
+                "tags": decode_tags(self.meta), "incarnation": self.incarnation}
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send a message as a UDP packet to ``host:port``: ``kind`` and its msgpack ``body``, or, for a user
+    message, ``body["payload"]`` as it is."""
+
+    host: str
+    port: int
+    kind: MessageType
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer the packet or stream this came from with ``kind`` / ``body``."""
+
+    kind: MessageType
+    body: dict[str, Any]
+
+
+@dataclass
+class _Probe:
+    target: str
+    seq: int
+    deadline: float
+
+
+@dataclass
+class MemberlistCore:
+    """One member's view of a memberlist cluster."""
+
+    name: str
+    addr: bytes
+    port: int
+    tags: dict[str, str]
+    config: MemberlistConfig = field(default_factory=MemberlistConfig)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self.incarnation = 1
+        self.ltime = 1  # Serf's Lamport clock, for the intents we send
+        self.members: dict[str, Member] = {}
+        self._seq = 0
+        self._order: list[str] = []
+        self._probe: _Probe | None = None
+        self._next_probe = 0.0
+        self.left = False
+
+    # ---------------------------------------------------------------------------------- our own state
+    @property
+    def meta(self) -> bytes:
+        return encode_tags(self.tags)
+
+    def me(self) -> PushNodeState:
+        return PushNodeState(self.name, self.addr, self.port, self.meta, self.incarnation,
+                             NodeState.LEFT if self.left else NodeState.ALIVE)
+
+    def _alive_body(self) -> dict[str, Any]:
+        return {"Incarnation": self.incarnation, "Node": self.name, "Addr": self.addr, "Port": self.port,
+                "Meta": self.meta, "Vsn": bytes(DEFAULT_VSN)}
+
+    def _to_all(self, kind: MessageType, body: dict[str, Any]) -> list[Send]:
+        return [Send(m.host, m.port, kind, body) for m in self.members.values()
+                if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+
+    def leave(self) -> list[Send]:
+        """A graceful leave: Serf's leave intent, then a ``dead`` about ourselves from ourselves; an agent
+        that saw the intent shows the member as left, not failed."""
+        self.left = True
+        self.ltime += 1
+        intent = self._to_all(MessageType.USER, {"payload": serf_leave_intent(self.name, self.ltime)})
+        return intent + self._to_all(MessageType.DEAD, {"Incarnation": self.incarnation, "Node": self.name,
+                                                        "From": self.name})
+
+    # ------------------------------------------------------------------------------------------ members
+    def _apply(self, name: str, incarnation: int, status: MemberStatus, now: float, *, addr: bytes = b"",
+               port: int = 0, meta: bytes | None = None, vsn: tuple[int, ...] | None = None) -> list[Send]:
+        if name == self.name:
+            if status is MemberStatus.ALIVE or self.left:
+                return []
+            self.incarnation = max(self.incarnation, incarnation) + 1  # refute
+            return self._to_all(MessageType.ALIVE, self._alive_body())
+        m = self.members.get(name)
+        if m is None:
+            if status is not MemberStatus.ALIVE and not addr:
+                return []  # news about a stranger we cannot reach
+            self.members[name] = Member(name, addr, port, meta or b"", incarnation, status, vsn or DEFAULT_VSN,
+                                        now if status is MemberStatus.SUSPECT else None)
+            return []
+        if status is MemberStatus.ALIVE:
+            if incarnation <= m.incarnation and m.status is not MemberStatus.ALIVE:
+                return []
+            if incarnation < m.incarnation:
+                return []
+        elif incarnation < m.incarnation:
+            return []
+        if status is MemberStatus.SUSPECT and m.status in (MemberStatus.FAILED, MemberStatus.LEFT):
+            return []
+        m.incarnation = incarnation
+        m.status = status
+        m.suspect_since = now if status is MemberStatus.SUSPECT else None
+        if addr:
+            m.addr, m.port = addr, port
+        if meta is not None:
+            m.meta = meta
+        if vsn:
+            m.vsn = vsn
+        return []
+
+    def view(self) -> list[dict[str, Any]]:
+        """Every member, ourselves first, in Serf's spellings."""
+        me = Member(self.name, self.addr, self.port, self.meta, self.incarnation,
+                    MemberStatus.LEFT if self.left else MemberStatus.ALIVE)
+        return [me.view()] + [m.view() for m in sorted(self.members.values(), key=lambda m: m.name)]
+
+    # ------------------------------------------------------------------------------------------ packets
+    def on_packet(self, kind: MessageType, body: dict[str, Any], now: float) -> list[Send | Reply]:
+        """One decoded UDP message; ``WireError`` for a body that lacks what its type needs."""
+        try:
+            if kind is MessageType.PING:
+                target = text(body.get("Node", b""))
+                if target and target != self.name:
+                    return []
+                return [Reply(MessageType.ACK, {"SeqNo": int(body["SeqNo"]), "Payload": b""})]
+            if kind is MessageType.ACK:
+                if self._probe is not None and int(body["SeqNo"]) == self._probe.seq:
+                    self._probe = None
+                return []
+            if kind is MessageType.ALIVE:
+                vsn = body.get("Vsn")
+                return list(self._apply(text(body["Node"]), int(body["Incarnation"]), MemberStatus.ALIVE, now,
+                                        addr=bytes(body.get("Addr") or b""), port=int(body.get("Port") or 0),
+                                        meta=bytes(body.get("Meta") or b""),
+                                        vsn=tuple(vsn) if isinstance(vsn, bytes) else None))
+            if kind is MessageType.SUSPECT:
+                return list(self._apply(text(body["Node"]), int(body["Incarnation"]), MemberStatus.SUSPECT, now))
+            if kind is MessageType.DEAD:
+                node, src = text(body["Node"]), text(body.get("From", b""))
+                status = MemberStatus.LEFT if node == src else MemberStatus.FAILED
+                return list(self._apply(node, int(body["Incarnation"]), status, now))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise WireError(f"bad {kind.name} body: {exc}") from None
+        return []  # indirect pings, nacks, user messages: not handled yet
+
+    # --------------------------------------------------------------------------------------- push-pull
+    def local_state(self, join: bool = False) -> PushPull:
+        nodes = [self.me()] + [PushNodeState(m.name, m.addr, m.port, m.meta, m.incarnation, _TO_STATE[m.status],
+                                             m.vsn) for m in self.members.values()]
+        return PushPull(nodes, b"", join)
+
+    def merge(self, remote: PushPull, now: float) -> list[Send]:
+        out: list[Send] = []
+        for n in remote.nodes:
+            out += self._apply(n.name, n.incarnation, _FROM_STATE[n.state], now, addr=n.addr, port=n.port,
+                               meta=n.meta, vsn=n.vsn or None)
+        return out
+
+    # ---------------------------------------------------------------------------------------- probing
+    def tick(self, now: float) -> list[Send]:
+        """Timers: a probe that timed out suspects its target; suspicion that ran out kills; next probe."""
+        out: list[Send] = []
+        if self._probe is not None and now >= self._probe.deadline:
+            target = self.members.get(self._probe.target)
+            self._probe = None
+            if target is not None and target.status is MemberStatus.ALIVE:
+                target.status, target.suspect_since = MemberStatus.SUSPECT, now
+                out += self._to_all(MessageType.SUSPECT, {"Incarnation": target.incarnation, "Node": target.name,
+                                                          "From": self.name})
+        for m in self.members.values():
+            if m.status is MemberStatus.SUSPECT and m.suspect_since is not None \
+                    and now - m.suspect_since >= self.config.suspicion_timeout:
+                m.status, m.suspect_since = MemberStatus.FAILED, None
+                out += self._to_all(MessageType.DEAD, {"Incarnation": m.incarnation, "Node": m.name,
+                                                       "From": self.name})
+        if now >= self._next_probe and self._probe is None and not self.left:
+            self._next_probe = now + self.config.probe_interval
+            target = self._next_target()
+            if target is not None:
+                self._seq += 1
+                self._probe = _Probe(target.name, self._seq, now + self.config.probe_timeout)
+                out.append(Send(target.host, target.port, MessageType.PING, {"SeqNo": self._seq, "Node": target.name}))
+        return out
+
+    def _next_target(self) -> Member | None:
+        live = [n for n, m in self.members.items() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+        if not live:
+            return None
+        self._order = [n for n in self._order if n in live]
+        if not self._order:
+            self._order = live[:]
+            self.rng.shuffle(self._order)
+        return self.members[self._order.pop()]

@@ -1,0 +1,373 @@
+"""HashiCorp memberlist's wire format (what ``serf agent`` speaks), as a sans-I/O codec.
+
+Why: NETWORKING-029 asks for Serf compatibility, and Serf is memberlist on the wire. This module turns
+memberlist packets and stream messages into ``(MessageType, body)`` pairs and back, so a SWIM adapter
+can speak to real Serf and Consul agents. No sockets here: bytes in, messages out.
+
+Theory of operation
+-------------------
+Read from memberlist's ``net.go`` / ``util.go`` (Debian's golang-github-hashicorp-memberlist-dev) and
+checked against the real ``serf`` 0.8.2 binary (``tests/integration/test_serf_interop.py``):
+
+* A message is one type byte (``MessageType``) then a msgpack body: a map from the Go struct's field
+  names (``SeqNo``, ``Node``, ...) to values. memberlist's msgpack (go-codec, ``MsgpackHandle{}``)
+  writes ``[]byte`` as the old "raw" string family, so bytes are packed with ``use_bin_type=False``
+  and read back with ``raw=True`` (a ``str`` field then arrives as ``bytes``; ``text()`` decodes it).
+* Wrappers, outermost first, each a type byte then its payload:
+
+  - ``HAS_LABEL`` (244): one length byte, the label, then the rest (memberlist 0.3+ cluster labels);
+  - ``HAS_CRC``: a big-endian CRC-32 (IEEE) of the rest, then the rest;
+  - ``COMPRESS``: msgpack ``{"Algo": 0, "Buf": <LZW, LSB, 8-bit literals>}`` holding a message;
+  - ``COMPOUND``: a count byte, ``count`` big-endian u16 lengths, then the messages back to back.
+
+  ``ENCRYPT`` (gossip encryption) is refused with ``WireError`` here: the keyring is not built yet.
+* A TCP push-pull is ``PUSH_PULL``, the msgpack header ``{"Nodes", "UserStateLen", "Join"}``, one
+  msgpack ``pushNodeState`` per node, then ``UserStateLen`` bytes of delegate (Serf) state.
+* Serf puts a member's tags in ``Meta`` as byte 255 then a msgpack map (``encode_tags``).
+
+Anything malformed raises ``WireError`` and nothing else, so an adapter drops that packet or closes
+that stream and carries on.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+__all__ = [
+    "DEFAULT_VSN",
+    "MessageType",
+    "NodeState",
+    "PushNodeState",
+    "PushPull",
+    "WireError",
+    "decode_packet",
+    "decode_push_pull",
+    "decode_tags",
+    "encode_compound",
+    "encode_message",
+    "encode_push_pull",
+    "encode_tags",
+    "encode_user",
+    "lzw_decompress",
+    "serf_leave_intent",
+    "text",
+    "with_crc",
+]
+
+
+class MessageType(enum.IntEnum):
+    PING = 0
+    INDIRECT_PING = 1
+    ACK = 2
+    SUSPECT = 3
+    ALIVE = 4
+    DEAD = 5
+    PUSH_PULL = 6
+    COMPOUND = 7
+    USER = 8
+    COMPRESS = 9
+    ENCRYPT = 10
+    NACK = 11
+    HAS_CRC = 12
+    ERR = 13
+    HAS_LABEL = 244
+
+
+class NodeState(enum.IntEnum):
+    ALIVE = 0
+    SUSPECT = 1
+    DEAD = 2
+    LEFT = 3
+
+
+DEFAULT_VSN = (1, 5, 2, 2, 5, 4)
+"""Protocol versions we announce: memberlist min/max/current 1/5/2, Serf delegate 2/5/4 (serf 0.8's)."""
+
+TAG_MAGIC = 0xFF
+SERF_LEAVE = 0  # Serf's messageLeaveType
+MAX_COMPOUND = 255
+MAX_DECOMPRESSED = 20 * 1024 * 1024  # memberlist's maxPushStateBytes: a bound on what a packet may expand to
+
+
+class WireError(ValueError):
+    """A packet or stream message that is not valid memberlist."""
+
+
+def text(value: Any) -> str:
+    """A msgpack string field (read as bytes, see the module docstring) as text."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError(f"not UTF-8 text: {exc}") from None
+    if isinstance(value, str):
+        return value
+    raise WireError(f"expected a string, got {type(value).__name__}")
+
+
+# ------------------------------------------------------------------------------------------- messages
+def _pack(body: Any) -> bytes:
+    return msgpack.packb(body, use_bin_type=False)
+
+
+def _unpack(data: bytes) -> Any:
+    try:
+        return msgpack.unpackb(data, raw=True, strict_map_key=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, TypeError) as exc:
+        raise WireError(f"bad msgpack body: {exc}") from None
+
+
+def _keys_to_text(body: Any) -> Any:
+    if isinstance(body, dict):
+        return {(k.decode("utf-8", "replace") if isinstance(k, bytes) else k): v for k, v in body.items()}
+    return body
+
+
+def encode_message(msg_type: MessageType, body: dict[str, Any]) -> bytes:
+    """One message: the type byte and the msgpack body (Go field names as keys)."""
+    return bytes([msg_type]) + _pack(body)
+
+
+def encode_user(payload: bytes) -> bytes:
+    """A user message: memberlist hands ``payload`` (a Serf message) to its delegate as it is."""
+    return bytes([MessageType.USER]) + payload
+
+
+def serf_leave_intent(node: str, ltime: int) -> bytes:
+    """Serf's ``messageLeave`` (type 0): agents that see it before the member's ``dead`` show it as left."""
+    return bytes([SERF_LEAVE]) + _pack({"LTime": ltime, "Node": node, "Prune": False})
+
+
+def encode_compound(messages: list[bytes]) -> bytes:
+    """Several messages in one packet (memberlist's ``makeCompoundMessage``)."""
+    if not 1 <= len(messages) <= MAX_COMPOUND:
+        raise WireError(f"a compound message holds 1..{MAX_COMPOUND} messages, not {len(messages)}")
+    if any(len(m) > 0xFFFF for m in messages):
+        raise WireError("a message in a compound is at most 65535 bytes")
+    return (bytes([MessageType.COMPOUND, len(messages)]) + b"".join(struct.pack(">H", len(m)) for m in messages)
+            + b"".join(messages))
+
+
+def with_crc(packet: bytes) -> bytes:
+    """``packet`` behind memberlist's CRC header (sent to peers that speak protocol 5)."""
+    return bytes([MessageType.HAS_CRC]) + struct.pack(">I", zlib.crc32(packet)) + packet
+
+
+def decode_packet(packet: bytes, *, depth: int = 0) -> list[tuple[MessageType, dict[str, Any]]]:
+    """Every message in one UDP packet, unwrapping label, CRC, compression and compounds."""
+    if depth > 4:
+        raise WireError("wrappers nested too deep")
+    if not packet:
+        raise WireError("empty packet")
+    try:
+        kind = MessageType(packet[0])
+    except ValueError:
+        raise WireError(f"unknown message type {packet[0]}") from None
+    rest = packet[1:]
+    if kind is MessageType.HAS_LABEL:
+        if not rest or len(rest) < 1 + rest[0]:
+            raise WireError("truncated label header")
+        return decode_packet(rest[1 + rest[0]:], depth=depth + 1)
+    if kind is MessageType.HAS_CRC:
+        if len(rest) < 4:
+            raise WireError("truncated CRC header")
+        (crc,) = struct.unpack(">I", rest[:4])
+        if zlib.crc32(rest[4:]) != crc:
+            raise WireError("CRC mismatch")
+        return decode_packet(rest[4:], depth=depth + 1)
+    if kind is MessageType.COMPRESS:
+        return decode_packet(_decompress(rest), depth=depth + 1)
+    if kind is MessageType.COMPOUND:
+        out = []
+        for part in _split_compound(rest):
+            out.extend(decode_packet(part, depth=depth + 1))
+        return out
+    if kind is MessageType.ENCRYPT:
+        raise WireError("encrypted gossip is not supported yet (no keyring configured)")
+    if kind is MessageType.USER:
+        return [(kind, {"payload": rest})]  # a Serf message, opaque to memberlist
+    body = _keys_to_text(_unpack(rest))
+    if not isinstance(body, dict):
+        raise WireError(f"{kind.name} body is not a map")
+    return [(kind, body)]
+
+
+def _split_compound(rest: bytes) -> list[bytes]:
+    if not rest:
+        raise WireError("truncated compound header")
+    count = rest[0]
+    header = 1 + 2 * count
+    if len(rest) < header:
+        raise WireError("truncated compound lengths")
+    lengths = struct.unpack(f">{count}H", rest[1:header])
+    parts, at = [], header
+    for n in lengths:
+        if at + n > len(rest):
+            raise WireError("compound part runs past the packet")
+        parts.append(rest[at:at + n])
+        at += n
+    return parts
+
+
+def _decompress(body: bytes) -> bytes:
+    c = _keys_to_text(_unpack(body))
+    if not isinstance(c, dict) or c.get("Algo") != 0 or not isinstance(c.get("Buf"), bytes):
+        raise WireError("compress message is not {Algo: 0 (LZW), Buf: bytes}")
+    return lzw_decompress(c["Buf"])
+
+
+def lzw_decompress(data: bytes, lit_width: int = 8, limit: int = MAX_DECOMPRESSED) -> bytes:
+    """Go's ``compress/lzw`` reader, LSB first (what memberlist's ``compressPayload`` writes)."""
+    clear, eof = 1 << lit_width, (1 << lit_width) + 1
+    width, hi, overflow = lit_width + 1, eof, 1 << (lit_width + 1)
+    last = -1
+    prefix = [0] * 4096
+    suffix = [0] * 4096
+    out = bytearray()
+    bits = nbits = 0
+    pos = 0
+    while True:
+        while nbits < width:
+            if pos >= len(data):
+                raise WireError("LZW stream ends without an EOF code")
+            bits |= data[pos] << nbits
+            nbits += 8
+            pos += 1
+        code = bits & ((1 << width) - 1)
+        bits >>= width
+        nbits -= width
+        if code < clear:
+            out.append(code)
+            if last != -1:
+                suffix[hi], prefix[hi] = code, last
+        elif code == clear:
+            width, hi, overflow, last = lit_width + 1, eof, 1 << (lit_width + 1), -1
+            continue
+        elif code == eof:
+            return bytes(out)
+        elif code <= hi:
+            chunk = bytearray()
+            c = code
+            if code == hi:
+                if last == -1:
+                    raise WireError("invalid LZW code")
+                c = last
+                while c >= clear:
+                    c = prefix[c]
+                chunk.append(c)
+                c = last
+            while c >= clear:
+                chunk.append(suffix[c])
+                c = prefix[c]
+            chunk.append(c)
+            chunk.reverse()
+            out += chunk
+            if last != -1:
+                suffix[hi], prefix[hi] = c, last
+        else:
+            raise WireError("invalid LZW code")
+        if len(out) > limit:
+            raise WireError(f"decompresses to more than {limit} bytes")
+        last, hi = code, hi + 1
+        if hi >= overflow:
+            if width == 12:
+                last, hi = -1, hi - 1
+            else:
+                width, overflow = width + 1, overflow << 1
+
+
+# ------------------------------------------------------------------------------------------- push-pull
+@dataclass(frozen=True)
+class PushNodeState:
+    """One member in a push-pull (memberlist's ``pushNodeState``)."""
+
+    name: str
+    addr: bytes  # 4 or 16 bytes of IP address
+    port: int
+    meta: bytes = b""
+    incarnation: int = 0
+    state: NodeState = NodeState.ALIVE
+    vsn: tuple[int, ...] = DEFAULT_VSN
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"Name": self.name, "Addr": self.addr, "Port": self.port, "Meta": self.meta,
+                "Incarnation": self.incarnation, "State": int(self.state), "Vsn": bytes(self.vsn)}
+
+    @classmethod
+    def from_wire(cls, body: Any) -> PushNodeState:
+        body = _keys_to_text(body)
+        if not isinstance(body, dict):
+            raise WireError("node state is not a map")
+        try:
+            vsn = body.get("Vsn") or b""
+            return cls(text(body["Name"]), bytes(body.get("Addr") or b""), int(body.get("Port") or 0),
+                       bytes(body.get("Meta") or b""), int(body.get("Incarnation") or 0),
+                       NodeState(int(body.get("State") or 0)),
+                       tuple(vsn) if isinstance(vsn, bytes | list | tuple) else ())
+        except (KeyError, ValueError, TypeError) as exc:
+            raise WireError(f"bad node state: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PushPull:
+    nodes: list[PushNodeState]
+    user_state: bytes = b""
+    join: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_push_pull(pp: PushPull) -> bytes:
+    """A push-pull stream message (uncompressed; memberlist reads either)."""
+    header = {"Nodes": len(pp.nodes), "UserStateLen": len(pp.user_state), "Join": pp.join}
+    return (bytes([MessageType.PUSH_PULL]) + _pack(header) + b"".join(_pack(n.to_wire()) for n in pp.nodes)
+            + pp.user_state)
+
+
+def decode_push_pull(message: bytes) -> PushPull:
+    """A whole push-pull stream message, unwrapping compression; ``WireError`` if it is anything else."""
+    if not message:
+        raise WireError("empty stream message")
+    if message[0] == MessageType.COMPRESS:
+        message = _decompress(message[1:])
+    if not message or message[0] != MessageType.PUSH_PULL:
+        kind = message[0] if message else None
+        raise WireError(f"expected a push-pull message, got type {kind}")
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False, max_buffer_size=MAX_DECOMPRESSED)
+    unpacker.feed(message[1:])
+    try:
+        header = _keys_to_text(unpacker.unpack())
+        if not isinstance(header, dict):
+            raise WireError("push-pull header is not a map")
+        count, user_len = int(header.get("Nodes", 0)), int(header.get("UserStateLen", 0))
+        if not 0 <= count <= 100_000 or user_len < 0:
+            raise WireError("push-pull header out of range")
+        nodes = [PushNodeState.from_wire(unpacker.unpack()) for _ in range(count)]
+        offset = 1 + unpacker.tell()
+    except (msgpack.OutOfData, ValueError, TypeError) as exc:
+        raise WireError(f"bad push-pull: {exc}") from None
+    user = message[offset:offset + user_len]
+    if len(user) != user_len:
+        raise WireError("push-pull user state is truncated")
+    return PushPull(nodes, user, bool(header.get("Join", False)))
+
+
+# ------------------------------------------------------------------------------------------------ tags
+def encode_tags(tags: dict[str, str]) -> bytes:
+    """Serf's member metadata: the magic byte then a msgpack map."""
+    return bytes([TAG_MAGIC]) + _pack(dict(tags))
+
+
+def decode_tags(meta: bytes) -> dict[str, str]:
+    """Serf's ``decodeTags``: without the magic byte the whole meta is the ``role`` (protocol < 3)."""
+    if not meta or meta[0] != TAG_MAGIC:
+        return {"role": meta.decode("utf-8", "replace")}
+    tags = _unpack(meta[1:])
+    if not isinstance(tags, dict):
+        raise WireError("tags are not a map")
+    return {text(k): text(v) for k, v in tags.items()}

@@ -1,0 +1,168 @@
+"""RustyRay's memberlist member against the real ``serf`` agent (Debian's serf 0.8.2), on 127.0.0.1.
+
+The agents are started here on free ports and killed at the end; ``scripts/install_test_servers.sh``
+installs the binary. Each check polls ``serf members`` (the agent's own view, over its RPC port) or our
+member table until it holds or a deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rustyray.autodiscovery.memberlist_adapter import MemberlistAgent
+from rustyray.autodiscovery.memberlist_core import MemberlistConfig
+
+SERF = shutil.which("serf") or "/usr/bin/serf"
+FAST = MemberlistConfig(probe_interval=0.5, probe_timeout=0.25, suspicion_timeout=3.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:  # memberlist needs UDP on the same port
+        u.bind(("127.0.0.1", port))
+    return port
+
+
+class SerfAgent:
+    def __init__(self, name: str, log_dir: Path, tags: dict[str, str]) -> None:
+        self.name, self.port, self.rpc = name, _free_port(), _free_port()
+        args = [SERF, "agent", "-node", name, "-bind", f"127.0.0.1:{self.port}", "-rpc-addr",
+                f"127.0.0.1:{self.rpc}", "-log-level", "debug"]
+        for k, v in tags.items():
+            args += ["-tag", f"{k}={v}"]
+        self.log = log_dir / f"{name}.log"
+        self.proc = subprocess.Popen(args, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def members(self) -> dict[str, tuple[str, str]]:
+        """``serf members``: name -> (status, tags text)."""
+        out = subprocess.run([SERF, "members", "-rpc-addr", f"127.0.0.1:{self.rpc}"], capture_output=True,
+                             text=True, timeout=10)
+        rows = {}
+        for line in out.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 3:
+                rows[parts[0]] = (parts[2], parts[3] if len(parts) > 3 else "")
+        return rows
+
+    def cli(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """``serf <command> -rpc-addr ... <args>`` (flags before positional arguments, as Go's flag wants)."""
+        return subprocess.run([SERF, command, "-rpc-addr", f"127.0.0.1:{self.rpc}", *args], capture_output=True,
+                              text=True, timeout=10)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def serf_agents(tmp_path: Path) -> Iterator[Callable[..., SerfAgent]]:
+    assert Path(SERF).exists(), "the serf binary is missing: run scripts/install_test_servers.sh"
+    started: list[SerfAgent] = []
+
+    def start(name: str, **tags: str) -> SerfAgent:
+        agent = SerfAgent(name, tmp_path, tags)
+        started.append(agent)
+        deadline = time.monotonic() + 15
+        while agent.cli("members").returncode != 0:
+            assert agent.proc.poll() is None, agent.log.read_text()
+            assert time.monotonic() < deadline, "serf agent did not come up"
+            time.sleep(0.1)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.kill()
+
+
+@contextlib.asynccontextmanager
+async def rustyray_member(name: str, **tags: str) -> AsyncIterator[MemberlistAgent]:
+    agent = MemberlistAgent(name, "127.0.0.1", 0, tags, config=FAST)
+    await agent.start()
+    try:
+        yield agent
+    finally:
+        await agent.stop(leave=False)
+
+
+async def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` in a thread: ``serf`` CLI calls block, and our member must keep answering meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+def _ours(agent: MemberlistAgent) -> dict[str, dict]:
+    return {m["name"]: m for m in agent.members()}
+
+
+async def test_a_rustyray_member_joins_serf_and_each_lists_the_other(serf_agents) -> None:
+    serf1 = serf_agents("serf1", role="db", dc="lab")
+    async with rustyray_member("rr-node1", role="rustyray", node="node1") as ours:
+        assert await ours.join("127.0.0.1", serf1.port) >= 1
+        await _until(lambda: serf1.members().get("rr-node1", ("",))[0] == "alive", 10, "serf lists rr-node1 alive")
+        tags = (await asyncio.to_thread(serf1.members))["rr-node1"][1]
+        assert "role=rustyray" in tags and "node=node1" in tags
+        seen = _ours(ours)["serf1"]
+        assert (seen["status"], seen["tags"]) == ("alive", {"role": "db", "dc": "lab"})
+        # stays alive: our member answers the agent's probes (over several probe intervals)
+        await asyncio.sleep(3)
+        assert (await asyncio.to_thread(serf1.members))["rr-node1"][0] == "alive"
+        assert ours.dropped == 0
+
+
+async def test_serf_joins_a_rustyray_member_and_learns_the_whole_cluster(serf_agents) -> None:
+    serf1, serf2 = serf_agents("serf1"), serf_agents("serf2", role="web")
+    async with rustyray_member("rr-node1", role="rustyray") as ours:
+        assert (await asyncio.to_thread(serf1.cli, "join", f"127.0.0.1:{ours.port}")).returncode == 0
+        await _until(lambda: "serf1" in _ours(ours), 10, "we learn serf1 from its push-pull")
+        assert (await asyncio.to_thread(serf2.cli, "join", f"127.0.0.1:{ours.port}")).returncode == 0
+        # serf2 learned serf1 through our push-pull answer, and gossip makes it mutual
+        await _until(lambda: set(serf2.members()) >= {"serf1", "serf2", "rr-node1"}, 15, "serf2 sees everyone")
+        await _until(lambda: all(s == "alive" for s, _ in serf1.members().values()), 15, "all alive on serf1")
+
+
+async def test_a_killed_agent_is_failed_and_a_graceful_leave_is_left(serf_agents) -> None:
+    serf1, serf2 = serf_agents("serf1"), serf_agents("serf2")
+    async with rustyray_member("rr-node1") as ours:
+        await ours.join("127.0.0.1", serf1.port)
+        assert (await asyncio.to_thread(serf2.cli, "join", f"127.0.0.1:{serf1.port}")).returncode == 0
+        await _until(lambda: _ours(ours).get("serf2", {}).get("status") == "alive", 10, "we see serf2")
+        killed_at = time.monotonic()
+        serf2.kill()
+        await _until(lambda: _ours(ours)["serf2"]["status"] == "failed", 20, "we mark the killed agent failed")
+        detected_s = time.monotonic() - killed_at
+        assert detected_s >= FAST.suspicion_timeout  # suspected first, failed only after the suspicion timeout
+        await _until(lambda: serf1.members().get("serf2", ("",))[0] == "failed", 30, "serf1 agrees")
+
+        ours_left = MemberlistAgent("rr-leaver", "127.0.0.1", 0, {}, config=FAST)
+        await ours_left.start()
+        await ours_left.join("127.0.0.1", serf1.port)
+        await _until(lambda: serf1.members().get("rr-leaver", ("",))[0] == "alive", 10, "serf1 sees rr-leaver")
+        await ours_left.stop(leave=True)
+        await _until(lambda: serf1.members().get("rr-leaver", ("",))[0] == "left", 10, "a leave is left, not failed")
+
+
+async def test_a_rustyray_member_that_stops_answering_is_failed_by_serf(serf_agents) -> None:
+    serf1 = serf_agents("serf1")
+    agent = MemberlistAgent("rr-crash", "127.0.0.1", 0, {}, config=FAST)
+    await agent.start()
+    await agent.join("127.0.0.1", serf1.port)
+    await _until(lambda: serf1.members().get("rr-crash", ("",))[0] == "alive", 10, "serf1 sees rr-crash")
+    await agent.stop(leave=False)  # sockets closed, no goodbye: a crash as the agent sees it
+    await _until(lambda: serf1.members().get("rr-crash", ("",))[0] == "failed", 30, "serf marks it failed")

@@ -1,0 +1,101 @@
+"""The memberlist member's rules on a fake clock: answers, incarnations, refutation, probing, suspicion, leave."""
+
+from __future__ import annotations
+
+import random
+
+from rustyray.autodiscovery.memberlist_core import MemberlistConfig, MemberlistCore, MemberStatus, Reply, Send
+from rustyray.autodiscovery.memberlist_wire import MessageType, NodeState, PushNodeState, PushPull, decode_tags
+
+CFG = MemberlistConfig(probe_interval=1.0, probe_timeout=0.5, suspicion_timeout=4.0)
+LOCAL = bytes([127, 0, 0, 1])
+
+
+def _core() -> MemberlistCore:
+    return MemberlistCore("rr", LOCAL, 7000, {"role": "rustyray"}, CFG, random.Random(1))
+
+
+def _alive(core: MemberlistCore, name: str, inc: int = 1, port: int = 7001, now: float = 0.0) -> None:
+    core.on_packet(MessageType.ALIVE, {"Node": name.encode(), "Incarnation": inc, "Addr": LOCAL, "Port": port,
+                                       "Meta": b"\xff\x80", "Vsn": bytes([1, 5, 2, 2, 5, 5])}, now)
+
+
+def _status(core: MemberlistCore, name: str) -> str:
+    return next(m["status"] for m in core.view() if m["name"] == name)
+
+
+def test_a_ping_for_us_or_nobody_is_acked_and_one_for_another_name_is_ignored() -> None:
+    core = _core()
+    assert core.on_packet(MessageType.PING, {"SeqNo": 5, "Node": b"rr"}, 0) == [
+        Reply(MessageType.ACK, {"SeqNo": 5, "Payload": b""})]
+    assert core.on_packet(MessageType.PING, {"SeqNo": 6}, 0)[0].body["SeqNo"] == 6
+    assert core.on_packet(MessageType.PING, {"SeqNo": 7, "Node": b"old-name"}, 0) == []
+
+
+def test_incarnation_rules() -> None:
+    core = _core()
+    _alive(core, "a", inc=3)
+    core.on_packet(MessageType.SUSPECT, {"Node": b"a", "Incarnation": 2, "From": b"b"}, 1)
+    assert _status(core, "a") == "alive"  # older news loses
+    core.on_packet(MessageType.SUSPECT, {"Node": b"a", "Incarnation": 3, "From": b"b"}, 1)
+    assert _status(core, "a") == "suspect"
+    _alive(core, "a", inc=3)
+    assert _status(core, "a") == "suspect"  # alive at the same incarnation does not clear suspicion
+    _alive(core, "a", inc=4)
+    assert _status(core, "a") == "alive"
+    core.on_packet(MessageType.DEAD, {"Node": b"a", "Incarnation": 4, "From": b"b"}, 2)
+    assert _status(core, "a") == "failed"
+    core.on_packet(MessageType.DEAD, {"Node": b"c", "Incarnation": 1, "From": b"c"}, 2)
+    assert "c" not in {m["name"] for m in core.view()}  # news about a stranger we cannot reach
+    _alive(core, "d")
+    core.on_packet(MessageType.DEAD, {"Node": b"d", "Incarnation": 1, "From": b"d"}, 2)
+    assert _status(core, "d") == "left"  # a dead from the member itself is a leave
+
+
+def test_suspicion_of_ourselves_is_refuted_to_everyone() -> None:
+    core = _core()
+    _alive(core, "a", port=7001)
+    _alive(core, "b", port=7002)
+    out = core.on_packet(MessageType.SUSPECT, {"Node": b"rr", "Incarnation": 5, "From": b"a"}, 0)
+    assert core.incarnation == 6
+    assert sorted(s.port for s in out) == [7001, 7002] and all(s.kind is MessageType.ALIVE for s in out)
+    assert out[0].body["Incarnation"] == 6 and decode_tags(out[0].body["Meta"]) == {"role": "rustyray"}
+
+
+def test_an_unanswered_probe_suspects_then_kills_and_an_ack_clears_it() -> None:
+    core = _core()
+    _alive(core, "a")
+    ping = [s for s in core.tick(0.0) if s.kind is MessageType.PING]
+    assert ping == [Send("127.0.0.1", 7001, MessageType.PING, {"SeqNo": 1, "Node": "a"})]
+    core.on_packet(MessageType.ACK, {"SeqNo": 1, "Payload": b""}, 0.2)
+    core.tick(0.6)
+    assert _status(core, "a") == "alive"
+    core.tick(1.0)  # next probe, never answered
+    core.tick(1.6)
+    assert _status(core, "a") == "suspect"
+    core.tick(1.6 + CFG.suspicion_timeout - 0.1)
+    assert _status(core, "a") == "suspect"
+    core.tick(1.6 + CFG.suspicion_timeout + 0.01)
+    assert _status(core, "a") == "failed"
+
+
+def test_push_pull_merges_and_answers_with_our_list() -> None:
+    core = _core()
+    remote = PushPull([PushNodeState("serf1", LOCAL, 7946, b"\xff\x81\xa4role\xa2db", 2, NodeState.ALIVE),
+                       PushNodeState("serf2", LOCAL, 7947, b"", 1, NodeState.DEAD),
+                       PushNodeState("rr", LOCAL, 7000, b"", 1, NodeState.ALIVE)], b"", True)
+    core.merge(remote, 0)
+    assert {m["name"]: m["status"] for m in core.view()} == {"rr": "alive", "serf1": "alive", "serf2": "failed"}
+    assert next(m for m in core.view() if m["name"] == "serf1")["tags"] == {"role": "db"}
+    ours = core.local_state()
+    assert [n.name for n in ours.nodes] == ["rr", "serf1", "serf2"] and ours.nodes[0].state is NodeState.ALIVE
+
+
+def test_leave_sends_the_serf_intent_before_our_dead() -> None:
+    core = _core()
+    _alive(core, "a")
+    intent, dead = core.leave()
+    assert intent.kind is MessageType.USER and intent.body["payload"][0] == 0
+    assert dead.kind is MessageType.DEAD and dead.body["Node"] == dead.body["From"] == "rr"
+    assert core.view()[0]["status"] == MemberStatus.LEFT.value
+    assert [s for s in core.tick(10.0) if s.kind is MessageType.PING] == []  # a member that left probes nobody
