@@ -33,6 +33,8 @@ from rustyray.autodiscovery.api_types import (
     SerfEvents,
     SerfEventSent,
     SerfEventsRequest,
+    SerfJoined,
+    SerfJoinRequest,
     SerfMembers,
     SerfQueryRequest,
     SerfQueryResponse,
@@ -164,10 +166,40 @@ class AutodiscoveryApi:
         return serf
 
     def serf_members(self) -> SerfMembers:
+        """Our Serf members and, with ``wire = "serf"``, the foreign agents the memberlist member knows
+        (their rows carry ``"wire": "memberlist"``)."""
         serf = self._serf()
         view = serf.core.members_view(serf.view())
-        return SerfMembers(node=view["node"], members=view["members"], total=view["total"], alive=view["alive"],
+        members = list(view["members"])
+        memberlist = self._svc.memberlist
+        if memberlist is not None:
+            ours = {m["name"] for m in members}
+            for row in memberlist.members()[1:]:  # the first row is this node itself
+                if row["name"] not in ours:
+                    host, _, port = row["address"].rpartition(":")
+                    members.append({"name": row["name"], "addr": host, "port": int(port), "tags": row["tags"],
+                                    "status": row["status"], "incarnation": row["incarnation"],
+                                    "wire": "memberlist"})
+        alive = sum(1 for m in members if m["status"] == "alive")
+        return SerfMembers(node=view["node"], members=members, total=len(members), alive=alive,
                            clocks=SerfClocks(**view["clocks"]))
+
+    async def serf_join(self, req: SerfJoinRequest) -> SerfJoined:
+        """Join a real Serf agent (push-pull over TCP); needs ``[autodiscovery.serf] wire = "serf"``."""
+        svc = self._svc
+        if svc.memberlist is None:
+            raise conflict(f"{self._node_id} runs no memberlist member: set [autodiscovery.serf] wire = \"serf\" "
+                           "to talk to Serf agents", "address")
+        try:
+            learned = await svc.join_serf(req.address)
+        except PermissionError as exc:
+            raise forbidden(f"address: not dialled: {exc}", "address") from None
+        except ValueError as exc:
+            raise unprocessable(str(exc), "address") from None
+        except (OSError, TimeoutError) as exc:
+            raise unavailable(f"address: could not join the Serf agent at {req.address}: {exc}", "address") from None
+        return SerfJoined(joined=True, node=self._node_id, address=req.address, members_learned=learned,
+                          members=svc.memberlist.members())
 
     async def serf_event(self, req: SerfEventRequest) -> SerfEventSent:
         """The name is checked only once Serf is known to be on, so a disabled Serf answers "conflict" first."""

@@ -30,6 +30,8 @@ __all__ = [
     "SerfEventSent",
     "SerfEvents",
     "SerfEventsRequest",
+    "SerfJoinRequest",
+    "SerfJoined",
     "SerfMembers",
     "SerfQueryRequest",
     "SerfQueryResponse",
@@ -153,6 +155,20 @@ class SerfMembers:
     total: int
     alive: int
     clocks: SerfClocks
+
+
+@dataclass(frozen=True)
+class SerfJoinRequest:
+    address: str  # host:port of a Serf agent's memberlist port
+
+
+@dataclass(frozen=True)
+class SerfJoined:
+    joined: bool
+    node: str
+    address: str
+    members_learned: int
+    members: list[dict[str, Any]]  # the memberlist member's view after the push-pull
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,15 @@ class SerfSettings:
     """Max bytes of name + payload of a query."""
     query_response_size_limit: int = 1024
     """Max bytes of a query response payload."""
+    wire: str = "rustyray"
+    """``"serf"`` also runs a HashiCorp memberlist member on ``bind:port``, so real Serf agents see this
+    node (``serf members``) and it lists them; ``"rustyray"`` (default) keeps Serf inside our own mesh."""
+    bind: str = "127.0.0.1"
+    """Address of the memberlist member (UDP and TCP) with ``wire = "serf"``."""
+    port: int = 0
+    """Its port; 0 picks a free one (Serf's own default is 7946)."""
+    join: list[str] = field(default_factory=list)
+    """``host:port`` of Serf agents to join at start (``wire = "serf"``)."""
 
     def core(self, node_name: str) -> SerfConfig:
         return SerfConfig(node_name=node_name, **_core_kwargs(self, SerfConfig))  # type: ignore[arg-type]
@@ -132,6 +141,10 @@ class SerfSettings:
             raise ValueError("retransmit_mult must be >= 1")
         if self.recent_events < 1:
             raise ValueError("recent_events must be >= 1")
+        if self.wire not in ("rustyray", "serf"):
+            raise ValueError(f"wire must be 'rustyray' or 'serf', not {self.wire!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535")
         self.core("validate").validate()
 
 

@@ -27,6 +27,7 @@ mTLS connections, never new sockets.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ from rustyray.autodiscovery.broadcast_adapter import BroadcastAdapter
 from rustyray.autodiscovery.broadcast_core import BroadcastConfig
 from rustyray.autodiscovery.mdns_adapter import MdnsAdapter
 from rustyray.autodiscovery.mdns_core import MdnsConfig
+from rustyray.autodiscovery.memberlist_adapter import MemberlistAgent
 from rustyray.autodiscovery.serf import (
     SerfConfig,
     SerfCore,
@@ -50,6 +52,7 @@ from rustyray.autodiscovery.serf import (
 )
 from rustyray.autodiscovery.serf_adapter import SerfAdapter
 from rustyray.autodiscovery.serf_node import SerfNode
+from rustyray.protocol.addresses import parse_address
 
 if TYPE_CHECKING:
     from rustyray.autodiscovery.broadcast import BroadcastDiscovery
@@ -57,6 +60,8 @@ if TYPE_CHECKING:
     from rustyray.transport.api import Host
 
 __all__ = ["AESyncStep", "AESyncStepReply", "AutodiscoveryService"]
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- config
@@ -100,6 +105,8 @@ class AutodiscoveryService:
         self.membership = membership
         """The membership service whose view anti-entropy synchronises (None: the peer table)."""
         self.rng = random.Random(node.rng.getrandbits(64))
+        self.memberlist: MemberlistAgent | None = None
+        """The memberlist (real Serf) member, with ``[autodiscovery.serf] wire = "serf"``."""
         self.errors: dict[str, str] = {}
         """Protocol name -> why it failed to start (the health probe and the API report it)."""
         self._load_config()
@@ -164,7 +171,8 @@ class AutodiscoveryService:
 
         where = "autodiscovery.serf"
         own, kw = _split(cfg.section(where), where,
-                         {"enabled": True, "tags": {}, "retransmit_mult": 4, "recent_events": 256},
+                         {"enabled": True, "tags": {}, "retransmit_mult": 4, "recent_events": 256,
+                          "wire": "rustyray", "bind": "127.0.0.1", "port": 0, "join": []},
                          SerfConfig, skip=("node_name",))
         if int(own["retransmit_mult"]) < 1:
             raise ValueError(f"{where}.retransmit_mult must be >= 1")
@@ -172,6 +180,8 @@ class AutodiscoveryService:
             raise ValueError(f"{where}.recent_events must be >= 1")
         if not isinstance(own["tags"], dict):
             raise ValueError(f"{where}.tags must be a table of strings")
+        if own["wire"] not in ("rustyray", "serf"):
+            raise ValueError(f"{where}.wire must be 'rustyray' or 'serf', not {own['wire']!r}")
         self.serf_opts = own
         self.serf_tags = {str(k): str(v) for k, v in own["tags"].items()}
         self.serf_config = SerfConfig(node_name=self.node.node_id, **kw)
@@ -191,11 +201,40 @@ class AutodiscoveryService:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.serf_adapter.start(self.serf_tags)
+        if self.serf_opts["wire"] == "serf":
+            await self._start_memberlist()
         self.mdns_adapter.start()
         await self.broadcast_adapter.start()
         self.ae_adapter.start()
 
+    async def _start_memberlist(self) -> None:
+        """The memberlist member real Serf agents talk to; a join that fails is logged, not fatal."""
+        opts = self.serf_opts
+        self.memberlist = MemberlistAgent(self.node.node_id, str(opts["bind"]), int(opts["port"]), self.serf_tags)
+        try:
+            await self.memberlist.start()
+        except OSError as exc:
+            self.errors["serf"] = f"memberlist member on {opts['bind']}:{opts['port']}: {exc}"
+            self.memberlist = None
+            return
+        for address in opts["join"]:
+            try:
+                await self.join_serf(str(address))
+            except (OSError, TimeoutError, ValueError) as exc:
+                log.warning("%s could not join Serf agent %s: %s", self.node.node_id, address, exc)
+
+    async def join_serf(self, address: str) -> int:
+        """Push-pull with the Serf agent at ``address`` (host:port); the members learned."""
+        assert self.memberlist is not None
+        host, port = parse_address(address, field="address")
+        refusal = self.node.dial_policy.refusal(host)
+        if refusal is not None:
+            raise PermissionError(refusal)
+        return await self.memberlist.join(host, port)
+
     async def stop(self) -> None:
+        if self.memberlist is not None:
+            await self.memberlist.stop(leave=True)
         self.serf_adapter.stop()
         await self.broadcast_adapter.stop()
         await self.mdns_adapter.stop()

@@ -64,6 +64,15 @@ async def serf_members(request: Request, node: str | None = NodeParam) -> Any:
     return await call(request, "autodiscovery", "serf_members", node)
 
 
+class SerfJoinBody(BaseModel):
+    address: str = Field(min_length=3, description="host:port of a Serf agent (its memberlist port)")
+
+
+@router.post("/autodiscovery/serf/join")
+async def serf_join(body: SerfJoinBody, request: Request, node: str | None = NodeParam) -> Any:
+    return await call(request, "autodiscovery", "serf_join", node, address=body.address)
+
+
 @router.post("/autodiscovery/serf/event")
 async def serf_event(body: SerfEventRequest, request: Request, node: str | None = NodeParam) -> Any:
     return await call(request, "autodiscovery", "serf_event", node, name=body.name, payload=body.payload,

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from harness import local_cluster
 
 from rustyray.autodiscovery.memberlist_adapter import MemberlistAgent
 from rustyray.autodiscovery.memberlist_core import MemberlistConfig
@@ -166,3 +167,34 @@ async def test_a_rustyray_member_that_stops_answering_is_failed_by_serf(serf_age
     await _until(lambda: serf1.members().get("rr-crash", ("",))[0] == "alive", 10, "serf1 sees rr-crash")
     await agent.stop(leave=False)  # sockets closed, no goodbye: a crash as the agent sees it
     await _until(lambda: serf1.members().get("rr-crash", ("",))[0] == "failed", 30, "serf marks it failed")
+
+
+async def test_a_node_with_wire_serf_is_a_serf_member_through_the_api(serf_agents, tmp_path) -> None:
+    """``[autodiscovery.serf] wire = "serf"`` on a real node: join over the API, each side lists the other."""
+    serf1 = serf_agents("serf1", role="db")
+    sections = {"autodiscovery": {"serf": {"wire": "serf", "tags": {"role": "rustyray"}}}}
+    async with local_cluster(2, tmp_path / "state", sections=sections) as c:
+        r = await c.client.post("/autodiscovery/serf/join", json={"address": f"127.0.0.1:{serf1.port}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["members_learned"] >= 1
+        await _until(lambda: serf1.members().get("node1", ("",))[0] == "alive", 10, "serf lists node1")
+        members = {m["name"]: m for m in (await c.client.get("/autodiscovery/serf/members")).json()["members"]}
+        assert members["serf1"]["wire"] == "memberlist" and members["serf1"]["tags"] == {"role": "db"}
+        assert members["serf1"]["status"] == "alive" and members["node2"]["status"] == "alive"
+        # bad input: not host:port, an address the dial policy refuses
+        r = await c.client.post("/autodiscovery/serf/join", json={"address": "nonsense"})
+        assert r.status_code == 422 and r.json()["field"] == "address"
+        r = await c.client.post("/autodiscovery/serf/join", json={"address": "192.0.2.1:7946"})
+        assert r.status_code == 403 and r.json()["field"] == "address"
+        serf1.kill()
+        await _until_async(c, "serf1", "failed", 20)
+
+
+async def _until_async(c, name: str, status: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = (await c.client.get("/autodiscovery/serf/members")).json()["members"]
+        if any(m["name"] == name and m["status"] == status for m in rows):
+            return
+        assert time.monotonic() < deadline, f"{name} not {status} within {timeout} s: {rows}"
+        await asyncio.sleep(0.2)

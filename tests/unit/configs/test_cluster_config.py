@@ -350,7 +350,8 @@ def test_the_autodiscovery_tables_hold_exactly_the_keys_the_service_reads():
     assert names(BroadcastSettings) == names(BroadcastConfig) - {"cluster_name"} | {"allowed_broadcast_addresses",
                                                                                         "secret_file"}
     assert names(SerfSettings) == names(SerfConfig) - {"node_name"} | {"enabled", "tags", "retransmit_mult",
-                                                                       "recent_events"}
+                                                                       "recent_events", "wire", "bind", "port",
+                                                                       "join"}
     assert names(AntiEntropySettings) == names(AntiEntropyConfig) | {"enabled", "interval_s", "request_timeout_s"}
 
 
