@@ -211,6 +211,8 @@ class AutodiscoveryApi:
             result, sent = await serf.user_event(name, payload.encode(), coalesce)
         except SerfSizeLimitExceeded as exc:
             raise unprocessable(f"payload: {exc}", "payload") from None
+        if self._svc.memberlist is not None:  # and to the real Serf agents this node knows
+            sent += self._svc.memberlist.user_event(int(result["ltime"]), name, payload.encode(), coalesce)
         return SerfEventSent(event_sent=result["event_sent"], ltime=result["ltime"], node=self._node_id, name=name,
                              coalesce=coalesce, gossiped_to=sent)
 

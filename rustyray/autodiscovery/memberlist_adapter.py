@@ -13,9 +13,10 @@ import contextlib
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from rustyray.autodiscovery.memberlist_core import MemberlistConfig, MemberlistCore, Reply, Send
+from rustyray.autodiscovery.memberlist_core import Deliver, MemberlistConfig, MemberlistCore, Reply, Send
 from rustyray.autodiscovery.memberlist_wire import (
     MessageType,
     WireError,
@@ -47,11 +48,13 @@ class MemberlistAgent:
     """A member of a memberlist cluster on ``host:port`` (UDP and TCP), named ``name``, with Serf ``tags``."""
 
     def __init__(self, name: str, host: str, port: int, tags: dict[str, str], *,
-                 config: MemberlistConfig | None = None) -> None:
+                 config: MemberlistConfig | None = None,
+                 on_event: Callable[[Deliver], None] | None = None) -> None:
         self.host, self.port = host, port
         addr = ipaddress.ip_address(host).packed
         self.core = MemberlistCore(name, addr, port, dict(tags), config or MemberlistConfig())
         self.dropped = 0
+        self.on_event = on_event  # Serf user events from the agents (the node's Serf layer takes them)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -82,6 +85,12 @@ class MemberlistAgent:
     def members(self) -> list[dict[str, Any]]:
         return self.core.view()
 
+    def user_event(self, ltime: int, name: str, payload: bytes, coalesce: bool) -> int:
+        """Send a Serf user event to every live agent; the number of agents it went to."""
+        sends = self.core.user_event(ltime, name, payload, coalesce)
+        self._send(sends)
+        return len(sends)
+
     # ------------------------------------------------------------------------------------------ UDP
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -94,6 +103,8 @@ class MemberlistAgent:
         for action in actions:
             if isinstance(action, Reply):
                 self._sendto(encode_message(action.kind, action.body), addr)
+            elif isinstance(action, Deliver) and self.on_event is not None:
+                self.on_event(action)
         self._send([a for a in actions if isinstance(a, Send)])
 
     def _send(self, sends: list[Send]) -> None:

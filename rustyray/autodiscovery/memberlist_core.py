@@ -32,18 +32,23 @@ from typing import Any
 
 from rustyray.autodiscovery.memberlist_wire import (
     DEFAULT_VSN,
+    SERF_PUSH_PULL,
+    SERF_USER_EVENT,
     MessageType,
     NodeState,
     PushNodeState,
     PushPull,
     WireError,
+    decode_serf_message,
     decode_tags,
     encode_tags,
     serf_leave_intent,
+    serf_push_pull_state,
+    serf_user_event,
     text,
 )
 
-__all__ = ["MemberStatus", "MemberlistConfig", "MemberlistCore", "Reply", "Send"]
+__all__ = ["Deliver", "MemberStatus", "MemberlistConfig", "MemberlistCore", "Reply", "Send"]
 
 
 class MemberStatus(enum.Enum):
@@ -115,6 +120,16 @@ class Reply:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Deliver:
+    """A Serf user event from the memberlist side, for the node's Serf layer."""
+
+    ltime: int
+    name: str
+    payload: bytes
+    coalesce: bool
+
+
 @dataclass
 class _Probe:
     target: str
@@ -136,6 +151,7 @@ class MemberlistCore:
     def __post_init__(self) -> None:
         self.incarnation = 1
         self.ltime = 1  # Serf's Lamport clock, for the intents we send
+        self.event_ltime = 0  # the highest Serf event time seen (a push-pull's EventLTime, events)
         self.members: dict[str, Member] = {}
         self._seq = 0
         self._order: list[str] = []
@@ -211,7 +227,7 @@ class MemberlistCore:
         return [me.view()] + [m.view() for m in sorted(self.members.values(), key=lambda m: m.name)]
 
     # ------------------------------------------------------------------------------------------ packets
-    def on_packet(self, kind: MessageType, body: dict[str, Any], now: float) -> list[Send | Reply]:
+    def on_packet(self, kind: MessageType, body: dict[str, Any], now: float) -> list[Send | Reply | Deliver]:
         """One decoded UDP message; ``WireError`` for a body that lacks what its type needs."""
         try:
             if kind is MessageType.PING:
@@ -235,17 +251,40 @@ class MemberlistCore:
                 node, src = text(body["Node"]), text(body.get("From", b""))
                 status = MemberStatus.LEFT if node == src else MemberStatus.FAILED
                 return list(self._apply(node, int(body["Incarnation"]), status, now))
+            if kind is MessageType.USER:
+                return self._on_serf(body["payload"])
         except (KeyError, ValueError, TypeError) as exc:
             raise WireError(f"bad {kind.name} body: {exc}") from None
-        return []  # indirect pings, nacks, user messages: not handled yet
+        return []  # indirect pings, nacks: not handled yet
+
+    def _on_serf(self, payload: bytes) -> list[Send | Reply | Deliver]:
+        serf_type, body = decode_serf_message(payload)
+        if serf_type != SERF_USER_EVENT:
+            return []  # join/leave intents, queries, key requests: not handled yet
+        ltime = int(body["LTime"])
+        self.event_ltime = max(self.event_ltime, ltime)
+        return [Deliver(ltime, text(body["Name"]), bytes(body.get("Payload") or b""), bool(body.get("CC", False)))]
+
+    def user_event(self, ltime: int, name: str, payload: bytes, coalesce: bool) -> list[Send]:
+        """Our Serf user event (stamped by the node's Serf clock), to every live memberlist member."""
+        ltime = max(ltime, self.event_ltime + 1)  # never older than what the agents have seen
+        self.event_ltime = ltime
+        return self._to_all(MessageType.USER, {"payload": serf_user_event(ltime, name, payload, coalesce)})
 
     # --------------------------------------------------------------------------------------- push-pull
     def local_state(self, join: bool = False) -> PushPull:
         nodes = [self.me()] + [PushNodeState(m.name, m.addr, m.port, m.meta, m.incarnation, _TO_STATE[m.status],
                                              m.vsn) for m in self.members.values()]
-        return PushPull(nodes, b"", join)
+        return PushPull(nodes, serf_push_pull_state(self.ltime, self.event_ltime), join)
 
     def merge(self, remote: PushPull, now: float) -> list[Send]:
+        if remote.user_state[:1] == bytes([SERF_PUSH_PULL]):
+            try:
+                _, state = decode_serf_message(remote.user_state)
+                self.event_ltime = max(self.event_ltime, int(state.get("EventLTime") or 0))
+                self.ltime = max(self.ltime, int(state.get("LTime") or 0))
+            except (WireError, ValueError, TypeError):
+                pass  # the member list still merges; only the clocks stay as they were
         out: list[Send] = []
         for n in remote.nodes:
             out += self._apply(n.name, n.incarnation, _FROM_STATE[n.state], now, addr=n.addr, port=n.port,

@@ -48,6 +48,7 @@ __all__ = [
     "WireError",
     "decode_packet",
     "decode_push_pull",
+    "decode_serf_message",
     "decode_tags",
     "encode_compound",
     "encode_message",
@@ -56,6 +57,8 @@ __all__ = [
     "encode_user",
     "lzw_decompress",
     "serf_leave_intent",
+    "serf_push_pull_state",
+    "serf_user_event",
     "text",
     "with_crc",
 ]
@@ -91,6 +94,8 @@ DEFAULT_VSN = (1, 5, 2, 2, 5, 4)
 
 TAG_MAGIC = 0xFF
 SERF_LEAVE = 0  # Serf's messageLeaveType
+SERF_PUSH_PULL = 2  # messagePushPullType: the delegate state in a push-pull
+SERF_USER_EVENT = 3  # messageUserEventType
 MAX_COMPOUND = 255
 MAX_DECOMPRESSED = 20 * 1024 * 1024  # memberlist's maxPushStateBytes: a bound on what a packet may expand to
 
@@ -142,6 +147,27 @@ def encode_user(payload: bytes) -> bytes:
 def serf_leave_intent(node: str, ltime: int) -> bytes:
     """Serf's ``messageLeave`` (type 0): agents that see it before the member's ``dead`` show it as left."""
     return bytes([SERF_LEAVE]) + _pack({"LTime": ltime, "Node": node, "Prune": False})
+
+
+def serf_user_event(ltime: int, name: str, payload: bytes, coalesce: bool) -> bytes:
+    """Serf's ``messageUserEvent`` (type 3)."""
+    return bytes([SERF_USER_EVENT]) + _pack({"LTime": ltime, "Name": name, "Payload": payload, "CC": coalesce})
+
+
+def serf_push_pull_state(ltime: int, event_ltime: int, query_ltime: int = 0) -> bytes:
+    """Serf's delegate state in a push-pull (``messagePushPull``): our clocks, so agents witness them."""
+    return bytes([SERF_PUSH_PULL]) + _pack({"LTime": ltime, "StatusLTimes": {}, "LeftMembers": [],
+                                            "EventLTime": event_ltime, "Events": [], "QueryLTime": query_ltime})
+
+
+def decode_serf_message(payload: bytes) -> tuple[int, dict[str, Any]]:
+    """A Serf message carried in a memberlist user message: its Serf type and msgpack body."""
+    if not payload:
+        raise WireError("empty Serf message")
+    body = _keys_to_text(_unpack(payload[1:]))
+    if not isinstance(body, dict):
+        raise WireError("Serf message body is not a map")
+    return payload[0], body
 
 
 def encode_compound(messages: list[bytes]) -> bytes:

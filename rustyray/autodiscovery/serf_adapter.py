@@ -62,6 +62,11 @@ class SerfAdapter:
     def on_message(self, ctx: RequestContext, msg: Message) -> None:
         self._run(self.core.receive(msg, ctx.peer_id, self.view()))
 
+    def on_foreign(self, msg: Message) -> None:
+        """A Serf message from outside the mesh (a real Serf agent, through the memberlist member): handled
+        as if this node had sent it, so it is delivered here and gossiped to every peer."""
+        self._run(self.core.receive(msg, None, self.view()))
+
     def on_peer_event(self, event: str, peer_id: str) -> None:
         self._run(self.core.peer_event(event, peer_id, self.view()))
 

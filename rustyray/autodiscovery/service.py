@@ -42,6 +42,7 @@ from rustyray.autodiscovery.broadcast_core import BroadcastConfig
 from rustyray.autodiscovery.mdns_adapter import MdnsAdapter
 from rustyray.autodiscovery.mdns_core import MdnsConfig
 from rustyray.autodiscovery.memberlist_adapter import MemberlistAgent
+from rustyray.autodiscovery.memberlist_core import Deliver
 from rustyray.autodiscovery.serf import (
     SerfConfig,
     SerfCore,
@@ -210,7 +211,8 @@ class AutodiscoveryService:
     async def _start_memberlist(self) -> None:
         """The memberlist member real Serf agents talk to; a join that fails is logged, not fatal."""
         opts = self.serf_opts
-        self.memberlist = MemberlistAgent(self.node.node_id, str(opts["bind"]), int(opts["port"]), self.serf_tags)
+        self.memberlist = MemberlistAgent(self.node.node_id, str(opts["bind"]), int(opts["port"]), self.serf_tags,
+                                          on_event=self._foreign_event)
         try:
             await self.memberlist.start()
         except OSError as exc:
@@ -222,6 +224,10 @@ class AutodiscoveryService:
                 await self.join_serf(str(address))
             except (OSError, TimeoutError, ValueError) as exc:
                 log.warning("%s could not join Serf agent %s: %s", self.node.node_id, address, exc)
+
+    def _foreign_event(self, event: Deliver) -> None:
+        self.serf_adapter.on_foreign(SerfUserEvent(ltime=event.ltime, name=event.name, payload=event.payload,
+                                                   coalesce=event.coalesce))
 
     async def join_serf(self, address: str) -> int:
         """Push-pull with the Serf agent at ``address`` (host:port); the members learned."""

@@ -38,10 +38,10 @@ def _free_port() -> int:
 
 
 class SerfAgent:
-    def __init__(self, name: str, log_dir: Path, tags: dict[str, str]) -> None:
+    def __init__(self, name: str, log_dir: Path, tags: dict[str, str], extra: tuple[str, ...] = ()) -> None:
         self.name, self.port, self.rpc = name, _free_port(), _free_port()
         args = [SERF, "agent", "-node", name, "-bind", f"127.0.0.1:{self.port}", "-rpc-addr",
-                f"127.0.0.1:{self.rpc}", "-log-level", "debug"]
+                f"127.0.0.1:{self.rpc}", "-log-level", "debug", *extra]
         for k, v in tags.items():
             args += ["-tag", f"{k}={v}"]
         self.log = log_dir / f"{name}.log"
@@ -75,8 +75,8 @@ def serf_agents(tmp_path: Path) -> Iterator[Callable[..., SerfAgent]]:
     assert Path(SERF).exists(), "the serf binary is missing: run scripts/install_test_servers.sh"
     started: list[SerfAgent] = []
 
-    def start(name: str, **tags: str) -> SerfAgent:
-        agent = SerfAgent(name, tmp_path, tags)
+    def start(name: str, *extra: str, **tags: str) -> SerfAgent:
+        agent = SerfAgent(name, tmp_path, tags, extra)
         started.append(agent)
         deadline = time.monotonic() + 15
         while agent.cli("members").returncode != 0:
@@ -197,4 +197,39 @@ async def _until_async(c, name: str, status: str, timeout: float) -> None:
         if any(m["name"] == name and m["status"] == status for m in rows):
             return
         assert time.monotonic() < deadline, f"{name} not {status} within {timeout} s: {rows}"
+        await asyncio.sleep(0.2)
+
+
+async def test_user_events_cross_both_ways(serf_agents, tmp_path) -> None:
+    """``serf event`` reaches our nodes (both, through our own gossip); ours reaches an agent's event handler."""
+    seen = tmp_path / "handled.txt"
+    handler = tmp_path / "handler.sh"
+    handler.write_text(f'#!/bin/sh\necho "$SERF_EVENT $SERF_USER_EVENT $(cat)" >> {seen}\n')
+    handler.chmod(0o755)
+    serf1 = serf_agents("serf1", "-event-handler", f"user={handler}")
+    sections = {"autodiscovery": {"serf": {"wire": "serf", "coalesce_period_s": 0}}}
+    async with local_cluster(2, tmp_path / "state", sections=sections) as c:
+        r = await c.client.post("/autodiscovery/serf/join", json={"address": f"127.0.0.1:{serf1.port}"})
+        assert r.status_code == 200, r.text
+        await _until(lambda: serf1.members().get("node1", ("",))[0] == "alive", 10, "serf lists node1")
+
+        out = await asyncio.to_thread(serf1.cli, "event", "-coalesce=false", "deploy", "v42")
+        assert out.returncode == 0, out.stdout
+        for node in ("node1", "node2"):
+            await _until_event(c, node, "deploy", "v42", 15)
+
+        r = await c.client.post("/autodiscovery/serf/event",
+                                json={"name": "hello", "payload": "from-rustyray", "coalesce": False})
+        assert r.status_code == 200 and r.json()["gossiped_to"] >= 2, r.text  # node2 and serf1
+        await _until(lambda: seen.exists() and "user hello from-rustyray" in seen.read_text(), 15,
+                     "serf1's event handler ran for our event")
+
+
+async def _until_event(c, node: str, name: str, payload: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        body = (await c.client.get("/autodiscovery/serf/events", params={"node": node})).json()
+        if any(e.get("name") == name and payload in str(e.get("payload")) for e in body["events"]):
+            return
+        assert time.monotonic() < deadline, f"{node} did not get {name}: {body['events']}"
         await asyncio.sleep(0.2)

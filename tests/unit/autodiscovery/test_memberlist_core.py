@@ -99,3 +99,21 @@ def test_leave_sends_the_serf_intent_before_our_dead() -> None:
     assert dead.kind is MessageType.DEAD and dead.body["Node"] == dead.body["From"] == "rr"
     assert core.view()[0]["status"] == MemberStatus.LEFT.value
     assert [s for s in core.tick(10.0) if s.kind is MessageType.PING] == []  # a member that left probes nobody
+
+
+def test_serf_user_events_are_delivered_and_ours_are_never_older_than_seen() -> None:
+    from rustyray.autodiscovery.memberlist_core import Deliver
+    from rustyray.autodiscovery.memberlist_wire import decode_serf_message, serf_push_pull_state, serf_user_event
+
+    core = _core()
+    _alive(core, "a")
+    got = core.on_packet(MessageType.USER, {"payload": serf_user_event(41, "deploy", b"v1", True)}, 0)
+    assert got == [Deliver(41, "deploy", b"v1", True)]
+    (send,) = core.user_event(3, "hello", b"x", False)  # our Serf clock says 3, the agents have seen 41
+    serf_type, body = decode_serf_message(send.body["payload"])
+    assert (serf_type, body["LTime"], body["Name"], body["CC"]) == (3, 42, "hello", False)
+    core.merge(PushPull([], serf_push_pull_state(ltime=9, event_ltime=100)), 0)
+    assert core.event_ltime == 100 and core.ltime == 9
+    _, state = decode_serf_message(core.local_state().user_state)
+    assert state["EventLTime"] == 100  # agents witness our clocks in our push-pull
+    assert core.on_packet(MessageType.USER, {"payload": bytes([4]) + b"\x80"}, 0) == []  # a query: not yet
