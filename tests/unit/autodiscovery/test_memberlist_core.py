@@ -111,7 +111,7 @@ def test_serf_user_events_are_delivered_and_ours_are_never_older_than_seen() -> 
     assert got == [Deliver(41, "deploy", b"v1", True)]
     (send,) = core.user_event(3, "hello", b"x", False)  # our Serf clock says 3, the agents have seen 41
     serf_type, body = decode_serf_message(send.body["payload"])
-    assert (serf_type, body["LTime"], body["Name"], body["CC"]) == (3, 42, "hello", False)
+    assert (serf_type, body["LTime"], body["Name"], body["CC"]) == (3, 42, b"hello", False)
     core.merge(PushPull([], serf_push_pull_state(ltime=9, event_ltime=100)), 0)
     assert core.event_ltime == 100 and core.ltime == 9
     _, state = decode_serf_message(core.local_state().user_state)
