@@ -16,7 +16,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rustyray.autodiscovery.memberlist_core import Deliver, MemberlistConfig, MemberlistCore, Reply, Send
+from rustyray.autodiscovery.memberlist_core import (
+    Deliver,
+    MemberlistConfig,
+    MemberlistCore,
+    QueryIn,
+    QueryResponseIn,
+    Reply,
+    Send,
+)
 from rustyray.autodiscovery.memberlist_wire import (
     MessageType,
     WireError,
@@ -49,12 +57,16 @@ class MemberlistAgent:
 
     def __init__(self, name: str, host: str, port: int, tags: dict[str, str], *,
                  config: MemberlistConfig | None = None,
-                 on_event: Callable[[Deliver], None] | None = None) -> None:
+                 on_event: Callable[[Deliver], None] | None = None,
+                 on_query: Callable[[QueryIn], None] | None = None,
+                 on_query_response: Callable[[QueryResponseIn], None] | None = None) -> None:
         self.host, self.port = host, port
         addr = ipaddress.ip_address(host).packed
         self.core = MemberlistCore(name, addr, port, dict(tags), config or MemberlistConfig())
         self.dropped = 0
         self.on_event = on_event  # Serf user events from the agents (the node's Serf layer takes them)
+        self.on_query = on_query  # Serf queries from the agents
+        self.on_query_response = on_query_response  # the agents' answers to our queries
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -85,6 +97,19 @@ class MemberlistAgent:
     def members(self) -> list[dict[str, Any]]:
         return self.core.view()
 
+    def query(self, ltime: int, qid: int, timeout_s: float, name: str, payload: bytes) -> int:
+        """Send our Serf query to every live agent; the number of agents it went to."""
+        sends = self.core.query(ltime, qid, timeout_s, name, payload)
+        self._send(sends)
+        return len(sends)
+
+    def answer(self, host: str, port: int, ltime: int, qid: int, node: str, payload: bytes) -> None:
+        """Answer an agent's query (``node`` is the answering mesh node's name)."""
+        self._send([self.core.query_response(host, port, ltime, qid, node, payload)])
+
+    def live_agents(self) -> frozenset[str]:
+        return frozenset(m["name"] for m in self.core.view()[1:] if m["status"] == "alive")
+
     def user_event(self, ltime: int, name: str, payload: bytes, coalesce: bool) -> int:
         """Send a Serf user event to every live agent; the number of agents it went to."""
         sends = self.core.user_event(ltime, name, payload, coalesce)
@@ -105,6 +130,10 @@ class MemberlistAgent:
                 self._sendto(encode_message(action.kind, action.body), addr)
             elif isinstance(action, Deliver) and self.on_event is not None:
                 self.on_event(action)
+            elif isinstance(action, QueryIn) and self.on_query is not None:
+                self.on_query(action)
+            elif isinstance(action, QueryResponseIn) and self.on_query_response is not None:
+                self.on_query_response(action)
         self._send([a for a in actions if isinstance(a, Send)])
 
     def _send(self, sends: list[Send]) -> None:

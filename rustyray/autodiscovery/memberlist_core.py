@@ -32,23 +32,30 @@ from typing import Any
 
 from rustyray.autodiscovery.memberlist_wire import (
     DEFAULT_VSN,
+    QUERY_FLAG_ACK,
     SERF_PUSH_PULL,
+    SERF_QUERY,
+    SERF_QUERY_RESPONSE,
     SERF_USER_EVENT,
     MessageType,
     NodeState,
     PushNodeState,
     PushPull,
     WireError,
+    decode_query_filters,
     decode_serf_message,
     decode_tags,
     encode_tags,
     serf_leave_intent,
     serf_push_pull_state,
+    serf_query,
+    serf_query_response,
     serf_user_event,
     text,
 )
 
-__all__ = ["Deliver", "MemberStatus", "MemberlistConfig", "MemberlistCore", "Reply", "Send"]
+__all__ = ["Deliver", "MemberStatus", "MemberlistConfig", "MemberlistCore", "QueryIn", "QueryResponseIn", "Reply",
+           "Send"]
 
 
 class MemberStatus(enum.Enum):
@@ -128,6 +135,34 @@ class Deliver:
     name: str
     payload: bytes
     coalesce: bool
+
+
+@dataclass(frozen=True)
+class QueryIn:
+    """A Serf query from an agent: answer it to ``host:port`` (``Send`` of a query response)."""
+
+    ltime: int
+    id: int
+    host: str
+    port: int
+    source: str
+    name: str
+    payload: bytes
+    timeout_s: float
+    filter_nodes: list[str]
+    filter_tags: dict[str, str]
+    ack: bool
+
+
+@dataclass(frozen=True)
+class QueryResponseIn:
+    """An agent's answer to one of our queries."""
+
+    ltime: int
+    id: int
+    node: str
+    payload: bytes
+    ack: bool
 
 
 @dataclass
@@ -227,7 +262,8 @@ class MemberlistCore:
         return [me.view()] + [m.view() for m in sorted(self.members.values(), key=lambda m: m.name)]
 
     # ------------------------------------------------------------------------------------------ packets
-    def on_packet(self, kind: MessageType, body: dict[str, Any], now: float) -> list[Send | Reply | Deliver]:
+    def on_packet(self, kind: MessageType, body: dict[str, Any],
+                  now: float) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
         """One decoded UDP message; ``WireError`` for a body that lacks what its type needs."""
         try:
             if kind is MessageType.PING:
@@ -257,13 +293,37 @@ class MemberlistCore:
             raise WireError(f"bad {kind.name} body: {exc}") from None
         return []  # indirect pings, nacks: not handled yet
 
-    def _on_serf(self, payload: bytes) -> list[Send | Reply | Deliver]:
+    def _on_serf(self, payload: bytes) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
         serf_type, body = decode_serf_message(payload)
+        if serf_type == SERF_QUERY:
+            addr = bytes(body.get("Addr") or b"")
+            host = ".".join(str(b) for b in addr) if len(addr) == 4 else ""
+            nodes, tags = decode_query_filters(body.get("Filters"))
+            if not host:
+                return []  # no address to answer to
+            return [QueryIn(int(body["LTime"]), int(body["ID"]), host, int(body["Port"]),
+                            text(body.get("SourceNode", b"")), text(body["Name"]), bytes(body.get("Payload") or b""),
+                            int(body.get("Timeout") or 0) / 1e9, nodes, tags,
+                            bool(int(body.get("Flags") or 0) & QUERY_FLAG_ACK))]
+        if serf_type == SERF_QUERY_RESPONSE:
+            flags = int(body.get("Flags") or 0)
+            return [QueryResponseIn(int(body["LTime"]), int(body["ID"]), text(body["From"]),
+                                    bytes(body.get("Payload") or b""), bool(flags & QUERY_FLAG_ACK))]
         if serf_type != SERF_USER_EVENT:
-            return []  # join/leave intents, queries, key requests: not handled yet
+            return []  # join/leave intents, key requests: not handled yet
         ltime = int(body["LTime"])
         self.event_ltime = max(self.event_ltime, ltime)
         return [Deliver(ltime, text(body["Name"]), bytes(body.get("Payload") or b""), bool(body.get("CC", False)))]
+
+    def query(self, ltime: int, qid: int, timeout_s: float, name: str, payload: bytes) -> list[Send]:
+        """Our Serf query to every live agent; they answer to our memberlist address."""
+        msg = serf_query(ltime, qid, self.addr, self.port, self.name, timeout_s, name, payload)
+        return self._to_all(MessageType.USER, {"payload": msg})
+
+    @staticmethod
+    def query_response(host: str, port: int, ltime: int, qid: int, node: str, payload: bytes,
+                       ack: bool = False) -> Send:
+        return Send(host, port, MessageType.USER, {"payload": serf_query_response(ltime, qid, node, payload, ack=ack)})
 
     def user_event(self, ltime: int, name: str, payload: bytes, coalesce: bool) -> list[Send]:
         """Our Serf user event (stamped by the node's Serf clock), to every live memberlist member."""

@@ -48,6 +48,7 @@ __all__ = [
     "WireError",
     "decode_packet",
     "decode_push_pull",
+    "decode_query_filters",
     "decode_serf_message",
     "decode_tags",
     "encode_compound",
@@ -58,6 +59,8 @@ __all__ = [
     "lzw_decompress",
     "serf_leave_intent",
     "serf_push_pull_state",
+    "serf_query",
+    "serf_query_response",
     "serf_user_event",
     "text",
     "with_crc",
@@ -96,6 +99,9 @@ TAG_MAGIC = 0xFF
 SERF_LEAVE = 0  # Serf's messageLeaveType
 SERF_PUSH_PULL = 2  # messagePushPullType: the delegate state in a push-pull
 SERF_USER_EVENT = 3  # messageUserEventType
+SERF_QUERY = 4  # messageQueryType
+SERF_QUERY_RESPONSE = 5  # messageQueryResponseType
+QUERY_FLAG_ACK = 1
 MAX_COMPOUND = 255
 MAX_DECOMPRESSED = 20 * 1024 * 1024  # memberlist's maxPushStateBytes: a bound on what a packet may expand to
 
@@ -152,6 +158,39 @@ def serf_leave_intent(node: str, ltime: int) -> bytes:
 def serf_user_event(ltime: int, name: str, payload: bytes, coalesce: bool) -> bytes:
     """Serf's ``messageUserEvent`` (type 3)."""
     return bytes([SERF_USER_EVENT]) + _pack({"LTime": ltime, "Name": name, "Payload": payload, "CC": coalesce})
+
+
+def serf_query(ltime: int, qid: int, addr: bytes, port: int, source: str, timeout_s: float, name: str,
+               payload: bytes, *, ack: bool = False) -> bytes:
+    """Serf's ``messageQuery`` (type 4); answers come as user messages to ``addr:port`` over UDP."""
+    return bytes([SERF_QUERY]) + _pack({
+        "LTime": ltime, "ID": qid, "Addr": addr, "Port": port, "SourceNode": source, "Filters": [],
+        "Flags": QUERY_FLAG_ACK if ack else 0, "RelayFactor": 0, "Timeout": int(timeout_s * 1e9), "Name": name,
+        "Payload": payload})
+
+
+def serf_query_response(ltime: int, qid: int, node: str, payload: bytes, *, ack: bool = False) -> bytes:
+    """Serf's ``messageQueryResponse`` (type 5)."""
+    return bytes([SERF_QUERY_RESPONSE]) + _pack({"LTime": ltime, "ID": qid, "From": node,
+                                                 "Flags": QUERY_FLAG_ACK if ack else 0, "Payload": payload})
+
+
+def decode_query_filters(filters: Any) -> tuple[list[str], dict[str, str]]:
+    """Serf's query filters: node names (type 0, a msgpack list) and tag regexps (type 1, {Tag, Expr})."""
+    nodes: list[str] = []
+    tags: dict[str, str] = {}
+    for f in filters or []:
+        if not isinstance(f, bytes) or not f:
+            raise WireError("a query filter is not bytes")
+        body = _unpack(f[1:])
+        if f[0] == 0 and isinstance(body, list):
+            nodes += [text(n) for n in body]
+        elif f[0] == 1 and isinstance(body, dict):
+            body = _keys_to_text(body)
+            tags[text(body["Tag"])] = text(body["Expr"])
+        else:
+            raise WireError(f"unknown query filter type {f[0]}")
+    return nodes, tags
 
 
 def serf_push_pull_state(ltime: int, event_ltime: int, query_ltime: int = 0) -> bytes:

@@ -13,10 +13,20 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rustyray.autodiscovery.serf import QueryState
-from rustyray.autodiscovery.serf_node import Gossip, HostView, NodeAction, PeerInfo, QueryProgress, SerfNode, Unicast
+from rustyray.autodiscovery.serf import QueryState, SendResponse
+from rustyray.autodiscovery.serf_node import (
+    ForeignSend,
+    Gossip,
+    HostView,
+    NodeAction,
+    PeerInfo,
+    QueryProgress,
+    SerfNode,
+    Unicast,
+)
 from rustyray.protocol.messages import Message
 
 if TYPE_CHECKING:
@@ -38,6 +48,13 @@ class SerfAdapter:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: dict[tuple[int, int], asyncio.Event] = {}
+        # Real Serf agents beside the mesh (set by the service with [autodiscovery.serf] wire = "serf"):
+        self.foreign_responder: Callable[[SendResponse], None] | None = None
+        """Sends a query answer to an agent (its origin is not a mesh node)."""
+        self.on_query_started: Callable[[int, int, float, str, bytes], None] | None = None
+        """Sends our query (ltime, id, timeout_s, name, payload) to the agents too."""
+        self.foreign_members: Callable[[], frozenset[str]] = frozenset
+        """Names of the live agents, whose answers a query also waits for."""
 
     def view(self) -> HostView:
         node = self.node
@@ -92,6 +109,9 @@ class SerfAdapter:
             elif isinstance(action, Unicast):
                 self.node.spawn(self._send_quietly(action.peer, action.message),
                                 name=f"serf {type(action.message).__name__}")
+            elif isinstance(action, ForeignSend):
+                if self.foreign_responder is not None:
+                    self.foreign_responder(action.send)
             elif isinstance(action, QueryProgress):
                 waiter = self._waiters.get(action.key)
                 if waiter is not None:
@@ -129,7 +149,9 @@ class SerfAdapter:
         waiter = self._waiters[key] = asyncio.Event()
         try:
             self._run(actions)
-            while (wait := self.core.query_wait(state, frozenset(self.node.live_members()),
+            if self.on_query_started is not None:
+                self.on_query_started(state.ltime, state.id, state.deadline - time.monotonic(), name, payload)
+            while (wait := self.core.query_wait(state, frozenset(self.node.live_members()) | self.foreign_members(),
                                                 time.monotonic())) is not None:
                 waiter.clear()
                 with contextlib.suppress(TimeoutError):

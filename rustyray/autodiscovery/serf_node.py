@@ -113,7 +113,14 @@ class QueryProgress:
     key: tuple[int, int]
 
 
-NodeAction = Gossip | Unicast | QueryProgress
+@dataclass(frozen=True)
+class ForeignSend:
+    """Action: answer a query whose origin is not in the mesh (a real Serf agent) at ``send.addr:send.port``."""
+
+    send: SendResponse
+
+
+NodeAction = Gossip | Unicast | QueryProgress | ForeignSend
 
 
 class SerfNode:
@@ -238,6 +245,8 @@ class SerfNode:
             return self.receive(send.response, None, view)
         if target is not None and self.running:
             return [Unicast(target, send.response)]
+        if target is None and not origin and self.running:
+            return [ForeignSend(send)]
         return []
 
     @staticmethod

@@ -42,7 +42,7 @@ from rustyray.autodiscovery.broadcast_core import BroadcastConfig
 from rustyray.autodiscovery.mdns_adapter import MdnsAdapter
 from rustyray.autodiscovery.mdns_core import MdnsConfig
 from rustyray.autodiscovery.memberlist_adapter import MemberlistAgent
-from rustyray.autodiscovery.memberlist_core import Deliver
+from rustyray.autodiscovery.memberlist_core import Deliver, QueryIn, QueryResponseIn
 from rustyray.autodiscovery.serf import (
     SerfConfig,
     SerfCore,
@@ -212,13 +212,19 @@ class AutodiscoveryService:
         """The memberlist member real Serf agents talk to; a join that fails is logged, not fatal."""
         opts = self.serf_opts
         self.memberlist = MemberlistAgent(self.node.node_id, str(opts["bind"]), int(opts["port"]), self.serf_tags,
-                                          on_event=self._foreign_event)
+                                          on_event=self._foreign_event, on_query=self._foreign_query,
+                                          on_query_response=self._foreign_response)
         try:
             await self.memberlist.start()
         except OSError as exc:
             self.errors["serf"] = f"memberlist member on {opts['bind']}:{opts['port']}: {exc}"
             self.memberlist = None
             return
+        agent, serf = self.memberlist, self.serf_adapter
+        serf.foreign_responder = lambda send: agent.answer(send.addr, send.port, send.response.ltime,
+                                                           send.response.id, send.response.node, send.response.payload)
+        serf.on_query_started = agent.query
+        serf.foreign_members = agent.live_agents
         for address in opts["join"]:
             try:
                 await self.join_serf(str(address))
@@ -228,6 +234,17 @@ class AutodiscoveryService:
     def _foreign_event(self, event: Deliver) -> None:
         self.serf_adapter.on_foreign(SerfUserEvent(ltime=event.ltime, name=event.name, payload=event.payload,
                                                    coalesce=event.coalesce))
+
+    def _foreign_query(self, q: QueryIn) -> None:
+        """An agent's query: our Serf layer answers it (and gossips it to the mesh, whose nodes answer too)."""
+        self.serf_adapter.on_foreign(SerfQuery(ltime=q.ltime, id=q.id, origin="", addr=q.host, port=q.port,
+                                               timeout_s=q.timeout_s or 5.0, name=q.name, payload=q.payload,
+                                               filter_nodes=q.filter_nodes, filter_tags=q.filter_tags,
+                                               request_ack=q.ack))
+
+    def _foreign_response(self, r: QueryResponseIn) -> None:
+        self.serf_adapter.on_foreign(SerfQueryResponse(ltime=r.ltime, id=r.id, node=r.node, ack=r.ack,
+                                                       payload=r.payload))
 
     async def join_serf(self, address: str) -> int:
         """Push-pull with the Serf agent at ``address`` (host:port); the members learned."""

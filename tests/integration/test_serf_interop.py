@@ -233,3 +233,30 @@ async def _until_event(c, node: str, name: str, payload: str, timeout: float) ->
             return
         assert time.monotonic() < deadline, f"{node} did not get {name}: {body['events']}"
         await asyncio.sleep(0.2)
+
+
+async def test_queries_cross_both_ways(serf_agents, tmp_path) -> None:
+    """``serf query`` is answered by every node; our query is answered by the agent (its query handler)."""
+    handler = tmp_path / "answer.sh"
+    handler.write_text("#!/bin/sh\necho \"pong from serf1: $(cat)\"\n")
+    handler.chmod(0o755)
+    serf1 = serf_agents("serf1", "-event-handler", f"query:ping={handler}")
+    sections = {"autodiscovery": {"serf": {"wire": "serf"}}}
+    async with local_cluster(2, tmp_path / "state", sections=sections) as c:
+        for node in ("node1", "node2"):
+            r = await c.client.post("/autodiscovery/serf/join", params={"node": node},
+                                    json={"address": f"127.0.0.1:{serf1.port}"})
+            assert r.status_code == 200, r.text
+        await _until(lambda: {"node1", "node2"} <= set(serf1.members()), 10, "serf lists both nodes")
+
+        out = await asyncio.to_thread(serf1.cli, "query", "-timeout=3s", "who", "anyone")
+        assert out.returncode == 0, out.stdout
+        assert "Response from 'node1'" in out.stdout and "Response from 'node2'" in out.stdout, out.stdout
+        assert '"node_id": "node1"' in out.stdout  # what our Serf layer answers: identity and uptime
+
+        r = await c.client.post("/autodiscovery/serf/query", json={"name": "ping", "payload": "hi",
+                                                                  "timeout_ms": 3000})
+        assert r.status_code == 200, r.text
+        answers = {a["node"]: a for a in r.json()["responses"]}
+        assert "serf1" in answers and "node2" in answers, r.json()
+        assert "pong from serf1: hi" in str(answers["serf1"]["payload"])
