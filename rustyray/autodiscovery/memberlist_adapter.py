@@ -103,9 +103,9 @@ class MemberlistAgent:
         self._send(sends)
         return len(sends)
 
-    def answer(self, host: str, port: int, ltime: int, qid: int, node: str, payload: bytes) -> None:
-        """Answer an agent's query (``node`` is the answering mesh node's name)."""
-        self._send([self.core.query_response(host, port, ltime, qid, node, payload)])
+    def answer(self, host: str, port: int, ltime: int, qid: int, node: str, payload: bytes, ack: bool) -> None:
+        """Answer an agent's query, or acknowledge it (``node`` is the answering mesh node's name)."""
+        self._send([self.core.query_response(host, port, ltime, qid, node, payload, ack)])
 
     def live_agents(self) -> frozenset[str]:
         return frozenset(m["name"] for m in self.core.view()[1:] if m["status"] == "alive")

@@ -222,7 +222,8 @@ class AutodiscoveryService:
             return
         agent, serf = self.memberlist, self.serf_adapter
         serf.foreign_responder = lambda send: agent.answer(send.addr, send.port, send.response.ltime,
-                                                           send.response.id, send.response.node, send.response.payload)
+                                                           send.response.id, send.response.node, send.response.payload,
+                                                           send.response.ack)
         serf.on_query_started = agent.query
         serf.foreign_members = agent.live_agents
         for address in opts["join"]:

@@ -253,6 +253,7 @@ async def test_queries_cross_both_ways(serf_agents, tmp_path) -> None:
         assert out.returncode == 0, out.stdout
         assert "Response from 'node1'" in out.stdout and "Response from 'node2'" in out.stdout, out.stdout
         assert '"node_id": "node1"' in out.stdout  # what our Serf layer answers: identity and uptime
+        assert "Ack from 'node1'" in out.stdout and "Ack from 'node2'" in out.stdout  # acks are acks, not answers
 
         r = await c.client.post("/autodiscovery/serf/query", json={"name": "ping", "payload": "hi",
                                                                   "timeout_ms": 3000})
