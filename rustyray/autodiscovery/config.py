@@ -132,6 +132,9 @@ class SerfSettings:
     """Its port; 0 picks a free one (Serf's own default is 7946)."""
     join: list[str] = field(default_factory=list)
     """``host:port`` of Serf agents to join at start (``wire = "serf"``)."""
+    keyring_file: str = ""
+    """Gossip encryption: a JSON list of base64 keys, the primary first (Serf's ``-keyring-file``
+    format); ``serf keys`` rotations are written back to it. Empty: no encryption."""
 
     def core(self, node_name: str) -> SerfConfig:
         return SerfConfig(node_name=node_name, **_core_kwargs(self, SerfConfig))  # type: ignore[arg-type]

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rustyray.autodiscovery.memberlist_core import (
@@ -26,8 +29,11 @@ from rustyray.autodiscovery.memberlist_core import (
     Send,
 )
 from rustyray.autodiscovery.memberlist_wire import (
+    KEY_QUERIES,
+    Keyring,
     MessageType,
     WireError,
+    answer_key_query,
     decode_packet,
     decode_push_pull,
     encode_message,
@@ -59,11 +65,14 @@ class MemberlistAgent:
                  config: MemberlistConfig | None = None,
                  on_event: Callable[[Deliver], None] | None = None,
                  on_query: Callable[[QueryIn], None] | None = None,
-                 on_query_response: Callable[[QueryResponseIn], None] | None = None) -> None:
+                 on_query_response: Callable[[QueryResponseIn], None] | None = None,
+                 keyring: Keyring | None = None, keyring_file: Path | None = None) -> None:
         self.host, self.port = host, port
         addr = ipaddress.ip_address(host).packed
         self.core = MemberlistCore(name, addr, port, dict(tags), config or MemberlistConfig())
         self.dropped = 0
+        self.keyring = keyring  # gossip encryption (serf agent -encrypt): every packet and stream sealed
+        self.keyring_file = keyring_file  # where a key change (serf keys ...) is saved, as Serf saves it
         self.on_event = on_event  # Serf user events from the agents (the node's Serf layer takes them)
         self.on_query = on_query  # Serf queries from the agents
         self.on_query_response = on_query_response  # the agents' answers to our queries
@@ -107,6 +116,18 @@ class MemberlistAgent:
         """Answer an agent's query, or acknowledge it (``node`` is the answering mesh node's name)."""
         self._send([self.core.query_response(host, port, ltime, qid, node, payload, ack)])
 
+    def _key_query(self, q: QueryIn) -> None:
+        """``serf keys -install/-use/-remove/-list``: this member's keyring answers for itself."""
+        if q.ack:
+            self._send([self.core.query_response(q.host, q.port, q.ltime, q.id, self.core.name, b"", True)])
+        payload, changed = answer_key_query(self.keyring, q.name, q.payload)
+        if changed and self.keyring_file is not None and self.keyring is not None:
+            tmp = self.keyring_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.keyring.to_base64()))
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.keyring_file)
+        self._send([self.core.query_response(q.host, q.port, q.ltime, q.id, self.core.name, payload)])
+
     def live_agents(self) -> frozenset[str]:
         return frozenset(m["name"] for m in self.core.view()[1:] if m["status"] == "alive")
 
@@ -119,7 +140,7 @@ class MemberlistAgent:
     # ------------------------------------------------------------------------------------------ UDP
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            messages = decode_packet(data)
+            messages = decode_packet(self.keyring.open_packet(data) if self.keyring is not None else data)
             actions = [a for kind, body in messages for a in self.core.on_packet(kind, body, time.monotonic())]
         except WireError as exc:
             self.dropped += 1
@@ -130,6 +151,8 @@ class MemberlistAgent:
                 self._sendto(encode_message(action.kind, action.body), addr)
             elif isinstance(action, Deliver) and self.on_event is not None:
                 self.on_event(action)
+            elif isinstance(action, QueryIn) and action.name in KEY_QUERIES:
+                self._key_query(action)
             elif isinstance(action, QueryIn) and self.on_query is not None:
                 self.on_query(action)
             elif isinstance(action, QueryResponseIn) and self.on_query_response is not None:
@@ -143,7 +166,10 @@ class MemberlistAgent:
 
     def _sendto(self, packet: bytes, addr: tuple[str, int]) -> None:
         if self._udp is not None and not self._udp.is_closing():
-            self._udp.sendto(packet, addr)
+            self._udp.sendto(self.keyring.seal_packet(packet) if self.keyring is not None else packet, addr)
+
+    def _stream_out(self, message: bytes) -> bytes:
+        return self.keyring.seal_stream(message) if self.keyring is not None else message
 
     async def _tick_loop(self) -> None:
         while True:
@@ -155,7 +181,7 @@ class MemberlistAgent:
         """Push-pull with the member at ``host:port`` (memberlist's join); returns the members learned."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), STREAM_TIMEOUT_S)
         try:
-            writer.write(encode_push_pull(self.core.local_state(join=True)))
+            writer.write(self._stream_out(encode_push_pull(self.core.local_state(join=True))))
             await writer.drain()
             remote = await asyncio.wait_for(self._read_push_pull(reader), STREAM_TIMEOUT_S)
         finally:
@@ -169,7 +195,7 @@ class MemberlistAgent:
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             remote = await asyncio.wait_for(self._read_push_pull(reader), STREAM_TIMEOUT_S)
-            writer.write(encode_push_pull(self.core.local_state()))
+            writer.write(self._stream_out(encode_push_pull(self.core.local_state())))
             await writer.drain()
             self._send(self.core.merge(remote, time.monotonic()))
         except (WireError, TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
@@ -178,9 +204,9 @@ class MemberlistAgent:
         finally:
             writer.close()
 
-    @staticmethod
-    async def _read_push_pull(reader: asyncio.StreamReader) -> Any:
-        """Read until the bytes so far decode as a whole push-pull (memberlist sends no length prefix)."""
+    async def _read_push_pull(self, reader: asyncio.StreamReader) -> Any:
+        """Read until the bytes so far decode as a whole push-pull (memberlist sends no length prefix, but
+        an encrypted one has one)."""
         buf = b""
         while True:
             chunk = await reader.read(65536)
@@ -188,6 +214,13 @@ class MemberlistAgent:
                 buf += chunk
             if len(buf) > MAX_STREAM_BYTES:
                 raise WireError("push-pull larger than 20 MiB")
+            if self.keyring is not None:
+                plain = self.keyring.open_stream(buf) if buf else None
+                if plain is None:
+                    if not chunk:
+                        raise WireError("stream ended inside an encrypted message")
+                    continue
+                return decode_push_pull(plain)
             try:
                 return decode_push_pull(buf)
             except WireError:

@@ -20,7 +20,11 @@ checked against the real ``serf`` 0.8.2 binary (``tests/integration/test_serf_in
   - ``COMPRESS``: msgpack ``{"Algo": 0, "Buf": <LZW, LSB, 8-bit literals>}`` holding a message;
   - ``COMPOUND``: a count byte, ``count`` big-endian u16 lengths, then the messages back to back.
 
-  ``ENCRYPT`` (gossip encryption) is refused with ``WireError`` here: the keyring is not built yet.
+  With gossip encryption (``serf agent -encrypt KEY``) a whole UDP packet is ``Keyring.seal_packet``'s
+  output: version byte 1, a 12-byte nonce, AES-GCM ciphertext and tag (no associated data); a stream
+  message is ``ENCRYPT``, a big-endian u32 length, then the same layout with the first five bytes as
+  associated data. The plaintext is compressed first, as memberlist does. Any key of the ring opens;
+  the primary (first) seals.
 * A TCP push-pull is ``PUSH_PULL``, the msgpack header ``{"Nodes", "UserStateLen", "Join"}``, one
   msgpack ``pushNodeState`` per node, then ``UserStateLen`` bytes of delegate (Serf) state.
 * Serf puts a member's tags in ``Meta`` as byte 255 then a msgpack map (``encode_tags``).
@@ -31,21 +35,28 @@ that stream and carries on.
 
 from __future__ import annotations
 
+import base64
 import enum
+import secrets
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "DEFAULT_VSN",
+    "Keyring",
     "MessageType",
     "NodeState",
     "PushNodeState",
     "PushPull",
     "WireError",
+    "answer_key_query",
     "decode_packet",
     "decode_push_pull",
     "decode_query_filters",
@@ -191,6 +202,33 @@ def decode_query_filters(filters: Any) -> tuple[list[str], dict[str, str]]:
         else:
             raise WireError(f"unknown query filter type {f[0]}")
     return nodes, tags
+
+
+SERF_KEY_REQUEST, SERF_KEY_RESPONSE = 7, 8  # messageKeyRequestType, messageKeyResponseType
+KEY_QUERIES = ("_serf_install-key", "_serf_use-key", "_serf_remove-key", "_serf_list-keys")
+
+
+def answer_key_query(keyring: Keyring | None, name: str, payload: bytes) -> tuple[bytes, bool]:
+    """Serf's internal key queries (``serf keys``) against ``keyring``: the response payload
+    (``messageKeyResponse``) and whether the ring changed."""
+    result: dict[str, Any] = {"Result": False, "Message": "", "Keys": [], "PrimaryKey": ""}
+    changed = False
+    if keyring is None:
+        result["Message"] = "No keyring to modify (encryption not enabled)"
+    elif name == "_serf_list-keys":
+        result.update(Result=True, Keys=keyring.to_base64(), PrimaryKey=keyring.to_base64()[0])
+    else:
+        try:
+            if payload[:1] != bytes([SERF_KEY_REQUEST]):
+                raise ValueError("not a key request")
+            body = _keys_to_text(_unpack(payload[1:]))
+            key = bytes(body["Key"]) if isinstance(body, dict) else b""
+            {"_serf_install-key": keyring.install, "_serf_use-key": keyring.use,
+             "_serf_remove-key": keyring.remove}[name](key)
+            result["Result"], changed = True, True
+        except (ValueError, KeyError, TypeError, WireError) as exc:
+            result["Message"] = str(exc)
+    return bytes([SERF_KEY_RESPONSE]) + _pack(result), changed
 
 
 def serf_push_pull_state(ltime: int, event_ltime: int, query_ltime: int = 0) -> bytes:
@@ -345,6 +383,96 @@ def lzw_decompress(data: bytes, lit_width: int = 8, limit: int = MAX_DECOMPRESSE
                 last, hi = -1, hi - 1
             else:
                 width, overflow = width + 1, overflow << 1
+
+
+# ------------------------------------------------------------------------------------------ encryption
+ENCRYPTION_VERSION = 1  # AES-GCM without padding (memberlist protocol >= 2)
+NONCE_SIZE = 12
+TAG_SIZE = 16
+
+
+class Keyring:
+    """memberlist's keyring: AES keys of 16, 24 or 32 bytes, the first (primary) seals, any opens."""
+
+    def __init__(self, keys: list[bytes], random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
+        self._random = random_bytes  # nonces; injected so tests can be deterministic
+        if not keys:
+            raise ValueError("a keyring needs at least one key")
+        for k in keys:
+            if len(k) not in (16, 24, 32):
+                raise ValueError(f"a gossip key is 16, 24 or 32 bytes, not {len(k)}")
+        self.keys = list(dict.fromkeys(keys))
+
+    @classmethod
+    def from_base64(cls, keys: list[str]) -> Keyring:
+        """Serf's spelling (``-encrypt`` and keyring files): base64 keys, the primary first."""
+        try:
+            return cls([base64.b64decode(k, validate=True) for k in keys])
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a base64 gossip key: {exc}") from None
+
+    def _seal(self, plain: bytes, aad: bytes | None) -> bytes:
+        nonce = self._random(NONCE_SIZE)
+        return bytes([ENCRYPTION_VERSION]) + nonce + AESGCM(self.keys[0]).encrypt(nonce, plain, aad)
+
+    def _open(self, sealed: bytes, aad: bytes | None) -> bytes:
+        if len(sealed) < 1 + NONCE_SIZE + TAG_SIZE:
+            raise WireError("encrypted payload too short")
+        if sealed[0] != ENCRYPTION_VERSION:
+            raise WireError(f"unsupported encryption version {sealed[0]}")
+        nonce, ciphertext = sealed[1:1 + NONCE_SIZE], sealed[1 + NONCE_SIZE:]
+        for key in self.keys:
+            try:
+                return AESGCM(key).decrypt(nonce, ciphertext, aad)
+            except InvalidTag:
+                continue
+        raise WireError("no installed key opens this message")
+
+    def install(self, key: bytes) -> None:
+        """Add a key (Serf's ``keys -install``); it opens at once and seals once it is used."""
+        Keyring([key])  # validates the length
+        if key not in self.keys:
+            self.keys.append(key)
+
+    def use(self, key: bytes) -> None:
+        """Make an installed key the primary (``keys -use``)."""
+        if key not in self.keys:
+            raise ValueError("Requested key is not in the keyring")
+        self.keys.remove(key)
+        self.keys.insert(0, key)
+
+    def remove(self, key: bytes) -> None:
+        """Drop a key that is not the primary (``keys -remove``)."""
+        if key == self.keys[0]:
+            raise ValueError("Removing the primary key is not allowed")
+        if key in self.keys:
+            self.keys.remove(key)
+
+    def to_base64(self) -> list[str]:
+        return [base64.b64encode(k).decode() for k in self.keys]
+
+    def seal_packet(self, packet: bytes) -> bytes:
+        return self._seal(packet, None)
+
+    def open_packet(self, data: bytes) -> bytes:
+        return self._open(data, None)
+
+    def seal_stream(self, message: bytes) -> bytes:
+        header = bytes([MessageType.ENCRYPT]) + struct.pack(">I", 1 + NONCE_SIZE + len(message) + TAG_SIZE)
+        return header + self._seal(message, header)
+
+    def open_stream(self, data: bytes) -> bytes | None:
+        """The plaintext of a whole encrypted stream message; None while more bytes are needed."""
+        if data[:1] != bytes([MessageType.ENCRYPT]):
+            raise WireError("stream message is not encrypted, and this member requires encryption")
+        if len(data) < 5:
+            return None
+        (length,) = struct.unpack(">I", data[1:5])
+        if length > MAX_DECOMPRESSED:
+            raise WireError("encrypted stream message over 20 MiB")
+        if len(data) < 5 + length:
+            return None
+        return self._open(data[5:5 + length], data[:5])
 
 
 # ------------------------------------------------------------------------------------------- push-pull

@@ -27,9 +27,11 @@ mTLS connections, never new sockets.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import random
 from dataclasses import fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rustyray.autodiscovery.anti_entropy import AntiEntropyConfig
@@ -43,6 +45,7 @@ from rustyray.autodiscovery.mdns_adapter import MdnsAdapter
 from rustyray.autodiscovery.mdns_core import MdnsConfig
 from rustyray.autodiscovery.memberlist_adapter import MemberlistAgent
 from rustyray.autodiscovery.memberlist_core import Deliver, QueryIn, QueryResponseIn
+from rustyray.autodiscovery.memberlist_wire import Keyring
 from rustyray.autodiscovery.serf import (
     SerfConfig,
     SerfCore,
@@ -173,7 +176,7 @@ class AutodiscoveryService:
         where = "autodiscovery.serf"
         own, kw = _split(cfg.section(where), where,
                          {"enabled": True, "tags": {}, "retransmit_mult": 4, "recent_events": 256,
-                          "wire": "rustyray", "bind": "127.0.0.1", "port": 0, "join": []},
+                          "wire": "rustyray", "bind": "127.0.0.1", "port": 0, "join": [], "keyring_file": ""},
                          SerfConfig, skip=("node_name",))
         if int(own["retransmit_mult"]) < 1:
             raise ValueError(f"{where}.retransmit_mult must be >= 1")
@@ -211,9 +214,16 @@ class AutodiscoveryService:
     async def _start_memberlist(self) -> None:
         """The memberlist member real Serf agents talk to; a join that fails is logged, not fatal."""
         opts = self.serf_opts
+        ring_file = Path(str(opts["keyring_file"])).expanduser() if opts["keyring_file"] else None
+        try:
+            keyring = Keyring.from_base64(json.loads(ring_file.read_text())) if ring_file else None
+        except (OSError, ValueError) as exc:
+            self.errors["serf"] = f"keyring_file {ring_file}: {exc}"
+            return
         self.memberlist = MemberlistAgent(self.node.node_id, str(opts["bind"]), int(opts["port"]), self.serf_tags,
                                           on_event=self._foreign_event, on_query=self._foreign_query,
-                                          on_query_response=self._foreign_response)
+                                          on_query_response=self._foreign_response, keyring=keyring,
+                                          keyring_file=ring_file)
         try:
             await self.memberlist.start()
         except OSError as exc:

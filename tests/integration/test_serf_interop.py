@@ -261,3 +261,82 @@ async def test_queries_cross_both_ways(serf_agents, tmp_path) -> None:
         answers = {a["node"]: a for a in r.json()["responses"]}
         assert "serf1" in answers and "node2" in answers, r.json()
         assert "pong from serf1: hi" in str(answers["serf1"]["payload"])
+
+
+async def test_gossip_encryption_with_serf_keys(serf_agents) -> None:
+    """``serf agent -encrypt KEY``: a member with the key joins and stays alive; without it, no join."""
+    import base64
+
+    from rustyray.autodiscovery.memberlist_wire import Keyring, WireError
+
+    key = base64.b64encode(bytes(range(32))).decode()
+    serf1 = serf_agents("serf1", "-encrypt", key)
+    agent = MemberlistAgent("rr-secret", "127.0.0.1", 0, {"role": "rustyray"}, config=FAST,
+                            keyring=Keyring.from_base64([key]))
+    await agent.start()
+    try:
+        assert await agent.join("127.0.0.1", serf1.port) >= 1
+        await _until(lambda: serf1.members().get("rr-secret", ("",))[0] == "alive", 10, "serf lists rr-secret")
+        await asyncio.sleep(2)  # probes both ways, all sealed
+        assert (await asyncio.to_thread(serf1.members))["rr-secret"][0] == "alive" and agent.dropped == 0
+    finally:
+        await agent.stop(leave=False)
+
+    for keyring in (None, Keyring.from_base64([base64.b64encode(b"x" * 16).decode()])):
+        outsider = MemberlistAgent("rr-outsider", "127.0.0.1", 0, {}, config=FAST, keyring=keyring)
+        await outsider.start()
+        try:
+            with pytest.raises((WireError, OSError, TimeoutError, asyncio.IncompleteReadError)):
+                await asyncio.wait_for(outsider.join("127.0.0.1", serf1.port), 5)
+            assert "rr-outsider" not in await asyncio.to_thread(serf1.members)
+        finally:
+            await outsider.stop(leave=False)
+
+
+async def test_serf_keys_rotates_our_keyring_too(serf_agents, tmp_path) -> None:
+    """``serf keys -install / -use / -remove``: our member answers each key query, rotates with the agents
+    and stays alive on the new key; its keyring file follows."""
+    import base64
+    import json
+
+    from rustyray.autodiscovery.memberlist_wire import Keyring
+
+    old, new = (base64.b64encode(bytes([i]) * 32).decode() for i in (1, 2))
+    serf1 = serf_agents("serf1", "-encrypt", old)
+    ring_file = tmp_path / "keyring.json"
+    agent = MemberlistAgent("rr-rotor", "127.0.0.1", 0, {}, config=FAST, keyring=Keyring.from_base64([old]),
+                            keyring_file=ring_file)
+    await agent.start()
+    try:
+        await agent.join("127.0.0.1", serf1.port)
+        await _until(lambda: serf1.members().get("rr-rotor", ("",))[0] == "alive", 10, "serf lists rr-rotor")
+        for step in (("-install", new), ("-use", new), ("-remove", old)):
+            out = await asyncio.to_thread(serf1.cli, "keys", *step)
+            assert out.returncode == 0, f"serf keys {step[0]}: {out.stdout}"
+        assert agent.keyring.to_base64() == [new]
+        assert json.loads(ring_file.read_text()) == [new]
+        listed = await asyncio.to_thread(serf1.cli, "keys", "-list")
+        assert new in listed.stdout and old not in listed.stdout, listed.stdout
+        await asyncio.sleep(2)
+        assert (await asyncio.to_thread(serf1.members))["rr-rotor"][0] == "alive"  # probes on the new key
+        bad = await asyncio.to_thread(serf1.cli, "keys", "-remove", new)  # the primary: refused by everyone
+        assert bad.returncode != 0
+    finally:
+        await agent.stop(leave=False)
+
+
+async def test_a_node_joins_an_encrypted_serf_cluster_with_its_keyring_file(serf_agents, tmp_path) -> None:
+    import base64
+    import json
+
+    key = base64.b64encode(bytes([7]) * 32).decode()
+    serf1 = serf_agents("serf1", "-encrypt", key)
+    ring_file = tmp_path / "serf-keyring.json"
+    ring_file.write_text(json.dumps([key]))
+    sections = {"autodiscovery": {"serf": {"wire": "serf", "keyring_file": str(ring_file)}}}
+    async with local_cluster(1, tmp_path / "state", sections=sections) as c:
+        r = await c.client.post("/autodiscovery/serf/join", json={"address": f"127.0.0.1:{serf1.port}"})
+        assert r.status_code == 200, r.text
+        await _until(lambda: serf1.members().get("node1", ("",))[0] == "alive", 10, "serf lists node1")
+        rows = {m["name"]: m for m in (await c.client.get("/autodiscovery/serf/members")).json()["members"]}
+        assert rows["serf1"]["status"] == "alive"

@@ -187,3 +187,50 @@ def test_compound_limits() -> None:
     with pytest.raises(WireError, match="past the packet"):
         decode_packet(bad)
     assert zlib.crc32(b"") == 0
+
+
+def test_the_keyring_seals_with_the_primary_and_opens_with_any_key() -> None:
+    from rustyray.autodiscovery.memberlist_wire import Keyring
+
+    a, b = bytes([1]) * 32, bytes([2]) * 16
+    ring = Keyring([a, b], random_bytes=lambda n: bytes(n))
+    packet = encode_message(MessageType.PING, {"SeqNo": 1, "Node": "x"})
+    sealed = ring.seal_packet(packet)
+    assert sealed[0] == 1 and sealed[1:13] == bytes(12) and len(sealed) == len(packet) + 29
+    assert Keyring([b, a]).open_packet(sealed) == packet  # any installed key opens
+    with pytest.raises(WireError, match="no installed key"):
+        Keyring([b]).open_packet(sealed)
+    stream = ring.seal_stream(b"state")
+    assert stream[0] == MessageType.ENCRYPT and ring.open_stream(stream) == b"state"
+    assert ring.open_stream(stream[:7]) is None  # more bytes needed
+    with pytest.raises(WireError):
+        ring.open_stream(b"\x06plain")  # an unencrypted stream is refused
+    tampered = stream[:1] + struct.pack(">I", len(stream) - 4) + stream[5:]  # the header is authenticated
+    with pytest.raises(WireError):
+        ring.open_stream(tampered + b"x")
+    with pytest.raises(ValueError):
+        Keyring([b"short"])
+
+
+def test_key_queries_install_use_remove_list() -> None:
+    import base64
+
+    from rustyray.autodiscovery.memberlist_wire import Keyring, answer_key_query
+
+    a, b = bytes([1]) * 32, bytes([2]) * 32
+    ring = Keyring([a])
+
+    def ask(name: str, key: bytes = b"") -> dict:
+        payload, _ = answer_key_query(ring, name, bytes([7]) + msgpack.packb({"Key": key}, use_bin_type=False))
+        assert payload[0] == 8
+        return msgpack.unpackb(payload[1:])
+
+    assert ask("_serf_install-key", b)["Result"] and ring.keys == [a, b]
+    assert ask("_serf_use-key", b)["Result"] and ring.keys == [b, a]
+    assert not ask("_serf_remove-key", b)["Result"] and "primary" in ask("_serf_remove-key", b)["Message"]
+    assert ask("_serf_remove-key", a)["Result"] and ring.keys == [b]
+    assert ask("_serf_list-keys")["Keys"] == [base64.b64encode(b).decode()]
+    assert not ask("_serf_use-key", a)["Result"]  # not installed
+    assert not ask("_serf_install-key", b"short")["Result"]
+    payload, changed = answer_key_query(None, "_serf_install-key", b"")
+    assert not changed and b"encryption not enabled" in payload

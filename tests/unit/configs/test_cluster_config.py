@@ -351,7 +351,7 @@ def test_the_autodiscovery_tables_hold_exactly_the_keys_the_service_reads():
                                                                                         "secret_file"}
     assert names(SerfSettings) == names(SerfConfig) - {"node_name"} | {"enabled", "tags", "retransmit_mult",
                                                                        "recent_events", "wire", "bind", "port",
-                                                                       "join"}
+                                                                       "join", "keyring_file"}
     assert names(AntiEntropySettings) == names(AntiEntropyConfig) | {"enabled", "interval_s", "request_timeout_s"}
 
 
