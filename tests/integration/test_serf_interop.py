@@ -340,3 +340,38 @@ async def test_a_node_joins_an_encrypted_serf_cluster_with_its_keyring_file(serf
         await _until(lambda: serf1.members().get("node1", ("",))[0] == "alive", 10, "serf lists node1")
         rows = {m["name"]: m for m in (await c.client.get("/autodiscovery/serf/members")).json()["members"]}
         assert rows["serf1"]["status"] == "alive"
+
+
+async def test_three_nodes_and_three_agents_detection_both_ways_and_serf_leave(serf_agents, tmp_path) -> None:
+    """A serf agent joins a 3-node RustyRay cluster; a 3-agent Serf cluster is joined by RustyRay; ``serf leave``
+    reads as left here; a kill -9 on either side is failed on the other within the suspicion bounds."""
+    agents = [serf_agents(f"serf{i}", role="db") for i in (1, 2, 3)]
+    for a in agents[1:]:
+        assert (await asyncio.to_thread(a.cli, "join", f"127.0.0.1:{agents[0].port}")).returncode == 0
+    sections = {"autodiscovery": {"serf": {"wire": "serf", "tags": {"role": "rustyray"}}}}
+    async with local_cluster(3, tmp_path / "state", sections=sections) as c:
+        for node in ("node1", "node2", "node3"):
+            r = await c.client.post("/autodiscovery/serf/join", params={"node": node},
+                                    json={"address": f"127.0.0.1:{agents[0].port}"})
+            assert r.status_code == 200, r.text
+        names = {"serf1", "serf2", "serf3", "node1", "node2", "node3"}
+        await _until(lambda: set(agents[2].members()) >= names, 15, "serf3 sees all six")
+        await _until(lambda: all(s == "alive" for s, _ in agents[2].members().values()), 15, "all alive on serf3")
+
+        out = await asyncio.to_thread(agents[1].cli, "leave")
+        assert out.returncode == 0, out.stdout
+        await _until_async(c, "serf2", "left", 15)
+
+        killed = time.monotonic()
+        agents[2].kill()
+        await _until_async(c, "serf3", "failed", 30)
+        ours_detect = time.monotonic() - killed
+
+        node3 = c.node("node3")
+        killed = time.monotonic()
+        await node3.services["autodiscovery"].memberlist.stop(leave=False)  # its memberlist member goes silent
+        await _until(lambda: agents[0].members().get("node3", ("",))[0] == "failed", 40, "serf1 fails node3")
+        theirs_detect = time.monotonic() - killed
+        print(f"\ndetection: RustyRay saw serf3 failed after {ours_detect:.1f} s; "
+              f"serf1 saw node3 failed after {theirs_detect:.1f} s")
+        assert ours_detect >= 5.0  # suspicion_timeout 5 s: suspected first, failed only after it
