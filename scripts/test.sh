@@ -14,7 +14,7 @@ bash scripts/setup_venv.sh test
 VIRTUAL_ENV="${RUSTYRAY_VENV:-$PWD/.venv}"
 export VIRTUAL_ENV
 export PATH="$VIRTUAL_ENV/bin:$PATH"
-echo "== installing test servers (etcd, dnsmasq)"
+echo "== installing test servers (etcd, dnsmasq, serf)"
 bash scripts/install_test_servers.sh
 echo "== ruff"
 ruff check .
