@@ -141,7 +141,7 @@ class MemberlistAgent:
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             messages = decode_packet(self.keyring.open_packet(data) if self.keyring is not None else data)
-            actions = [a for kind, body in messages for a in self.core.on_packet(kind, body, time.monotonic())]
+            actions = [a for kind, body in messages for a in self.core.on_packet(kind, body, time.monotonic(), addr)]
         except WireError as exc:
             self.dropped += 1
             log.debug("memberlist %s dropped a packet from %s: %s", self.core.name, addr, exc)

@@ -173,6 +173,17 @@ class _Probe:
 
 
 @dataclass
+class _Relay:
+    """An indirect ping we run for a requester: its ack (or nack) goes back under the requester's seq."""
+
+    host: str
+    port: int
+    seq: int
+    deadline: float
+    nack: bool
+
+
+@dataclass
 class MemberlistCore:
     """One member's view of a memberlist cluster."""
 
@@ -191,6 +202,7 @@ class MemberlistCore:
         self._seq = 0
         self._order: list[str] = []
         self._probe: _Probe | None = None
+        self._relays: dict[int, _Relay] = {}  # our seq -> the indirect ping it answers
         self._next_probe = 0.0
         self.left = False
 
@@ -262,9 +274,10 @@ class MemberlistCore:
         return [me.view()] + [m.view() for m in sorted(self.members.values(), key=lambda m: m.name)]
 
     # ------------------------------------------------------------------------------------------ packets
-    def on_packet(self, kind: MessageType, body: dict[str, Any],
-                  now: float) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
-        """One decoded UDP message; ``WireError`` for a body that lacks what its type needs."""
+    def on_packet(self, kind: MessageType, body: dict[str, Any], now: float,
+                  source: tuple[str, int] | None = None) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
+        """One decoded UDP message from ``source`` (host, port); ``WireError`` for a body that lacks what its
+        type needs."""
         try:
             if kind is MessageType.PING:
                 target = text(body.get("Node", b""))
@@ -272,9 +285,15 @@ class MemberlistCore:
                     return []
                 return [Reply(MessageType.ACK, {"SeqNo": int(body["SeqNo"]), "Payload": b""})]
             if kind is MessageType.ACK:
-                if self._probe is not None and int(body["SeqNo"]) == self._probe.seq:
+                seq = int(body["SeqNo"])
+                if self._probe is not None and seq == self._probe.seq:
                     self._probe = None
+                relay = self._relays.pop(seq, None)
+                if relay is not None:
+                    return [Send(relay.host, relay.port, MessageType.ACK, {"SeqNo": relay.seq, "Payload": b""})]
                 return []
+            if kind is MessageType.INDIRECT_PING:
+                return self._indirect(body, now, source)
             if kind is MessageType.ALIVE:
                 vsn = body.get("Vsn")
                 return list(self._apply(text(body["Node"]), int(body["Incarnation"]), MemberStatus.ALIVE, now,
@@ -292,6 +311,26 @@ class MemberlistCore:
         except (KeyError, ValueError, TypeError) as exc:
             raise WireError(f"bad {kind.name} body: {exc}") from None
         return []  # indirect pings, nacks: not handled yet
+
+    def _indirect(self, body: dict[str, Any], now: float,
+                  source: tuple[str, int] | None) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
+        """memberlist's indirect probe: ping ``Target`` for the requester and relay the ack (or a nack) to the
+        request's ``SourceAddr``/``SourcePort`` (newer memberlist) or to the packet's sender (older)."""
+        target = bytes(body.get("Target") or b"")
+        src = bytes(body.get("SourceAddr") or b"")
+        if len(src) == 4 and body.get("SourcePort"):
+            back = (".".join(str(b) for b in src), int(body["SourcePort"]))
+        elif source is not None:
+            back = source
+        else:
+            return []
+        if len(target) != 4:
+            return []  # IPv6 members are not supported
+        self._seq += 1
+        self._relays[self._seq] = _Relay(back[0], back[1], int(body["SeqNo"]), now + self.config.probe_timeout,
+                                         bool(body.get("Nack", False)))
+        ping = {"SeqNo": self._seq, "Node": text(body.get("Node", b""))}
+        return [Send(".".join(str(b) for b in target), int(body["Port"]), MessageType.PING, ping)]
 
     def _on_serf(self, payload: bytes) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
         serf_type, body = decode_serf_message(payload)
@@ -355,6 +394,11 @@ class MemberlistCore:
     def tick(self, now: float) -> list[Send]:
         """Timers: a probe that timed out suspects its target; suspicion that ran out kills; next probe."""
         out: list[Send] = []
+        for seq, relay in list(self._relays.items()):  # indirect pings that got no ack in time
+            if now >= relay.deadline:
+                del self._relays[seq]
+                if relay.nack:
+                    out.append(Send(relay.host, relay.port, MessageType.NACK, {"SeqNo": relay.seq}))
         if self._probe is not None and now >= self._probe.deadline:
             target = self.members.get(self._probe.target)
             self._probe = None

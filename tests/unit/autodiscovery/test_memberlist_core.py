@@ -117,3 +117,17 @@ def test_serf_user_events_are_delivered_and_ours_are_never_older_than_seen() -> 
     _, state = decode_serf_message(core.local_state().user_state)
     assert state["EventLTime"] == 100  # agents witness our clocks in our push-pull
     assert core.on_packet(MessageType.USER, {"payload": bytes([4]) + b"\x80"}, 0) == []  # a query: not yet
+
+
+def test_an_indirect_ping_is_run_for_the_requester_and_answered_with_ack_or_nack() -> None:
+    core = _core()
+    req = {"SeqNo": 77, "Target": bytes([127, 0, 0, 9]), "Port": 7009, "Node": b"far", "Nack": True}
+    (ping,) = core.on_packet(MessageType.INDIRECT_PING, req, 0.0, ("127.0.0.5", 7005))
+    assert (ping.host, ping.port, ping.kind, ping.body["Node"]) == ("127.0.0.9", 7009, MessageType.PING, "far")
+    relayed = core.on_packet(MessageType.ACK, {"SeqNo": ping.body["SeqNo"], "Payload": b""}, 0.1)
+    assert relayed == [Send("127.0.0.5", 7005, MessageType.ACK, {"SeqNo": 77, "Payload": b""})]
+    # newer memberlist names where to answer; a target that stays silent gets a nack there
+    req2 = {**req, "SeqNo": 78, "SourceAddr": bytes([127, 0, 0, 6]), "SourcePort": 7006}
+    core.on_packet(MessageType.INDIRECT_PING, req2, 1.0, ("127.0.0.5", 7005))
+    nacks = [s for s in core.tick(1.0 + CFG.probe_timeout) if s.kind is MessageType.NACK]
+    assert nacks == [Send("127.0.0.6", 7006, MessageType.NACK, {"SeqNo": 78})]
