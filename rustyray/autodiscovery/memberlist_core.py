@@ -17,7 +17,9 @@ memberlist's rules, as its ``state.go`` applies them, reduced to what a member n
 * A ``ping`` naming us (or nobody) is answered with an ``ack`` of its ``SeqNo``; a ping for another
   name is ignored (an agent restarted under a new name must not be taken for the old one).
 * Every ``probe_interval`` one member (round robin over a shuffled list) is pinged; an ``ack`` within
-  ``probe_timeout`` clears it, else it turns ``suspect``, and ``suspicion_timeout`` later ``dead``.
+  ``probe_timeout`` clears it. Without one, up to ``INDIRECT_CHECKS`` other members are asked to ping it
+  (``indirect ping``; their relayed ack clears it too) until the end of the probe interval; only then
+  does it turn ``suspect``, and ``suspicion_timeout`` later ``dead``.
   Suspicion is gossiped, as memberlist does, so the others can refute or confirm it.
 * A push-pull (TCP state exchange, and a join) merges the remote member list with these rules and is
   answered with our own list.
@@ -56,6 +58,10 @@ from rustyray.autodiscovery.memberlist_wire import (
 
 __all__ = ["Deliver", "MemberStatus", "MemberlistConfig", "MemberlistCore", "QueryIn", "QueryResponseIn", "Reply",
            "Send"]
+
+
+INDIRECT_CHECKS = 3
+"""Members asked to ping a target whose direct probe went unanswered (memberlist's DefaultLANConfig)."""
 
 
 class MemberStatus(enum.Enum):
@@ -170,6 +176,8 @@ class _Probe:
     target: str
     seq: int
     deadline: float
+    started: float = 0.0
+    indirect: bool = False  # the direct ping timed out and others were asked to ping the target
 
 
 @dataclass
@@ -399,6 +407,15 @@ class MemberlistCore:
                 del self._relays[seq]
                 if relay.nack:
                     out.append(Send(relay.host, relay.port, MessageType.NACK, {"SeqNo": relay.seq}))
+        if self._probe is not None and now >= self._probe.deadline and not self._probe.indirect:
+            helpers = self._indirect_helpers(self._probe.target)
+            target = self.members.get(self._probe.target)
+            if helpers and target is not None:  # memberlist: ask others before suspecting
+                self._probe.indirect = True
+                self._probe.deadline = self._probe.started + self.config.probe_interval
+                req = {"SeqNo": self._probe.seq, "Target": target.addr, "Port": target.port, "Node": target.name,
+                       "Nack": False, "SourceAddr": self.addr, "SourcePort": self.port, "SourceNode": self.name}
+                out += [Send(h.host, h.port, MessageType.INDIRECT_PING, req) for h in helpers]
         if self._probe is not None and now >= self._probe.deadline:
             target = self.members.get(self._probe.target)
             self._probe = None
@@ -417,9 +434,15 @@ class MemberlistCore:
             target = self._next_target()
             if target is not None:
                 self._seq += 1
-                self._probe = _Probe(target.name, self._seq, now + self.config.probe_timeout)
+                self._probe = _Probe(target.name, self._seq, now + self.config.probe_timeout, started=now)
                 out.append(Send(target.host, target.port, MessageType.PING, {"SeqNo": self._seq, "Node": target.name}))
         return out
+
+    def _indirect_helpers(self, target: str, k: int = INDIRECT_CHECKS) -> list[Member]:
+        """Up to ``k`` other alive members to ping ``target`` for us (memberlist's IndirectChecks)."""
+        others = [m for n, m in self.members.items() if n != target and m.status is MemberStatus.ALIVE]
+        self.rng.shuffle(others)
+        return others[:k]
 
     def _next_target(self) -> Member | None:
         live = [n for n, m in self.members.items() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]

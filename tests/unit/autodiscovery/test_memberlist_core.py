@@ -131,3 +131,23 @@ def test_an_indirect_ping_is_run_for_the_requester_and_answered_with_ack_or_nack
     core.on_packet(MessageType.INDIRECT_PING, req2, 1.0, ("127.0.0.5", 7005))
     nacks = [s for s in core.tick(1.0 + CFG.probe_timeout) if s.kind is MessageType.NACK]
     assert nacks == [Send("127.0.0.6", 7006, MessageType.NACK, {"SeqNo": 78})]
+
+
+def test_an_unanswered_direct_probe_asks_others_before_suspecting() -> None:
+    core = _core()
+    _alive(core, "a", port=7001)
+    _alive(core, "b", port=7002)
+    (ping,) = [s for s in core.tick(0.0) if s.kind is MessageType.PING]
+    target, helper = ping.body["Node"], ("b" if ping.body["Node"] == "a" else "a")
+    asks = [s for s in core.tick(CFG.probe_timeout) if s.kind is MessageType.INDIRECT_PING]
+    assert [(s.body["Node"], s.body["SeqNo"]) for s in asks] == [(target, ping.body["SeqNo"])]
+    assert asks[0].port == (7002 if helper == "b" else 7001)
+    assert _status(core, target) == "alive"  # not suspected while the indirect probe runs
+    core.on_packet(MessageType.ACK, {"SeqNo": ping.body["SeqNo"], "Payload": b""}, 0.8)  # relayed by the helper
+    # the next probe (due at the interval) goes unanswered directly and indirectly: suspect at its end
+    (ping2,) = [s for s in core.tick(CFG.probe_interval) if s.kind is MessageType.PING]
+    assert _status(core, target) == "alive"
+    core.tick(CFG.probe_interval + CFG.probe_timeout)
+    assert _status(core, ping2.body["Node"]) == "alive"
+    core.tick(2 * CFG.probe_interval)
+    assert _status(core, ping2.body["Node"]) == "suspect"
