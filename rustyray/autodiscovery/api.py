@@ -173,13 +173,7 @@ class AutodiscoveryApi:
         members = list(view["members"])
         memberlist = self._svc.memberlist
         if memberlist is not None:
-            ours = {m["name"] for m in members}
-            for row in memberlist.members()[1:]:  # the first row is this node itself
-                if row["name"] not in ours:
-                    host, _, port = row["address"].rpartition(":")
-                    members.append({"name": row["name"], "addr": host, "port": int(port), "tags": row["tags"],
-                                    "status": row["status"], "incarnation": row["incarnation"],
-                                    "wire": "memberlist"})
+            members += memberlist.core.serf_rows({m["name"] for m in members})
         alive = sum(1 for m in members if m["status"] == "alive")
         return SerfMembers(node=view["node"], members=members, total=len(members), alive=alive,
                            clocks=SerfClocks(**view["clocks"]))

@@ -48,6 +48,7 @@ from rustyray.autodiscovery.memberlist_wire import (
     decode_serf_message,
     decode_tags,
     encode_tags,
+    ipv4_text,
     serf_leave_intent,
     serf_push_pull_state,
     serf_query,
@@ -107,7 +108,7 @@ class Member:
 
     @property
     def host(self) -> str:
-        return ".".join(str(b) for b in self.addr) if len(self.addr) == 4 else self.addr.hex()
+        return ipv4_text(self.addr) or self.addr.hex()
 
     def view(self) -> dict[str, Any]:
         return {"name": self.name, "address": f"{self.host}:{self.port}", "status": self.status.value,
@@ -281,6 +282,13 @@ class MemberlistCore:
                     MemberStatus.LEFT if self.left else MemberStatus.ALIVE)
         return [me.view()] + [m.view() for m in sorted(self.members.values(), key=lambda m: m.name)]
 
+    def serf_rows(self, skip: set[str]) -> list[dict[str, Any]]:
+        """The other members as rows of ``GET /autodiscovery/serf/members`` (``"wire": "memberlist"``), but
+        for the names in ``skip`` (members the node's own Serf layer already lists)."""
+        return [{"name": m.name, "addr": m.host, "port": m.port, "tags": decode_tags(m.meta), "status": m.status.value,
+                 "incarnation": m.incarnation, "wire": "memberlist"}
+                for m in sorted(self.members.values(), key=lambda m: m.name) if m.name not in skip]
+
     # ------------------------------------------------------------------------------------------ packets
     def on_packet(self, kind: MessageType, body: dict[str, Any], now: float,
                   source: tuple[str, int] | None = None) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
@@ -326,27 +334,27 @@ class MemberlistCore:
         request's ``SourceAddr``/``SourcePort`` (newer memberlist) or to the packet's sender (older)."""
         target = bytes(body.get("Target") or b"")
         src = bytes(body.get("SourceAddr") or b"")
-        if len(src) == 4 and body.get("SourcePort"):
-            back = (".".join(str(b) for b in src), int(body["SourcePort"]))
+        src_host, target_host = ipv4_text(src), ipv4_text(target)
+        if src_host is not None and body.get("SourcePort"):
+            back = (src_host, int(body["SourcePort"]))
         elif source is not None:
             back = source
         else:
             return []
-        if len(target) != 4:
+        if target_host is None:
             return []  # IPv6 members are not supported
         self._seq += 1
         self._relays[self._seq] = _Relay(back[0], back[1], int(body["SeqNo"]), now + self.config.probe_timeout,
                                          bool(body.get("Nack", False)))
         ping = {"SeqNo": self._seq, "Node": text(body.get("Node", b""))}
-        return [Send(".".join(str(b) for b in target), int(body["Port"]), MessageType.PING, ping)]
+        return [Send(target_host, int(body["Port"]), MessageType.PING, ping)]
 
     def _on_serf(self, payload: bytes) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
         serf_type, body = decode_serf_message(payload)
         if serf_type == SERF_QUERY:
-            addr = bytes(body.get("Addr") or b"")
-            host = ".".join(str(b) for b in addr) if len(addr) == 4 else ""
+            host = ipv4_text(bytes(body.get("Addr") or b""))
             nodes, tags = decode_query_filters(body.get("Filters"))
-            if not host:
+            if host is None:
                 return []  # no address to answer to
             return [QueryIn(int(body["LTime"]), int(body["ID"]), host, int(body["Port"]),
                             text(body.get("SourceNode", b"")), text(body["Name"]), bytes(body.get("Payload") or b""),

@@ -41,7 +41,7 @@ import secrets
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -67,6 +67,7 @@ __all__ = [
     "encode_push_pull",
     "encode_tags",
     "encode_user",
+    "ipv4_text",
     "lzw_decompress",
     "serf_leave_intent",
     "serf_push_pull_state",
@@ -119,6 +120,11 @@ MAX_DECOMPRESSED = 20 * 1024 * 1024  # memberlist's maxPushStateBytes: a bound o
 
 class WireError(ValueError):
     """A packet or stream message that is not valid memberlist."""
+
+
+def ipv4_text(addr: bytes) -> str | None:
+    """A member address field (4 raw bytes) as dotted text; None for anything else (IPv6 is not supported)."""
+    return ".".join(str(b) for b in addr) if len(addr) == 4 else None
 
 
 def text(value: Any) -> str:
@@ -512,7 +518,6 @@ class PushPull:
     nodes: list[PushNodeState]
     user_state: bytes = b""
     join: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def encode_push_pull(pp: PushPull) -> bytes:
