@@ -13,7 +13,8 @@ hints; ``launch`` can then check the whole file up front.
   field's default value, so a preset default such as ``SwimConfig.lan()`` keeps the keys the
   table does not set; likewise ``Optional[Dataclass]`` and ``dict[str, Dataclass]``;
 * a field marked ``field(metadata=FLATTEN)`` is a dataclass whose keys sit directly in this
-  table (``[pool] max_size`` sets ``PoolServiceConfig.pool.max_size``);
+  table (``[pool] max_size`` sets ``PoolServiceConfig.pool.max_size``); ``flatten(exclude=...)``
+  keeps some of its fields out of the table (what the node supplies, such as the cluster name);
 * turn TOML arrays into tuples for tuple fields (a table into ``(key, value)`` pairs for a
   tuple-of-pairs field), strings into the field's ``Enum`` by value;
 * check basic types: ``int`` (a bool is not an int), ``float`` (an int is accepted and
@@ -33,12 +34,18 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["FLATTEN", "ConfigError", "build", "table_name"]
+__all__ = ["FLATTEN", "ConfigError", "build", "flatten", "table_name"]
 
 T = TypeVar("T")
 
-FLATTEN: Mapping[str, bool] = types.MappingProxyType({"flatten": True})
-"""Field metadata: the field's dataclass takes its keys from the enclosing table (no sub-table)."""
+def flatten(exclude: tuple[str, ...] = ()) -> Mapping[str, Any]:
+    """Field metadata: the field's dataclass takes its keys from the enclosing table (no sub-table),
+    except ``exclude``, fields the table may not set (they keep the field default's values)."""
+    return types.MappingProxyType({"flatten": True, "exclude": frozenset(exclude)})
+
+
+FLATTEN: Mapping[str, Any] = flatten()
+"""``flatten()``: every field of the flattened dataclass is a key of the enclosing table."""
 
 
 class ConfigError(ValueError):
@@ -144,12 +151,17 @@ def _fields(cls: type) -> tuple[dict[str, dataclasses.Field[Any]], dict[str, Any
 
 def _known(cls: type) -> list[str]:
     """Every key a table for ``cls`` may hold (flattened fields contribute their own keys)."""
-    fields, _ = _fields(cls)
+    fields, hints = _fields(cls)
     names: list[str] = []
     for f in fields.values():
-        names.extend(_known(_non_none(typing.get_type_hints(cls)[f.name])[0]) if f.metadata.get("flatten")
-                     else [f.name])
+        names.extend(_flat_keys(f, hints[f.name]) if f.metadata.get("flatten") else [f.name])
     return sorted(names)
+
+
+def _flat_keys(f: dataclasses.Field[Any], hint: Any) -> list[str]:
+    """The keys a flattened field takes from its enclosing table."""
+    excluded = f.metadata.get("exclude", frozenset())
+    return [k for k in _known(_non_none(hint)[0]) if k not in excluded]
 
 
 def build(cls: type[T], table: Mapping[str, Any], where: str, *, base: T | None = None) -> T:
@@ -163,7 +175,7 @@ def build(cls: type[T], table: Mapping[str, Any], where: str, *, base: T | None 
         raise ConfigError(f"{_label(where)} must be a table, got {type(table).__name__}")
     fields, hints = _fields(cls)
     flat = {name: f for name, f in fields.items() if f.metadata.get("flatten")}
-    owner = {k: name for name in flat for k in _known(_non_none(hints[name])[0])}
+    owner = {k: name for name, f in flat.items() for k in _flat_keys(f, hints[name])}
     kwargs: dict[str, Any] = {}
     flat_tables: dict[str, dict[str, Any]] = {name: {} for name in flat}
     for key, value in table.items():

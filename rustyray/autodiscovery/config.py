@@ -3,50 +3,42 @@
 Each sub-table (``[autodiscovery.mdns]``, ``.broadcast``, ``.beacon``, ``.serf``,
 ``.anti_entropy``) holds its core config's keys (``MdnsConfig``, ``BroadcastConfig``,
 ``BeaconConfig``, ``SerfConfig``, ``AntiEntropyConfig``) minus what the node supplies
-(cluster name, node name, the secret as bytes), plus the service's own keys. The defaults
-are the service's: mDNS and broadcast on loopback, serf and anti-entropy on, mDNS,
-broadcast and beacons off. ``core(...)`` turns a sub-table into its core config.
+(cluster name, node name, the secret as bytes), plus the service's own keys. Where the core
+config has no field the node supplies, or only ones ``flatten(exclude=...)`` can keep out, it is a
+flattened field (``config_loader.FLATTEN``), so its keys are declared once, in the core. The
+defaults are the service's: mDNS and broadcast on loopback, serf and anti-entropy on, mDNS,
+broadcast and beacons off.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from rustyray.autodiscovery.anti_entropy import AntiEntropyConfig
 from rustyray.autodiscovery.beacon import BeaconConfig
 from rustyray.autodiscovery.broadcast_core import BroadcastConfig
 from rustyray.autodiscovery.mdns_core import MdnsConfig
 from rustyray.autodiscovery.serf import SerfConfig
+from rustyray.config_loader import FLATTEN, flatten
 
 __all__ = ["AntiEntropySettings", "AutodiscoveryConfig", "BroadcastSettings", "MdnsSettings", "SerfSettings"]
 
 
-def _core_kwargs(settings: object, core: type, skip: tuple[str, ...] = ()) -> dict[str, object]:
-    names = {f.name for f in fields(core)} - set(skip)  # type: ignore[arg-type]
-    return {f.name: getattr(settings, f.name) for f in fields(settings) if f.name in names}  # type: ignore[arg-type]
-
-
 @dataclass(frozen=True)
 class MdnsSettings:
-    """``[autodiscovery.mdns]``: ``MdnsConfig`` without ``cluster_name`` (the node's)."""
+    """``[autodiscovery.mdns]``: ``MdnsConfig``'s keys but ``cluster_name`` (the node's), bound to loopback
+    unless the table names interfaces."""
 
-    enabled: bool = False
-    """Whether the node registers and browses at all."""
-    service_type: str = "_rustydb._tcp.local."
-    """DNS-SD service type registered and browsed."""
-    interfaces: tuple[str, ...] = ("127.0.0.1",)
-    """IPv4 addresses of the interfaces zeroconf binds; loopback unless the operator names interfaces."""
-    advertise_addresses: tuple[str, ...] | None = None
-    """IPv4 addresses put in our A records; unset = ``interfaces``."""
-    resolve_timeout_ms: int = 3000
-    """Milliseconds allowed to resolve one discovered instance (SRV/TXT/A)."""
+    mdns: MdnsConfig = field(default_factory=lambda: MdnsConfig(interfaces=("127.0.0.1",)),
+                             metadata=flatten(exclude=("cluster_name",)))
+
+    @property
+    def enabled(self) -> bool:
+        return self.mdns.enabled
 
     def core(self, cluster_name: str | None) -> MdnsConfig:
-        return MdnsConfig(cluster_name=cluster_name, **_core_kwargs(self, MdnsConfig))  # type: ignore[arg-type]
-
-    def validate(self) -> None:
-        self.core(None).validate()
+        return replace(self.mdns, cluster_name=cluster_name)
 
 
 @dataclass(frozen=True)
@@ -78,9 +70,13 @@ class BroadcastSettings:
     allowed_broadcast_addresses: tuple[str, ...] = ()
     """IPv4 addresses ``POST /autodiscovery/broadcast/announce`` may name besides ``broadcast_address``."""
 
+    def core_kwargs(self) -> dict[str, object]:
+        """``BroadcastConfig``'s keyword arguments but the cluster name and the secret (the node's)."""
+        names = {f.name for f in fields(BroadcastConfig)} - {"cluster_name", "secret"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in names}
+
     def core(self, cluster_name: str, secret: bytes) -> BroadcastConfig:
-        kwargs = _core_kwargs(self, BroadcastConfig, skip=("secret",))
-        return BroadcastConfig(cluster_name=cluster_name, secret=secret, **kwargs)  # type: ignore[arg-type]
+        return BroadcastConfig(cluster_name=cluster_name, secret=secret, **self.core_kwargs())  # type: ignore[arg-type]
 
     def validate(self) -> None:
         for key in ("broadcast_address", "unicast_bind_address", "listen_address"):
@@ -95,8 +91,10 @@ class BroadcastSettings:
 
 @dataclass(frozen=True)
 class SerfSettings:
-    """``[autodiscovery.serf]``: ``SerfConfig`` without ``node_name`` (the node id), plus the service's keys."""
+    """``[autodiscovery.serf]``: ``SerfConfig``'s keys plus the service's."""
 
+    layer: SerfConfig = field(default_factory=SerfConfig, metadata=FLATTEN)
+    """The Serf layer's own settings (buffers, coalescing, query timeouts, size limits)."""
     enabled: bool = True
     """Run the Serf layer (user events, queries, member tags)."""
     tags: dict[str, str] = field(default_factory=dict)
@@ -105,24 +103,6 @@ class SerfSettings:
     """Each Serf message is gossiped retransmit_mult * ceil(log10(n + 1)) times."""
     recent_events: int = 256
     """User events kept for ``GET /autodiscovery/serf/events``."""
-    event_buffer: int = 512
-    """Lamport times of user events remembered for deduplication."""
-    query_buffer: int = 512
-    """Same for queries."""
-    coalesce_period_s: float = 0.5
-    """Seconds a window of received events is held at most before delivery; 0 delivers at once."""
-    quiescent_period_s: float = 0.1
-    """Seconds without a new event after which the window is delivered early."""
-    gossip_interval_s: float = 0.2
-    """The SWIM gossip interval; scales the default query timeout."""
-    query_timeout_mult: int = 16
-    """Multiplier of the default query timeout."""
-    user_event_size_limit: int = 512
-    """Max bytes of name + payload of a user event."""
-    query_size_limit: int = 1024
-    """Max bytes of name + payload of a query."""
-    query_response_size_limit: int = 1024
-    """Max bytes of a query response payload."""
     wire: str = "rustyray"
     """``"serf"`` also runs a HashiCorp memberlist member on ``bind:port``, so real Serf agents see this
     node (``serf members``) and it lists them; ``"rustyray"`` (default) keeps Serf inside our own mesh."""
@@ -130,14 +110,11 @@ class SerfSettings:
     """Address of the memberlist member (UDP and TCP) with ``wire = "serf"``."""
     port: int = 0
     """Its port; 0 picks a free one (Serf's own default is 7946)."""
-    join: list[str] = field(default_factory=list)
+    join: tuple[str, ...] = ()
     """``host:port`` of Serf agents to join at start (``wire = "serf"``)."""
     keyring_file: str = ""
     """Gossip encryption: a JSON list of base64 keys, the primary first (Serf's ``-keyring-file``
     format); ``serf keys`` rotations are written back to it. Empty: no encryption."""
-
-    def core(self, node_name: str) -> SerfConfig:
-        return SerfConfig(node_name=node_name, **_core_kwargs(self, SerfConfig))  # type: ignore[arg-type]
 
     def validate(self) -> None:
         if self.retransmit_mult < 1:
@@ -148,35 +125,26 @@ class SerfSettings:
             raise ValueError(f"wire must be 'rustyray' or 'serf', not {self.wire!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
-        self.core("validate").validate()
 
 
 @dataclass(frozen=True)
 class AntiEntropySettings:
-    """``[autodiscovery.anti_entropy]``: ``AntiEntropyConfig`` plus the service's schedule."""
+    """``[autodiscovery.anti_entropy]``: ``AntiEntropyConfig``'s keys plus the service's schedule."""
 
+    tree: AntiEntropyConfig = field(default_factory=AntiEntropyConfig, metadata=FLATTEN)
+    """Merkle tree shape and session bounds."""
     enabled: bool = True
     """Run periodic Merkle-tree syncs with a random member."""
     interval_s: float = 30.0
     """Seconds between two periodic syncs."""
     request_timeout_s: float = 5.0
     """Seconds allowed for each step of a sync."""
-    depth: int = 3
-    """Levels below the root (fan-out 16 each)."""
-    digest_bytes: int = 8
-    """Bytes kept of each SHA-256 digest."""
-    max_rounds: int = 8
-    """Root comparisons per session before giving up."""
-
-    def core(self) -> AntiEntropyConfig:
-        return AntiEntropyConfig(**_core_kwargs(self, AntiEntropyConfig))  # type: ignore[arg-type]
 
     def validate(self) -> None:
         if self.interval_s <= 0:
             raise ValueError("interval_s must be > 0")
         if self.request_timeout_s <= 0:
             raise ValueError("request_timeout_s must be > 0")
-        self.core().validate()
 
 
 @dataclass(frozen=True)

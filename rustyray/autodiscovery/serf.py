@@ -91,10 +91,12 @@ class MemberStatus(Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class SerfConfig:
-    """Serf layer settings; defaults are Serf's (``serf/config.go``) unless noted."""
+    """Serf layer settings; defaults are Serf's (``serf/config.go``) unless noted.
 
-    node_name: str
-    """This node's member name (Serf's NodeName); unique in the cluster."""
+    The member name (Serf's NodeName) is not a setting: it is the node's id, given to ``SerfCore``, so the
+    ``[autodiscovery.serf]`` table is this dataclass's fields plus the service's own keys.
+    """
+
     event_buffer: int = 512
     """Lamport times of user events remembered for deduplication; older events are dropped."""
     query_buffer: int = 512
@@ -116,8 +118,6 @@ class SerfConfig:
     """Max bytes of a query response payload."""
 
     def validate(self) -> None:
-        if not self.node_name:
-            raise AutodiscoveryConfigError("node_name must not be empty")
         for f in ("event_buffer", "query_buffer", "query_timeout_mult"):
             if getattr(self, f) < 1:
                 raise AutodiscoveryConfigError(f"{f} must be >= 1")
@@ -312,13 +312,18 @@ class SerfCore:
         self,
         config: SerfConfig,
         *,
+        node_name: str,
         addr: str,
         port: int,
         rng: random.Random,
         tags: dict[str, str] | None = None,
     ) -> None:
         config.validate()
+        if not node_name:
+            raise AutodiscoveryConfigError("node_name must not be empty")
         self.config = config
+        self.node_name = node_name
+        """This member's name (Serf's NodeName): the node id, unique in the cluster."""
         self.clock = LamportClock()
         self.event_clock = LamportClock()
         self.query_clock = LamportClock()
@@ -326,7 +331,7 @@ class SerfCore:
         self._events = _Ring(config.event_buffer)
         self._queries_seen = _Ring(config.query_buffer)
         self._members: dict[str, SerfMember] = {
-            config.node_name: SerfMember(config.node_name, addr, port, dict(tags or {}), MemberStatus.ALIVE, 0)
+            node_name: SerfMember(node_name, addr, port, dict(tags or {}), MemberStatus.ALIVE, 0)
         }
         self._queries: dict[tuple[int, int], QueryState] = {}
         self._answered: set[tuple[int, int]] = set()
@@ -346,7 +351,7 @@ class SerfCore:
 
     @property
     def me(self) -> SerfMember:
-        return self._members[self.config.node_name]
+        return self._members[self.node_name]
 
     def members(self) -> list[dict[str, object]]:
         return [m.as_dict() for m in sorted(self._members.values(), key=lambda m: m.name)]
@@ -392,7 +397,7 @@ class SerfCore:
     def _on_member_update(self, msg: SerfMemberUpdate) -> list[Action]:
         self.clock.witness(msg.ltime)
         old = self._members.get(msg.name)
-        if msg.name == self.config.node_name or (old is not None and old.ltime >= msg.ltime):
+        if msg.name == self.node_name or (old is not None and old.ltime >= msg.ltime):
             return []
         try:
             status = MemberStatus(msg.status)
@@ -544,7 +549,7 @@ class SerfCore:
         if not self._matches(q):
             return out
         if q.request_ack:
-            ack = SerfQueryResponse(ltime=q.ltime, id=q.id, node=self.config.node_name, ack=True)
+            ack = SerfQueryResponse(ltime=q.ltime, id=q.id, node=self.node_name, ack=True)
             out.append(SendResponse(ack, q.addr, q.port))
         out.append(DeliverQuery(q, now + q.timeout_s))
         return out
@@ -562,7 +567,7 @@ class SerfCore:
         self._answered.add(key)
         if len(self._answered) > 4 * self.config.query_buffer:
             self._answered = {k for k in self._answered if k[0] >= q.ltime - self.config.query_buffer}
-        resp = SerfQueryResponse(ltime=q.ltime, id=q.id, node=self.config.node_name, payload=payload)
+        resp = SerfQueryResponse(ltime=q.ltime, id=q.id, node=self.node_name, payload=payload)
         return SendResponse(resp, q.addr, q.port)
 
     def _on_response(self, resp: SerfQueryResponse, now: float) -> list[Action]:

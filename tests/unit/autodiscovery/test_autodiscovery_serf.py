@@ -27,8 +27,8 @@ from rustyray.protocol.messages import decode_message, encode_message
 
 
 def node(name: str, *, coalesce: float = 0.0, tags: dict[str, str] | None = None, **kw) -> SerfCore:
-    cfg = SerfConfig(node_name=name, coalesce_period_s=coalesce, quiescent_period_s=coalesce, **kw)
-    return SerfCore(cfg, addr="127.0.0.1", port=7000 + len(name), rng=random.Random(name), tags=tags)
+    cfg = SerfConfig(coalesce_period_s=coalesce, quiescent_period_s=coalesce, **kw)
+    return SerfCore(cfg, node_name=name, addr="127.0.0.1", port=7000 + len(name), rng=random.Random(name), tags=tags)
 
 
 def delivered(actions) -> list[SerfUserEvent]:
@@ -135,7 +135,8 @@ def test_window_delivers_in_lamport_order_coalesced_and_deduplicated(events, rnd
 
 def test_quiescent_period_flushes_early() -> None:
     core = SerfCore(
-        SerfConfig(node_name="q", coalesce_period_s=10.0, quiescent_period_s=0.5),
+        SerfConfig(coalesce_period_s=10.0, quiescent_period_s=0.5),
+        node_name="q",
         addr="h",
         port=1,
         rng=random.Random(0),

@@ -45,7 +45,7 @@ def view(now: float = 10.0, *, peers: dict[str, PeerInfo] | None = None, live: s
 
 def serf_node(*, enabled: bool = True, mult: int = 4, recent: int = 8, coalesce: float = 0.0,
               running: bool = True) -> SerfNode:
-    core = SerfCore(SerfConfig(node_name="n0", coalesce_period_s=coalesce, quiescent_period_s=coalesce),
+    core = SerfCore(SerfConfig(coalesce_period_s=coalesce, quiescent_period_s=coalesce), node_name="n0",
                     addr="127.0.0.1", port=7000, rng=random.Random(1))
     node = SerfNode(core, enabled=enabled, retransmit_mult=mult, recent_events=recent, rng=random.Random(2))
     node.running = running

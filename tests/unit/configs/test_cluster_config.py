@@ -22,9 +22,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rustyray import config_loader
 from rustyray.autodiscovery.anti_entropy import AntiEntropyConfig
 from rustyray.autodiscovery.broadcast_core import BroadcastConfig
-from rustyray.autodiscovery.config import AntiEntropySettings, BroadcastSettings, MdnsSettings, SerfSettings
+from rustyray.autodiscovery.config import (
+    AntiEntropySettings,
+    AutodiscoveryConfig,
+    BroadcastSettings,
+    MdnsSettings,
+    SerfSettings,
+)
 from rustyray.autodiscovery.mdns_core import MdnsConfig
 from rustyray.autodiscovery.serf import SerfConfig
 from rustyray.config import ClusterConfig, NodeConfig, TransportConfig, node_config_from_toml
@@ -80,7 +87,7 @@ def scalar_fields(cls: type) -> list[tuple[str, Any]]:
     for f in dataclasses.fields(cls):
         tp = _unwrap(hints[f.name])
         if f.metadata.get("flatten"):
-            out += scalar_fields(tp)
+            out += [kt for kt in scalar_fields(tp) if kt[0] not in f.metadata.get("exclude", ())]
         elif tp in (int, float, bool, str) or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
             out.append((f.name, tp))
     return out
@@ -95,7 +102,7 @@ def to_table(obj: Any) -> dict[str, Any]:
             continue  # TOML has no null: leaving the key out gives the default None
         if dataclasses.is_dataclass(value):
             if f.metadata.get("flatten"):
-                out.update(to_table(value))
+                out.update((k, v) for k, v in to_table(value).items() if k not in f.metadata.get("exclude", ()))
             else:
                 out[f.name] = to_table(value)
         elif isinstance(value, enum.Enum):
@@ -223,7 +230,7 @@ def test_an_empty_file_gives_the_documented_defaults():
     assert config.health.phi_threshold == 8.0 and config.health.phi_floor == 4.0
     assert config.membership.bootstrap_expect == 0
     assert config.discovery.configured() == []
-    assert config.autodiscovery.mdns.enabled is False and config.autodiscovery.mdns.interfaces == ("127.0.0.1",)
+    assert config.autodiscovery.mdns.enabled is False and config.autodiscovery.mdns.core(None).interfaces == ("127.0.0.1",)
     assert config.autodiscovery.broadcast.broadcast_address == "127.255.255.255"
     assert config.security.default_connection_limit == 256
 
@@ -340,19 +347,36 @@ def test_loader_flattened_mapped_optional_and_pairs():
 
 
 def test_the_autodiscovery_tables_hold_exactly_the_keys_the_service_reads():
-    """Each sub-table: its core config's fields, minus what the node supplies, plus the service's own keys
-    (``_load_config`` in autodiscovery/service.py)."""
+    """Each sub-table: its core config's fields, minus what the node supplies, plus the service's own keys;
+    the core's fields are declared once (a flattened field), so a key added to a core is a key of its table."""
 
     def names(cls: type) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
 
-    assert names(MdnsSettings) == names(MdnsConfig) - {"cluster_name"}
-    assert names(BroadcastSettings) == names(BroadcastConfig) - {"cluster_name"} | {"allowed_broadcast_addresses",
-                                                                                        "secret_file"}
-    assert names(SerfSettings) == names(SerfConfig) - {"node_name"} | {"enabled", "tags", "retransmit_mult",
-                                                                       "recent_events", "wire", "bind", "port",
-                                                                       "join", "keyring_file"}
-    assert names(AntiEntropySettings) == names(AntiEntropyConfig) | {"enabled", "interval_s", "request_timeout_s"}
+    def keys(cls: type) -> set[str]:
+        return set(config_loader._known(cls))
+
+    assert keys(MdnsSettings) == names(MdnsConfig) - {"cluster_name"}
+    assert keys(BroadcastSettings) == names(BroadcastConfig) - {"cluster_name"} | {"allowed_broadcast_addresses",
+                                                                                       "secret_file"}
+    assert keys(SerfSettings) == names(SerfConfig) | {"enabled", "tags", "retransmit_mult", "recent_events", "wire",
+                                                      "bind", "port", "join", "keyring_file"}
+    assert keys(AntiEntropySettings) == names(AntiEntropyConfig) | {"enabled", "interval_s", "request_timeout_s"}
+
+
+def test_flattened_core_configs_take_their_keys_from_the_table_and_refuse_excluded_ones():
+    serf = build(AutodiscoveryConfig, {"serf": {"event_buffer": 64, "wire": "serf"},
+                                       "mdns": {"enabled": True},
+                                       "anti_entropy": {"depth": 2, "interval_s": 5}}, "autodiscovery")
+    assert serf.serf.layer.event_buffer == 64 and serf.serf.wire == "serf"
+    assert serf.mdns.core("c") == MdnsConfig(enabled=True, interfaces=("127.0.0.1",), cluster_name="c")
+    assert serf.anti_entropy.tree.depth == 2 and serf.anti_entropy.interval_s == 5.0
+    with pytest.raises(ConfigError, match=r"^\[autodiscovery\.mdns\] has no setting 'cluster_name'"):
+        build(AutodiscoveryConfig, {"mdns": {"cluster_name": "x"}}, "autodiscovery")
+    with pytest.raises(ConfigError, match=r"^\[autodiscovery\.serf\] event_buffer must be >= 1"):
+        build(AutodiscoveryConfig, {"serf": {"event_buffer": 0}}, "autodiscovery")
+    with pytest.raises(ConfigError, match=r"^\[autodiscovery\.anti_entropy\] interval_s must be > 0"):
+        build(AutodiscoveryConfig, {"anti_entropy": {"interval_s": 0}}, "autodiscovery")
 
 
 def test_backend_configs_are_importable_from_their_adapters_too():
