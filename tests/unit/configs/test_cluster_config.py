@@ -230,7 +230,8 @@ def test_an_empty_file_gives_the_documented_defaults():
     assert config.health.phi_threshold == 8.0 and config.health.phi_floor == 4.0
     assert config.membership.bootstrap_expect == 0
     assert config.discovery.configured() == []
-    assert config.autodiscovery.mdns.enabled is False and config.autodiscovery.mdns.core(None).interfaces == ("127.0.0.1",)
+    mdns = config.autodiscovery.mdns
+    assert mdns.enabled is False and mdns.core(None).interfaces == ("127.0.0.1",)
     assert config.autodiscovery.broadcast.broadcast_address == "127.255.255.255"
     assert config.security.default_connection_limit == 256
 
