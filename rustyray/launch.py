@@ -1,7 +1,9 @@
 """``python -m rustyray.launch --nodes N``: start a RustyRay cluster on Ray and serve its API.
 
 Steps, each reported as it happens: connect to Ray (or start a local one), create
-the cluster CA and node certificates in the state directory, place N bundles with
+the cluster CA in the state directory and start its CA holder actor on this host
+(node actors enrol with it: each makes its key on its own host and gets its
+certificate and the key ring over a Ray call), place N bundles with
 a SPREAD placement group, start one node actor per bundle, bootstrap the cluster
 (every node learns the others and forms the Raft configuration) unless
 ``--no-bootstrap``, wait until every node is connected to every other, deploy the
@@ -125,9 +127,8 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from rustyray.config import load_toml
-    from rustyray.ray_edge import cluster
-    from rustyray.security.certificates import ensure_cluster_ca, ensure_node_credentials
+    from rustyray.config import load_cluster_config, load_toml
+    from rustyray.ray_edge import cluster, enrolment
 
     t0 = time.monotonic()
     state_dir = str(Path(args.state_dir).resolve())
@@ -138,10 +139,9 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     _install_signal_handlers()
 
     certs = Path(state_dir) / "certs"
-    _say(f"cluster CA and node certificates in {certs} ...")
-    ensure_cluster_ca(certs)
-    for node_id in ids:
-        ensure_node_credentials(certs, node_id)
+    _say(f"cluster CA in {certs}; node certificates by enrolment (CA holder actor on this host) ...")
+    ca_holder = enrolment.start_ca(state_dir, load_cluster_config(args.config).security.key_ring_file)
+    _say(f"  CA holder {enrolment.CA_NAME} ready ({len(ray.get(ca_holder.ca_pem.remote()))} byte CA certificate)")
 
     backends = {"dns", "etcd", "consul", "kubernetes", "aws", "azure", "gcp"}
     via_discovery = bool(backends & set(toml.get("discovery", {}))) and not args.no_bootstrap
@@ -150,7 +150,10 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         # discovers the others; Raft bootstraps once N members see each other (Consul's bootstrap_expect).
         toml.setdefault("membership", {}).setdefault("bootstrap_expect", args.nodes)
     host = args.host
-    if host == "auto":
+    host_auto = host == "auto"
+    if host_auto:
+        # each node actor listens on its own Ray node's IP, resolved on its host (NodeActor host_auto);
+        # this driver's IP is only the default the config is validated with
         host = ray.util.get_node_ip_address()
     overrides: dict[str, Any] = {}
     if host:
@@ -167,6 +170,7 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         "http_port": args.http_port,
         "transport_overrides": overrides,
         "bootstrapped": False,
+        "host_auto": host_auto,
     }
     registry = cluster.create_registry(settings)
     _say(f"placing {len(ids)} node bundles ({cluster.NODE_CPUS} CPU each, {args.placement_strategy}) ...")
@@ -334,6 +338,11 @@ def _shutdown_steps() -> None:
             remove_placement_group(get_placement_group(name))
     if registry is not None:
         ray.kill(registry, no_restart=True)
+    from rustyray.ray_edge.enrolment import get_ca
+
+    ca_holder = get_ca()
+    if ca_holder is not None:
+        ray.kill(ca_holder, no_restart=True)
 
 
 _STOP = threading.Event()

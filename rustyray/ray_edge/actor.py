@@ -30,10 +30,23 @@ def _configure_logging() -> None:
 
 @ray.remote
 class NodeActor:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, host_auto: bool = False) -> None:
+        """``host_auto``: listen on this actor's own Ray node IP (``launch --host auto``), resolved here,
+        on the host the actor was placed on, not in the driver."""
         _configure_logging()
+        if host_auto:
+            from rustyray.ray_edge.enrolment import with_host
+
+            config = with_host(config, ray.util.get_node_ip_address())
         self.node = Node(config)
-        self._boot = asyncio.get_running_loop().create_task(self.node.start())
+        self._boot = asyncio.get_running_loop().create_task(self._start(config))
+
+    async def _start(self, config: NodeConfig) -> None:
+        """Enrol with the cluster CA (key made on this host, only the CSR travels), then start the node."""
+        from rustyray.ray_edge.enrolment import enrol_node
+
+        await enrol_node(config)
+        await self.node.start()
         from rustyray.ray_edge.metrics import start_ray_metrics  # Ray dashboard / Prometheus export
         start_ray_metrics(self.node)
 

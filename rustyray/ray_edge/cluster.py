@@ -104,7 +104,8 @@ def spawn_node(settings: dict[str, Any], node_id: str, *, pg: Any = None, bundle
                seeds: tuple[str, ...] = (), overrides: dict[str, Any] | None = None) -> Any:
     """Create one node actor (it starts listening by itself); returns its handle."""
     config = make_node_config(settings, node_id, seeds=seeds, overrides=overrides)
-    return NodeActor.options(**node_actor_options(node_id, pg, bundle_index)).remote(config)
+    host_auto = bool(settings.get("host_auto")) and not (overrides or {}).get("host")
+    return NodeActor.options(**node_actor_options(node_id, pg, bundle_index)).remote(config, host_auto)
 
 
 def get_node(node_id: str) -> Any:

@@ -43,15 +43,20 @@ from rustyray.security.errors import CertificateError
 __all__ = [
     "CA_COMMON_NAME",
     "DEFAULT_HOSTS",
+    "ENROLLED_MARKER",
     "CertInfo",
     "NodeCredentials",
     "cert_matches_key",
     "ensure_cluster_ca",
     "ensure_node_credentials",
     "file_lock",
+    "install_enrolled_certificate",
     "install_node_certificate",
+    "is_enrolled",
     "issue_node_certificate",
+    "load_ca",
     "load_certificate_info",
+    "node_key_csr",
     "rotate_node_credentials",
 ]
 
@@ -215,15 +220,89 @@ def ensure_cluster_ca(certs_dir: Path, *, now: dt.datetime | None = None) -> Pat
 
     Idempotent and safe under concurrent callers (threads or processes): creation happens under a file lock
     and the CA already on disk always wins.
+
+    An enrolled host (``ca.pem`` and ``ENROLLED_MARKER`` present, no ``ca.key``: the node got its
+    certificate from the CA holder, ``rustyray.ray_edge.enrolment``) keeps its CA certificate: minting a
+    new CA there would split the cluster.
     """
     certs_dir = Path(certs_dir)
     ca_cert_path, ca_key_path = _ca_paths(certs_dir)
-    if ca_cert_path.exists() and ca_key_path.exists():
+    if ca_cert_path.exists() and (ca_key_path.exists() or is_enrolled(certs_dir)):
         return ca_cert_path
     with _dir_lock(certs_dir):
-        if not (ca_cert_path.exists() and ca_key_path.exists()):
+        if not (ca_cert_path.exists() and (ca_key_path.exists() or is_enrolled(certs_dir))):
             _create_ca(certs_dir, _utcnow(now))
     return ca_cert_path
+
+
+ENROLLED_MARKER = ".enrolled"
+"""File in ``certs_dir`` that says: this host's certificates come from enrolment; it holds no CA key."""
+
+
+def is_enrolled(certs_dir: Path) -> bool:
+    """True when ``certs_dir`` is an enrolled host's (CA certificate only, no CA key by design)."""
+    return (Path(certs_dir) / ENROLLED_MARKER).exists()
+
+
+def load_ca(certs_dir: Path):  # -> tuple[x509.Certificate, PrivateKeyTypes]
+    """The CA certificate and key under ``certs_dir`` (the CA holder's; ``CertificateError`` when absent)."""
+    ca_cert_path, ca_key_path = _ca_paths(Path(certs_dir))
+    return _load_cert(ca_cert_path), _load_key(ca_key_path)
+
+
+def node_key_csr(certs_dir: Path, node_id: str, hosts: Sequence[str]) -> bytes:
+    """The enrolling node's half: keep (or create, mode 0600) ``<node>.key`` here and return a CSR for it.
+
+    The key is made on this host and stays here; only the CSR (public key + names) is sent to the CA.
+    """
+    from rustyray.security.enrolment import build_csr
+
+    _validate_node_id(node_id)
+    certs_dir = Path(certs_dir)
+    _, key_path = _node_paths(certs_dir, node_id)
+    with _dir_lock(certs_dir):
+        try:
+            key = _load_key(key_path) if key_path.exists() else None
+        except CertificateError:
+            key = None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            key = ec.generate_private_key(ec.SECP256R1())
+            _atomic_write(key_path, _key_pem(key), 0o600)
+    return build_csr(key, node_id, hosts)
+
+
+def install_enrolled_certificate(certs_dir: Path, node_id: str, cert_pem: bytes, ca_pem: bytes) -> NodeCredentials:
+    """Write the CA holder's answer: the node certificate and the CA certificate (no CA key, by design).
+
+    Refuses (``CertificateError``, nothing written) a certificate that does not chain to ``ca_pem``, name
+    ``node_id`` or match the local key. Marks the directory enrolled only when this host has no CA key
+    (on the CA holder's own host the directory stays a CA directory).
+    """
+    _validate_node_id(node_id)
+    certs_dir = Path(certs_dir)
+    certs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ca_cert_path, ca_key_path = _ca_paths(certs_dir)
+    cert_path, key_path = _node_paths(certs_dir, node_id)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        ca = x509.load_pem_x509_certificate(ca_pem)
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise CertificateError(f"enrolment answer for {node_id!r} does not verify: {exc}") from exc
+    if _cn(cert.subject) != node_id:
+        raise CertificateError(f"enrolment answer names {_cn(cert.subject)!r}, not {node_id!r}")
+    fmt, enc = serialization.PublicFormat.SubjectPublicKeyInfo, serialization.Encoding.DER
+    if cert.public_key().public_bytes(enc, fmt) != _load_key(key_path).public_key().public_bytes(enc, fmt):
+        raise CertificateError(f"enrolment answer for {node_id!r} does not match the local key {key_path}")
+    with _dir_lock(certs_dir):
+        if not ca_key_path.exists():
+            _atomic_write(certs_dir / ENROLLED_MARKER, b"certificates issued by enrolment; no CA key here\n", 0o644)
+            if not ca_cert_path.exists() or ca_cert_path.read_bytes() != ca_pem:
+                _atomic_write(ca_cert_path, ca_pem, 0o644)
+        elif ca_cert_path.read_bytes() != ca_pem:
+            raise CertificateError(f"enrolment answer is from another CA than {ca_cert_path}")
+        _atomic_write(cert_path, cert_pem, 0o644)
+    return NodeCredentials(node_id=node_id, cert_path=cert_path, key_path=key_path, ca_path=ca_cert_path)
 
 
 # ----------------------------------------------------------------------------------------------- node certs
@@ -370,6 +449,9 @@ def ensure_node_credentials(
     t = _utcnow(now)
     if _usable(cert_path, key_path, ca_path, node_id, t):
         return creds
+    if is_enrolled(certs_dir):
+        raise CertificateError(f"{cert_path} is not a current certificate for {node_id!r} and this host holds "
+                               "no CA key: the node must enrol with the CA holder")
     with _dir_lock(certs_dir):
         if not _usable(cert_path, key_path, ca_path, node_id, t):
             issue_node_certificate(

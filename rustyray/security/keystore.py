@@ -126,3 +126,15 @@ class ClusterKeyStore:
                 disk = None
             if disk is None or merge_rings(disk, ring):
                 save_key_ring(disk or ring, self.path)
+
+    def export(self, now: float) -> dict[str, object]:
+        """The shared ring as a dict (created if absent): what the CA holder hands an enrolling node."""
+        return self.open(now).to_dict()
+
+    def adopt(self, ring: dict[str, object]) -> None:
+        """Merge a ring received at enrolment into this host's file (created when absent).
+
+        Why: a host without the launch machine's state directory would otherwise create its own one-key
+        ring on first open, and ciphertext from its nodes would not open anywhere else.
+        """
+        self.save_merged(KeyRing.from_dict(ring))
