@@ -3,6 +3,7 @@
 #   etcd       (Debian package etcd-server)  -> NETWORKING-023 tests
 #   dnsmasq    (Debian package dnsmasq-base) -> NETWORKING-020 tests
 #   serf       (Debian package serf)         -> NETWORKING-029 interop tests (the real agent)
+#   ip         (Debian package iproute2)     -> tests/multihost (network-namespace hosts; unshare is util-linux)
 # Idempotent: does nothing when every binary is already on PATH.
 set -euo pipefail
 
@@ -10,9 +11,10 @@ need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v serf >/dev/null 2>&1 || need+=(serf)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install_test_servers: etcd, dnsmasq and serf already present"
+    echo "install_test_servers: etcd, dnsmasq, serf and ip already present"
     exit 0
 fi
 
