@@ -27,39 +27,30 @@ class MemberState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class NodeJoined:
+class _AliveAnnounced:
+    """What the three alive events carry: the member's incarnation, addresses and metadata."""
+
+    node_id: str
+    time: float
+    incarnation: int = 0
+    tcp_address: str = ""
+    quic_address: str = ""
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeJoined(_AliveAnnounced):
     """A member we did not know (or that had left) is alive."""
 
-    node_id: str
-    time: float
-    incarnation: int = 0
-    tcp_address: str = ""
-    quic_address: str = ""
-    meta: Mapping[str, str] = field(default_factory=dict)
-
 
 @dataclass(frozen=True, slots=True)
-class NodeRecovered:
+class NodeRecovered(_AliveAnnounced):
     """A Suspect or Dead member is alive again at a higher incarnation (refutation or restart)."""
 
-    node_id: str
-    time: float
-    incarnation: int = 0
-    tcp_address: str = ""
-    quic_address: str = ""
-    meta: Mapping[str, str] = field(default_factory=dict)
-
 
 @dataclass(frozen=True, slots=True)
-class NodeUpdated:
+class NodeUpdated(_AliveAnnounced):
     """An Alive member announced new addresses or metadata at a higher incarnation."""
-
-    node_id: str
-    time: float
-    incarnation: int = 0
-    tcp_address: str = ""
-    quic_address: str = ""
-    meta: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
