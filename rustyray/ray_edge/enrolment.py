@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rustyray.config import NodeConfig
@@ -68,22 +66,12 @@ class CertificateAuthority:
         ca_cert, ca_key = load_ca(certs)
         self.days = days
         self.enrolment = Enrolment(ca_cert, ca_key, EnrolmentPolicy(days=days))
-        self._remember_on_disk(certs, ca_cert)
+        for pem in certs.glob("*.pem"):  # certificates issued before a restart: their keys stay bound
+            if pem.name != "ca.pem":
+                with contextlib.suppress(OSError):
+                    self.enrolment.remember(pem.read_bytes())
         self.keys = ClusterKeyStore(Path(state_dir), key_ring_file)
         self.keys.export(time.time())  # create the ring now, on this host, before any node asks
-
-    def _remember_on_disk(self, certs: Path, ca_cert: x509.Certificate) -> None:
-        """Certificates this CA issued earlier on this host (a restarted CA holder): their keys stay bound."""
-        for pem in certs.glob("*.pem"):
-            if pem.name == "ca.pem":
-                continue
-            try:
-                cert = x509.load_pem_x509_certificate(pem.read_bytes())
-                cert.verify_directly_issued_by(ca_cert)
-                cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
-            except (OSError, ValueError, TypeError, IndexError, InvalidSignature):
-                continue
-            self.enrolment.remember(str(cn), cert)
 
     def enrol(self, node_id: str, csr_pem: bytes, listen_hosts: list[str]) -> dict[str, Any]:
         """Sign ``csr_pem`` for ``node_id``: ``{"ok": True, cert_pem, ca_pem, key_ring}`` or a refusal."""

@@ -198,9 +198,21 @@ class Enrolment:
     def ca_pem(self) -> bytes:
         return self.ca_cert.public_bytes(serialization.Encoding.PEM)
 
-    def remember(self, node_id: str, cert: x509.Certificate) -> None:
-        """Record a certificate issued before (e.g. found on disk) so its key cannot name another node."""
+    def remember(self, cert_pem: bytes) -> str | None:
+        """Record a certificate issued before (a restarted CA holder reads them off its disk), so its key
+        cannot be certified for another node; the node id it names, or None when this CA did not issue it."""
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.x509.oid import NameOID
+
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            cert.verify_directly_issued_by(self.ca_cert)
+            node_id = str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+        except (ValueError, TypeError, IndexError, InvalidSignature):
+            return None
         self.issued_keys[_key_fingerprint(cert.public_key())] = node_id
+        return node_id
 
     def decide(self, csr_bytes: bytes, node_id: str, listen_hosts: Iterable[str],
                now: dt.datetime) -> Issued | Refusal:

@@ -117,6 +117,21 @@ def test_one_key_one_node(ca: Enrolment) -> None:
     _refused(ca.decide(build_csr(key, "node2"), "node2", [], NOW), RefusalReason.KEY_REUSED)
 
 
+def test_a_restarted_ca_remembers_what_it_issued_and_ignores_other_pem(ca_dir: Path, tmp_path: Path) -> None:
+    cert, key_ = load_ca(ca_dir)
+    key = _key()
+    first = Enrolment(cert, key_).decide(build_csr(key, "node1"), "node1", [], NOW)
+    assert isinstance(first, Issued)
+    restarted = Enrolment(cert, key_)
+    assert restarted.remember(first.cert_pem) == "node1"
+    _refused(restarted.decide(build_csr(key, "node2"), "node2", [], NOW), RefusalReason.KEY_REUSED)
+    other = tmp_path / "other"
+    ensure_cluster_ca(other, now=NOW)
+    foreign = ensure_node_credentials(other, "node9", now=NOW).cert_path.read_bytes()
+    assert restarted.remember(foreign) is None and restarted.remember(b"not a pem") is None
+    assert list(restarted.issued_keys.values()) == ["node1"]
+
+
 def test_bad_node_id_and_unknown_member(ca_dir: Path) -> None:
     cert, key = load_ca(ca_dir)
     only = Enrolment(cert, key, EnrolmentPolicy(node_ids=frozenset({"node1"})))
