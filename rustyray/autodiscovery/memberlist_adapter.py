@@ -23,6 +23,7 @@ from rustyray.autodiscovery.memberlist_core import (
     Deliver,
     MemberlistConfig,
     MemberlistCore,
+    PushPullWith,
     QueryIn,
     QueryResponseIn,
     Reply,
@@ -79,6 +80,7 @@ class MemberlistAgent:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._syncs: set[asyncio.Task[None]] = set()  # periodic push-pulls under way
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,6 +99,8 @@ class MemberlistAgent:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        for task in list(self._syncs):
+            task.cancel()
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
@@ -172,16 +176,31 @@ class MemberlistAgent:
         return self.keyring.seal_stream(message) if self.keyring is not None else message
 
     async def _tick_loop(self) -> None:
+        syncs = self._syncs
         while True:
-            self._send(self.core.tick(time.monotonic()))
+            actions = self.core.tick(time.monotonic())
+            self._send([a for a in actions if isinstance(a, Send)])
+            for a in actions:
+                if isinstance(a, PushPullWith):
+                    task = asyncio.ensure_future(self._sync(a.host, a.port))
+                    syncs.add(task)
+                    task.add_done_callback(syncs.discard)
             await asyncio.sleep(TICK_S)
 
+    async def _sync(self, host: str, port: int) -> None:
+        """The periodic push-pull; a member that does not answer is the prober's business, not ours."""
+        try:
+            await self.join(host, port, join=False)
+        except (WireError, TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            log.debug("memberlist %s push-pull with %s:%s failed: %s", self.core.name, host, port, exc)
+
     # ------------------------------------------------------------------------------------------ TCP
-    async def join(self, host: str, port: int) -> int:
-        """Push-pull with the member at ``host:port`` (memberlist's join); returns the members learned."""
+    async def join(self, host: str, port: int, *, join: bool = True) -> int:
+        """Push-pull with the member at ``host:port`` (memberlist's join, or with ``join=False`` the periodic
+        exchange); returns the members learned."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), STREAM_TIMEOUT_S)
         try:
-            writer.write(self._stream_out(encode_push_pull(self.core.local_state(join=True))))
+            writer.write(self._stream_out(encode_push_pull(self.core.local_state(join=join))))
             await writer.drain()
             remote = await asyncio.wait_for(self._read_push_pull(reader), STREAM_TIMEOUT_S)
         finally:

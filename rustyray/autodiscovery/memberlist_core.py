@@ -22,12 +22,20 @@ memberlist's rules, as its ``state.go`` applies them, reduced to what a member n
   does it turn ``suspect``, and ``suspicion_timeout`` later ``dead``.
   Suspicion is gossiped, as memberlist does, so the others can refute or confirm it.
 * A push-pull (TCP state exchange, and a join) merges the remote member list with these rules and is
-  answered with our own list.
+  answered with our own list. Every ``push_pull_interval`` (scaled up past 32 members, as memberlist's
+  ``pushPullScale``) one random live member gets a push-pull (``PushPullWith``): the anti-entropy that
+  repairs whatever gossip missed.
+* News that changed our table (a new member, a higher incarnation, suspect, dead, left) is queued and,
+  every ``gossip_interval``, relayed to ``gossip_nodes`` random live members, each item at most
+  ``retransmit_mult * ceil(log10(N + 1))`` times (memberlist's ``TransmitLimitedQueue``); newer news about a
+  member replaces older. Without this relay, an agent that the originator's few gossip picks happened to
+  miss would not learn of a member until the next push-pull, 30 s later.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +65,8 @@ from rustyray.autodiscovery.memberlist_wire import (
     text,
 )
 
-__all__ = ["Deliver", "MemberStatus", "MemberlistConfig", "MemberlistCore", "QueryIn", "QueryResponseIn", "Reply",
-           "Send"]
+__all__ = ["Deliver", "MemberStatus", "MemberlistConfig", "MemberlistCore", "PushPullWith", "QueryIn",
+           "QueryResponseIn", "Reply", "Send"]
 
 
 INDIRECT_CHECKS = 3
@@ -87,12 +95,24 @@ class MemberlistConfig:
     """Seconds to wait for a probe's ack (DefaultLANConfig ProbeTimeout)."""
     suspicion_timeout: float = 5.0
     """Seconds from suspect to dead when nobody refutes (memberlist scales this with log N from 4 s)."""
+    gossip_interval: float = 0.2
+    """Seconds between two gossip rounds that relay queued news (DefaultLANConfig GossipInterval)."""
+    gossip_nodes: int = 3
+    """Random live members each gossip round goes to (DefaultLANConfig GossipNodes)."""
+    retransmit_mult: int = 4
+    """An item of news is relayed ``retransmit_mult * ceil(log10(N + 1))`` times (DefaultLANConfig)."""
+    push_pull_interval: float = 30.0
+    """Seconds between two periodic push-pulls with a random member (DefaultLANConfig); 0 turns them off."""
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
             raise ValueError("probe_timeout must be > 0 and < probe_interval")
         if self.suspicion_timeout <= 0:
             raise ValueError("suspicion_timeout must be > 0")
+        if self.gossip_interval <= 0 or self.gossip_nodes < 1 or self.retransmit_mult < 1:
+            raise ValueError("gossip_interval must be > 0, gossip_nodes and retransmit_mult >= 1")
+        if self.push_pull_interval < 0:
+            raise ValueError("push_pull_interval must be >= 0")
 
 
 @dataclass
@@ -124,6 +144,14 @@ class Send:
     port: int
     kind: MessageType
     body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PushPullWith:
+    """Exchange state over TCP with the member at ``host:port`` (the periodic push-pull)."""
+
+    host: str
+    port: int
 
 
 @dataclass(frozen=True)
@@ -182,6 +210,15 @@ class _Probe:
 
 
 @dataclass
+class _Broadcast:
+    """One item of news queued for gossip and how often it went out."""
+
+    kind: MessageType
+    body: dict[str, Any]
+    transmits: int = 0
+
+
+@dataclass
 class _Relay:
     """An indirect ping we run for a requester: its ack (or nack) goes back under the requester's seq."""
 
@@ -213,6 +250,10 @@ class MemberlistCore:
         self._probe: _Probe | None = None
         self._relays: dict[int, _Relay] = {}  # our seq -> the indirect ping it answers
         self._next_probe = 0.0
+        self._broadcasts: dict[str, _Broadcast] = {}  # member name -> the latest news about it, to relay
+        self._next_gossip = 0.0
+        self._next_push_pull: float | None = None  # set on the first tick: one interval after it
+        self._announced = False
         self.left = False
 
     # ---------------------------------------------------------------------------------- our own state
@@ -229,8 +270,7 @@ class MemberlistCore:
                 "Meta": self.meta, "Vsn": bytes(DEFAULT_VSN)}
 
     def _to_all(self, kind: MessageType, body: dict[str, Any]) -> list[Send]:
-        return [Send(m.host, m.port, kind, body) for m in self.members.values()
-                if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+        return [Send(m.host, m.port, kind, body) for m in self._live()]
 
     def leave(self) -> list[Send]:
         """A graceful leave: Serf's leave intent, then a ``dead`` about ourselves from ourselves; an agent
@@ -248,13 +288,15 @@ class MemberlistCore:
             if status is MemberStatus.ALIVE or self.left:
                 return []
             self.incarnation = max(self.incarnation, incarnation) + 1  # refute
+            self._broadcasts[self.name] = _Broadcast(MessageType.ALIVE, self._alive_body())
             return self._to_all(MessageType.ALIVE, self._alive_body())
         m = self.members.get(name)
         if m is None:
             if status is not MemberStatus.ALIVE and not addr:
                 return []  # news about a stranger we cannot reach
-            self.members[name] = Member(name, addr, port, meta or b"", incarnation, status, vsn or DEFAULT_VSN,
-                                        now if status is MemberStatus.SUSPECT else None)
+            m = self.members[name] = Member(name, addr, port, meta or b"", incarnation, status, vsn or DEFAULT_VSN,
+                                            now if status is MemberStatus.SUSPECT else None)
+            self._queue(m)
             return []
         if status is MemberStatus.ALIVE:
             if incarnation <= m.incarnation and m.status is not MemberStatus.ALIVE:
@@ -265,6 +307,7 @@ class MemberlistCore:
             return []
         if status is MemberStatus.SUSPECT and m.status in (MemberStatus.FAILED, MemberStatus.LEFT):
             return []
+        changed = (incarnation, status) != (m.incarnation, m.status) or (meta is not None and meta != m.meta)
         m.incarnation = incarnation
         m.status = status
         m.suspect_since = now if status is MemberStatus.SUSPECT else None
@@ -274,7 +317,64 @@ class MemberlistCore:
             m.meta = meta
         if vsn:
             m.vsn = vsn
+        if changed:
+            self._queue(m)
         return []
+
+    # ------------------------------------------------------------------------------------------ gossip
+    def _queue(self, m: Member) -> None:
+        """Queue the news about ``m`` for relay; it replaces older news about the same member."""
+        if m.status is MemberStatus.ALIVE:
+            body = {"Incarnation": m.incarnation, "Node": m.name, "Addr": m.addr, "Port": m.port, "Meta": m.meta,
+                    "Vsn": bytes(m.vsn)}
+            self._broadcasts[m.name] = _Broadcast(MessageType.ALIVE, body)
+        elif m.status is MemberStatus.SUSPECT:
+            body = {"Incarnation": m.incarnation, "Node": m.name, "From": self.name}
+            self._broadcasts[m.name] = _Broadcast(MessageType.SUSPECT, body)
+        else:  # a leave is a dead from the member itself
+            src = m.name if m.status is MemberStatus.LEFT else self.name
+            body = {"Incarnation": m.incarnation, "Node": m.name, "From": src}
+            self._broadcasts[m.name] = _Broadcast(MessageType.DEAD, body)
+
+    def _live(self) -> list[Member]:
+        return [m for m in self.members.values() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+
+    def _gossip(self) -> list[Send]:
+        """One gossip round: every queued item to ``gossip_nodes`` random live members; items that went out
+        their retransmit limit times are dropped."""
+        live = self._live()
+        if not self._broadcasts or not live:
+            return []
+        limit = self.config.retransmit_mult * math.ceil(math.log10(len(self.members) + 2))
+        out: list[Send] = []
+        for target in self.rng.sample(live, min(self.config.gossip_nodes, len(live))):
+            for name, b in list(self._broadcasts.items()):
+                if name == target.name and b.kind is MessageType.ALIVE:
+                    continue  # its own alive is no news to it (a suspicion is: it refutes it)
+                out.append(Send(target.host, target.port, b.kind, b.body))
+                b.transmits += 1
+                if b.transmits >= limit:
+                    del self._broadcasts[name]
+        return out
+
+    def _push_pull_due(self, now: float) -> list[PushPullWith]:
+        """memberlist's periodic push-pull, its interval scaled by ``pushPullScale`` past 32 members."""
+        interval = self.config.push_pull_interval
+        if interval <= 0:
+            return []
+        n = len(self.members) + 1
+        if n > 32:
+            interval *= math.ceil(math.log2(n) - math.log2(32)) + 1
+        if self._next_push_pull is None:
+            self._next_push_pull = now + interval
+        if now < self._next_push_pull:
+            return []
+        self._next_push_pull = now + interval
+        live = [m for m in self.members.values() if m.status is MemberStatus.ALIVE]
+        if not live:
+            return []
+        m = self.rng.choice(live)
+        return [PushPullWith(m.host, m.port)]
 
     def view(self) -> list[dict[str, Any]]:
         """Every member, ourselves first, in Serf's spellings."""
@@ -407,9 +507,13 @@ class MemberlistCore:
         return out
 
     # ---------------------------------------------------------------------------------------- probing
-    def tick(self, now: float) -> list[Send]:
-        """Timers: a probe that timed out suspects its target; suspicion that ran out kills; next probe."""
-        out: list[Send] = []
+    def tick(self, now: float) -> list[Send | PushPullWith]:
+        """Timers: a probe that timed out suspects its target; suspicion that ran out kills; next probe;
+        a gossip round; a periodic push-pull."""
+        out: list[Send | PushPullWith] = []
+        if not self._announced and not self.left:  # our own alive, once our port is known
+            self._announced = True
+            self._broadcasts[self.name] = _Broadcast(MessageType.ALIVE, self._alive_body())
         for seq, relay in list(self._relays.items()):  # indirect pings that got no ack in time
             if now >= relay.deadline:
                 del self._relays[seq]
@@ -444,6 +548,11 @@ class MemberlistCore:
                 self._seq += 1
                 self._probe = _Probe(target.name, self._seq, now + self.config.probe_timeout, started=now)
                 out.append(Send(target.host, target.port, MessageType.PING, {"SeqNo": self._seq, "Node": target.name}))
+        if now >= self._next_gossip and not self.left:
+            self._next_gossip = now + self.config.gossip_interval
+            out += self._gossip()
+        if not self.left:
+            out += self._push_pull_due(now)
         return out
 
     def _indirect_helpers(self, target: str, k: int = INDIRECT_CHECKS) -> list[Member]:

@@ -151,3 +151,56 @@ def test_an_unanswered_direct_probe_asks_others_before_suspecting() -> None:
     assert _status(core, ping2.body["Node"]) == "alive"
     core.tick(2 * CFG.probe_interval)
     assert _status(core, ping2.body["Node"]) == "suspect"
+
+
+QUIET = MemberlistConfig(probe_interval=1000.0, probe_timeout=500.0, suspicion_timeout=4.0)
+"""Probes too rare to suspect anyone within a test: gossip alone."""
+
+
+def _gossip_rounds(core: MemberlistCore, start: float, rounds: int) -> list[Send]:
+    """Sends of ``rounds`` gossip rounds (ticks one gossip interval apart), probes left out."""
+    out: list[Send] = []
+    for i in range(rounds):
+        out += [s for s in core.tick(start + i * QUIET.gossip_interval)
+                if isinstance(s, Send) and s.kind is not MessageType.PING]
+    return out
+
+
+def test_news_is_relayed_to_a_few_random_members_a_bounded_number_of_times() -> None:
+    core = MemberlistCore("rr", LOCAL, 7000, {}, QUIET, random.Random(1))
+    for i, name in enumerate("bcdef"):
+        _alive(core, name, port=7002 + i)
+    _gossip_rounds(core, 0.0, 20)  # what we learned so far, and our own alive, go out and run dry
+    assert _gossip_rounds(core, 10.0, 5) == []
+    _alive(core, "a", inc=1, port=7001, now=11.0)  # news from one member
+    relayed = [s for s in _gossip_rounds(core, 11.0, 20) if s.body["Node"] == "a"]
+    limit = QUIET.retransmit_mult * 1  # ceil(log10(6 members + 1 + 1)) == 1
+    assert len(relayed) == limit and all(s.kind is MessageType.ALIVE and s.body["Port"] == 7001 for s in relayed)
+    ports = {s.port for s in relayed}
+    assert 7001 not in ports and len(ports) >= 2  # to random others, never back to "a" itself
+    _alive(core, "a", inc=1, port=7001, now=20.0)  # the same news again is no news
+    assert _gossip_rounds(core, 20.0, 5) == []
+    core.on_packet(MessageType.DEAD, {"Node": b"a", "Incarnation": 1, "From": b"a"}, 21.0)  # a leave
+    dead = _gossip_rounds(core, 21.0, 1)
+    assert dead and all((s.kind, s.body["From"]) == (MessageType.DEAD, "a") for s in dead)
+
+
+def test_our_own_alive_is_gossiped_once_our_port_is_known() -> None:
+    core = MemberlistCore("rr", LOCAL, 7000, {}, QUIET, random.Random(1))
+    _alive(core, "b", port=7002)
+    first = _gossip_rounds(core, 0.0, 1)
+    assert [(s.kind, s.body["Node"], s.body["Port"]) for s in first] == [(MessageType.ALIVE, "rr", 7000)]
+
+
+def test_a_periodic_push_pull_goes_to_one_live_member_every_interval() -> None:
+    from rustyray.autodiscovery.memberlist_core import PushPullWith
+
+    core = _core()
+    _alive(core, "b", port=7002)
+    first = core.tick(0.0)
+    assert [a for a in first if isinstance(a, PushPullWith)] == []
+    (ping,) = [a for a in first if isinstance(a, Send) and a.kind is MessageType.PING]
+    core.on_packet(MessageType.ACK, {"SeqNo": ping.body["SeqNo"], "Payload": b""}, 0.1)  # b stays alive
+    assert [a for a in core.tick(CFG.push_pull_interval) if isinstance(a, PushPullWith)] == [
+        PushPullWith("127.0.0.1", 7002)]
+    assert [a for a in core.tick(CFG.push_pull_interval + 1) if isinstance(a, PushPullWith)] == []
