@@ -3,7 +3,8 @@
 #   etcd       (Debian package etcd-server)  -> NETWORKING-023 tests
 #   dnsmasq    (Debian package dnsmasq-base) -> NETWORKING-020 tests
 #   serf       (Debian package serf)         -> NETWORKING-029 interop tests (the real agent)
-#   ip         (Debian package iproute2)     -> tests/multihost (network-namespace hosts; unshare is util-linux)
+#   ip, tc     (Debian package iproute2)     -> tests/multihost (network-namespace hosts, netem; unshare is util-linux)
+#   nft        (Debian package nftables)     -> tests/multihost (partitions between namespace hosts)
 # Idempotent: does nothing when every binary is already on PATH.
 set -euo pipefail
 
@@ -12,9 +13,10 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v serf >/dev/null 2>&1 || need+=(serf)
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
 
 if [ ${#need[@]} -eq 0 ]; then
-    echo "install_test_servers: etcd, dnsmasq, serf and ip already present"
+    echo "install_test_servers: etcd, dnsmasq, serf, ip and nft already present"
     exit 0
 fi
 

@@ -84,10 +84,11 @@ class LocalCluster:
 
 
 def make_config(node_id: str, state_dir: Path, *, seeds: tuple[str, ...] = (), host: str | None = None,
-                port: int = 0, sections: dict[str, Any] | None = None, **transport: Any) -> NodeConfig:
+                port: int = 0, sections: dict[str, Any] | None = None, min_incarnation: int = 0,
+                **transport: Any) -> NodeConfig:
     t = TransportConfig(**({"host": host} if host else {}), tcp_port=port, **transport)
     return NodeConfig(node_id=node_id, state_dir=str(state_dir), transport=t, seeds=seeds,
-                      sections=sections or {})
+                      sections=sections or {}, min_incarnation=min_incarnation)
 
 
 @contextlib.asynccontextmanager

@@ -144,6 +144,21 @@ def plan_start(own_id: str, known: Mapping[str, Sequence[str]], seeds: Sequence[
     return StartPlan(learn, [], join_raft=False)
 
 
+def join_steps(node_id: str, tcp_address: str, quic_address: str, *, has_raft_state: bool) -> list[MembershipChange]:
+    """The changes a node joining through seeds asks for, in order.
+
+    A node without Raft state may be a member that lost its state (a host crash, a node Ray restarted
+    on another host): its old self's log entries and votes are gone. Rejoining under the old identity
+    with an empty log would let it vote twice in a term and count toward a quorum for entries it no
+    longer holds (Raft's amnesia problem). So it first asks to *remove* a voter of its name (a no-op for
+    a brand-new node) and only then to be added, as a fresh member that catches up from the leader's log.
+    Until the removal is answered it takes no part in Raft (``FormationAdapter.rejoining``)."""
+    add = MembershipChange(op="add", node_id=node_id, tcp_address=tcp_address, quic_address=quic_address)
+    if has_raft_state:
+        return [add]
+    return [MembershipChange(op="remove", node_id=node_id), add]
+
+
 # ---------------------------------------------------------------------------------------- bootstrap
 
 

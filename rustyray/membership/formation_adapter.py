@@ -36,6 +36,7 @@ from rustyray.membership.formation import (
     cluster_entry,
     expect_bootstrap,
     handoff_target,
+    join_steps,
     plan_bootstrap,
     route_change,
 )
@@ -71,6 +72,9 @@ class FormationAdapter:
         self.record = record
         self.bootstrap_expect = bootstrap_expect
         self._save = save
+        self.rejoining = False
+        """True while a node without Raft state waits for a voter of its name to be removed: it must not
+        take part in Raft under the old identity meanwhile (``join_steps``)."""
         node.on(ClusterBootstrap, self._on_bootstrap)
         node.on(MembershipChange, self._on_change)
         node.on(ClusterRecordProposal, self._on_record)
@@ -206,10 +210,27 @@ class FormationAdapter:
         return self.record.result(ok, self.raft.leader, self.raft.members())
 
     async def join_via_seeds(self) -> None:
-        """A new node asks the cluster (through any peer it reaches) to add it to the configuration."""
+        """A new node, or one that lost its state, asks the cluster (through any peer it reaches) to make it
+        a member: the steps of ``join_steps``, each answered ok before the next."""
         node = self.node
-        msg = MembershipChange(op="add", node_id=node.node_id, tcp_address=node.tcp_address,
-                               quic_address=node.quic_address)
+        steps = join_steps(node.node_id, node.tcp_address, node.quic_address, has_raft_state=self.raft.has_state())
+        self.rejoining = len(steps) > 1
+        try:
+            for msg in steps:
+                reply = await self._ask_any_peer(msg)
+                if reply is None:
+                    log.warning("%s could not join the Raft configuration (%s)", node.node_id, msg.op)
+                    return
+                self.rejoining = False  # the old voter of our name is gone (or never was): join as a new one
+            assert reply is not None
+            self.record.adopt(reply.cluster_name, reply.cluster_id)
+            with contextlib.suppress(OSError):
+                self._save()
+        finally:
+            self.rejoining = False
+
+    async def _ask_any_peer(self, msg: MembershipChange) -> MembershipChangeResult | None:
+        node = self.node
         for pause in JOIN_RETRY.pauses():
             for peer_id in [p for p in list(node.peers) if node.peers[p].connected]:
                 try:
@@ -217,12 +238,9 @@ class FormationAdapter:
                 except Exception:
                     continue
                 if isinstance(reply, MembershipChangeResult) and reply.ok:
-                    self.record.adopt(reply.cluster_name, reply.cluster_id)
-                    with contextlib.suppress(OSError):
-                        self._save()
-                    return
+                    return reply
             await asyncio.sleep(pause)
-        log.warning("%s could not join the Raft configuration", node.node_id)
+        return None
 
     async def leave(self) -> bool:
         """Hand off leadership (when leading), then leave the configuration; True once removed."""

@@ -194,7 +194,7 @@ class MembershipService:
     def _on_raft(self, ctx: RequestContext, msg: Any) -> None:
         if self.raft.started:
             self.raft.step(msg)
-        elif ctx.peer_id and getattr(msg, "to_id", None) == self.node.node_id:
+        elif not self.formation.rejoining and ctx.peer_id and getattr(msg, "to_id", None) == self.node.node_id:
             # we are being added by a leader and have no log yet: become an empty follower
             self.raft.join_empty()
             self.raft.step(msg)

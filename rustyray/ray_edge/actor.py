@@ -11,7 +11,10 @@ status is chosen by the API, ``serve_apps.errors``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
+import time
 from typing import Any
 
 import ray
@@ -38,6 +41,15 @@ class NodeActor:
             from rustyray.ray_edge.enrolment import with_host
 
             config = with_host(config, ray.util.get_node_ip_address())
+        self._restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        if self._restarted:
+            # Ray restarted us, maybe on a host that never held our state: the registry knows our peers, so
+            # a node without its cluster.json can still rejoin (as a fresh Raft member: formation.py), and
+            # a wall-clock incarnation puts us above whatever our old self reached
+            from rustyray.ray_edge.cluster import peer_seeds
+
+            config = dataclasses.replace(config, seeds=config.seeds or peer_seeds(config.node_id),
+                                         min_incarnation=max(config.min_incarnation, int(time.time())))
         self.node = Node(config)
         self._boot = asyncio.get_running_loop().create_task(self._start(config))
 
@@ -47,6 +59,11 @@ class NodeActor:
 
         await enrol_node(config)
         await self.node.start()
+        if self._restarted:
+            from rustyray.ray_edge.cluster import get_registry
+
+            with contextlib.suppress(Exception):  # the registry is informational here
+                await get_registry().moved_node.remote(config.node_id, self.node.info()["address"])
         from rustyray.ray_edge.metrics import start_ray_metrics  # Ray dashboard / Prometheus export
         start_ray_metrics(self.node)
 

@@ -214,7 +214,7 @@ class Mesh:
         cfg = self.config
         cfg.node_dir.mkdir(parents=True, exist_ok=True)
         saved = self._load_state()
-        self.incarnation = int(saved.get("incarnation", -1)) + 1
+        self.incarnation = max(int(saved.get("incarnation", -1)) + 1, cfg.min_incarnation)
         if cfg.transport.tls or cfg.transport.enable_quic:
             self._load_tls()
         self._tcp = TcpListener(self._on_inbound, ssl_context=self.server_ssl if cfg.transport.tls else None,

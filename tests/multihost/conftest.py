@@ -27,9 +27,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def _missing() -> str | None:
     if os.geteuid() != 0:
         return "the multi-host bed needs root (ip netns, veth, bridge, mount namespaces)"
-    for tool in ("ip", "unshare", "mount"):
+    for tool in ("ip", "unshare", "mount", "nft"):
         if shutil.which(tool) is None:
-            return f"the multi-host bed needs {tool!r} (apt-get install iproute2 util-linux)"
+            return f"the multi-host bed needs {tool!r} (install_test_servers.sh: iproute2 nftables util-linux)"
     return None
 
 

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,8 +59,8 @@ def _say(msg: str) -> None:
 
 
 def _run(cmd: Sequence[str], *, check: bool = True, timeout: float = 60.0,
-         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, env=env)
+         env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, env=env, input=input)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}): {res.stderr.strip() or res.stdout.strip()}")
     return res
@@ -149,14 +150,15 @@ def _links() -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
 
 
-def kill_namespace_processes(netns: str, timeout: float = 10.0) -> int:
+def kill_namespace_processes(netns: str, timeout: float = 10.0,
+                             signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGKILL)) -> int:
     """SIGTERM, then SIGKILL, every process in ``netns`` (only ours: matched by network namespace)."""
     def pids() -> list[int]:
         out = _run(["ip", "netns", "pids", netns], check=False).stdout
         return [int(p) for p in out.split() if p.isdigit() and int(p) != os.getpid()]
 
     found = pids()
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    for sig in signals:
         for pid in pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
@@ -219,6 +221,81 @@ class Bed:
             h.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             (h.dir / "ray").mkdir(parents=True, exist_ok=True)
         Path(STATE_PATH).mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------------------------------- faults
+    def partition(self, groups: Sequence[Sequence[int]], ports: Sequence[int]) -> None:
+        """Cut RustyRay's traffic between host groups (``[[1, 2], [3]]`` is a 2/1 split) with nftables DROP
+        rules in each host's namespace: TCP and UDP to or from ``ports`` (the nodes' TCP and QUIC
+        listeners) and a host of another group. Ray's own traffic still flows, so the cut is between the
+        RustyRay nodes, and the API on h1 can still ask every node for its view."""
+        self.heal()
+        port_set = ", ".join(str(p) for p in sorted(set(ports)))
+        for group in groups:
+            others = [h.address for h in self.hosts if h.index not in group]
+            if not others:
+                continue
+            far = ", ".join(others)
+            rules = [f"table inet {PREFIX} {{",
+                     "  chain input { type filter hook input priority 0; policy accept;"]
+            rules += [f"    ip saddr {{ {far} }} {proto} {end} {{ {port_set} }} drop"
+                      for proto in ("tcp", "udp") for end in ("sport", "dport")]
+            rules += ["  }", "  chain output { type filter hook output priority 0; policy accept;"]
+            rules += [f"    ip daddr {{ {far} }} {proto} {end} {{ {port_set} }} drop"
+                      for proto in ("tcp", "udp") for end in ("sport", "dport")]
+            rules += ["  }", "}"]
+            for index in group:
+                host = self.hosts[index - 1]
+                _run(["ip", "netns", "exec", host.netns, "nft", "-f", "-"], input="\n".join(rules) + "\n")
+        _say("partition: " + " | ".join("+".join(f"h{i}" for i in g) for g in groups)
+             + f" (tcp/udp ports {port_set})")
+
+    def heal(self) -> None:
+        """Remove every partition rule."""
+        for h in self.hosts:
+            _run(["ip", "netns", "exec", h.netns, "nft", "delete", "table", "inet", PREFIX], check=False)
+
+    def loss(self, index: int, percent: int, ports: Sequence[int]) -> None:
+        """Drop ``percent`` % of host ``index``'s RustyRay packets at random, both ways (nftables ``numgen``);
+        0 removes it. Works where ``tc netem`` does not (a kernel built without ``sch_netem``)."""
+        h = self.hosts[index - 1]
+        ns = ["ip", "netns", "exec", h.netns, "nft"]
+        _run([*ns, "delete", "table", "inet", f"{PREFIX}-loss"], check=False)
+        if percent <= 0:
+            _say(f"{h.name}: random loss off")
+            return
+        port_set = ", ".join(str(p) for p in sorted(set(ports)))
+        rules = [f"table inet {PREFIX}-loss {{"]
+        for chain, hook in (("input", "input"), ("output", "output")):
+            rules += [f"  chain {chain} {{ type filter hook {hook} priority 0; policy accept;"]
+            rules += [f"    meta l4proto {{ tcp, udp }} th {end} {{ {port_set} }} "
+                      f"numgen random mod 100 < {percent} drop" for end in ("sport", "dport")]
+            rules += ["  }"]
+        rules += ["}"]
+        _run([*ns, "-f", "-"], input="\n".join(rules) + "\n")
+        _say(f"{h.name}: {percent} % random loss on RustyRay ports")
+
+    def netem(self, index: int, spec: str | None) -> bool:
+        """``tc netem`` on host ``index``'s link (``"delay 40ms 10ms"``); ``None`` removes it. False when the
+        kernel has no ``sch_netem`` (some VM kernels are built without it)."""
+        h = self.hosts[index - 1]
+        ns = ["ip", "netns", "exec", h.netns, "tc", "qdisc"]
+        if spec is None:
+            _run([*ns, "del", "dev", "eth0", "root"], check=False)
+            return True
+        res = _run([*ns, "replace", "dev", "eth0", "root", "netem", *spec.split()], check=False)
+        if res.returncode != 0:
+            _say(f"{h.name}: tc netem unavailable here ({res.stderr.strip()})")
+            return False
+        _say(f"{h.name}: netem {spec}")
+        return True
+
+    def crash(self, index: int) -> int:
+        """A host crash: SIGKILL every process of host ``index`` (its raylet, its workers, the node actors on
+        it), as a power cut would; its network namespace stays, silent. Returns how many were killed."""
+        h = self.hosts[index - 1]
+        killed = kill_namespace_processes(h.netns, signals=(signal.SIGKILL,))
+        _say(f"{h.name}: crashed ({killed} processes killed)")
+        return killed
 
     # ------------------------------------------------------------------------------------------- Ray
     def start_ray(self, timeout: float = 90.0) -> None:
@@ -290,6 +367,23 @@ class Bed:
                                      headers={"Authorization": f"Bearer {self.api_token()}"})
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())
+
+    def post(self, path: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
+        """``POST`` with the admin token; the JSON answer, also for a 4xx/5xx (with ``"_status"``)."""
+        req = urllib.request.Request(f"http://{self.head.address}:{HTTP_PORT}/api/v1/network{path}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {self.api_token()}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return {**json.loads(exc.read() or b"{}"), "_status": exc.code}
+
+    def host_of(self, address: str) -> int:
+        """The index of the host that ``address`` (``ip:port``) is on."""
+        ip = address.rsplit(":", 1)[0]
+        return next(h.index for h in self.hosts if h.address == ip)
 
     # ------------------------------------------------------------------------------------------- life
     def up(self) -> Bed:

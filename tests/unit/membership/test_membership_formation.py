@@ -22,6 +22,7 @@ from rustyray.membership.formation import (
     cluster_entry,
     expect_bootstrap,
     handoff_target,
+    join_steps,
     plan_bootstrap,
     plan_start,
     route_change,
@@ -110,6 +111,23 @@ def test_route_change_table():
     assert fwd == Forward("node2", MembershipChange(op="add", node_id="node4", tcp_address="t4", quic_address="q4",
                                                     hops=1))
     assert Refuse("x").result().ok is False and Refuse("x").result().error == "x"
+
+
+def test_a_node_without_raft_state_first_retires_a_voter_of_its_name_then_joins_fresh():
+    steps = join_steps("node3", "t3", "q3", has_raft_state=False)
+    assert [(m.op, m.node_id) for m in steps] == [("remove", "node3"), ("add", "node3")]
+    assert (steps[1].tcp_address, steps[1].quic_address) == ("t3", "q3")
+    # a member that lost its state (still a voter): the leader removes it, then adds it back as new
+    voters = ["node1", "node2", "node3"]
+    assert route_change(steps[0], started=True, is_leader=True, leader="node1", voters=voters) == \
+        Propose("remove", "node3", None)
+    voters.remove("node3")
+    assert route_change(steps[1], started=True, is_leader=True, leader="node1", voters=voters) == \
+        Propose("add", "node3", ("t3", "q3"))
+    # a brand-new node: nothing to retire, the removal is already in effect
+    assert route_change(steps[0], started=True, is_leader=True, leader="node1", voters=voters) == InEffect()
+    # a node that kept its log asks only to be added
+    assert [m.op for m in join_steps("node3", "t3", "q3", has_raft_state=True)] == ["add"]
 
 
 def test_forwarding_between_confused_followers_ends_within_max_hops():
