@@ -132,6 +132,7 @@ class Node(Mesh):
 
             s["health"] = health = HealthService(self, membership=membership, routing=routing)
             self.peer_listeners.append(health.on_peer_event)
+            self.heartbeat_targets = health.heartbeat_targets
         if "manager" in want:
             from rustyray.manager.service import COMPONENTS, ManagerService
 

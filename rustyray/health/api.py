@@ -63,7 +63,12 @@ class HealthApi:
 
     # ------------------------------------------------------------------ heartbeats (014, 015)
     def heartbeat_status(self) -> HeartbeatStatus:
-        """NETWORKING-014."""
+        """NETWORKING-014: the peers this node monitors (``peer_watch.py``).
+
+        With ``[health] monitored_by_nr_of_members`` = k below N - 1, that is the k peers the
+        monitoring ring assigns to this node, not every peer: a peer it does not monitor is simply
+        not in ``peers`` (k other nodes list it). The fields are unchanged.
+        """
         svc, node = self._svc, self._node
         peers = []
         for row in svc.peer_rows(self._clock()):
@@ -79,7 +84,7 @@ class HealthApi:
         )
 
     def phi_values(self) -> PhiValues:
-        """NETWORKING-015."""
+        """NETWORKING-015: phi of the peers this node monitors (the same set as ``heartbeat_status``)."""
         rows = self._svc.peer_rows(self._clock())
         return PhiValues(
             local_node=self._node.node_id,

@@ -91,6 +91,12 @@ class HealthConfig:
     probe_timeout_ms: int = 2000
     """How long (ms) to wait for a node's own probe answer before reporting it unreachable."""
 
+    # -- heartbeat fan-out (Akka Cluster's ``monitored-by-nr-of-members``) --
+    monitored_by_nr_of_members: int = 9
+    """How many other nodes heartbeat-monitor each node (``monitor_ring.py``): a node sends heartbeats to,
+    and runs phi accrual on, only this many peers, so its idle cost stays flat as the cluster grows.
+    Akka's default 9 keeps clusters of up to 10 nodes all-pairs; SWIM membership is separate and unchanged."""
+
     @classmethod
     def lan(cls) -> HealthConfig:
         return cls()
@@ -128,4 +134,8 @@ class HealthConfig:
         at_least(self, 0, "recovery_base_delay_s", "quarantine_s", "failed_after_ms")
         if self.recovery_max_delay_s < self.recovery_base_delay_s:
             raise ValueError("recovery_max_delay_s must be >= recovery_base_delay_s")
+        k = self.monitored_by_nr_of_members
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"monitored_by_nr_of_members must be an integer >= 1 (every node needs at least one "
+                             f"monitor to have its failure detected), got {k!r}")
         return self

@@ -1,10 +1,15 @@
 """Health service: heartbeats, phi, checks, aggregation, probes, recovery (NETWORKING-014 to 019).
 
-The asyncio adapter over the health cores. The node already sends a
-``Heartbeat`` to every connected peer each ``heartbeat.interval_ms``; this
-service records each one into a ``HeartbeatMonitor`` (one phi accrual detector
-per peer) for every peer in ``node.peers``, which keeps peers that went away,
-so a killed node turns Suspected, then Failed.
+The asyncio adapter over the health cores. The node sends a ``Heartbeat`` each
+``heartbeat.interval_ms`` to the connected peers ``heartbeat_targets`` names (the
+node wires it into the mesh): this node's successors on the monitoring ring
+(``monitor_ring.py``, ``[health] monitored_by_nr_of_members`` = k), so each
+node sends to and is watched by min(k, N - 1) others, not all of them. This
+service records the heartbeats of the peers it watches (its ring predecessors,
+chosen by ``peer_watch.py`` from ``node.peers``, which keeps peers that went
+away, so a killed node turns Suspected, then Failed at its k monitors) into a
+``HeartbeatMonitor`` (one phi accrual detector per watched peer). A peer this
+node does not watch is not in its heartbeat and phi lists.
 
 * 014/015 read the monitor at the current time.
 * 016 runs a ``HealthChecker`` (TCP, HTTP, gRPC and the custom checks of
@@ -80,7 +85,8 @@ class HealthService:
         self.recovery = RecoveryManager(self.config)
         self.checker = HealthChecker(clock=time.monotonic)
         self.watch = PeerWatch(node.node_id, self.monitor, self.recovery, auto_recover=self.settings.auto_recover,
-                               tick_s=self.settings.tick_ms / 1000.0)
+                               tick_s=self.settings.tick_ms / 1000.0,
+                               monitored_by=self.settings.monitored_by_nr_of_members)
         self.startup_error: str | None = None
         self.custom_checks = custom_checks(self)
         for name, check in self.custom_checks.items():
@@ -104,15 +110,23 @@ class HealthService:
     # ------------------------------------------------------------------ heartbeats
     def _on_heartbeat(self, ctx: RequestContext, msg: Heartbeat) -> None:
         peer = msg.node_id or ctx.peer_id
-        if peer and peer != self.node.node_id:
+        if peer and self.watch.accepts_heartbeat(peer):
             self.monitor.record(peer, time.monotonic())
 
     def on_peer_event(self, event: str, peer_id: str) -> None:
-        if event == "learned":
-            self.monitor.add_peer(peer_id, time.monotonic())
+        if event == "learned":  # the ring changed: watch (and heartbeat) the new assignment now, not next tick
+            self.watch.sync(self.node.peers, time.monotonic())
+
+    def heartbeat_targets(self) -> frozenset[str]:
+        """The peers the node's heartbeat loop sends to: this node's ring successors (as of the last sync)."""
+        return self.watch.heartbeat_targets()
 
     def peer_rows(self, now: float) -> list[PeerHeartbeat]:
-        """Heartbeat status of every peer the node knows now (the API and the metrics read this)."""
+        """Heartbeat status of every peer this node monitors now (the API and the metrics read this).
+
+        That is every known peer while ``monitored_by_nr_of_members`` >= N - 1, else this node's k ring
+        predecessors; the aggregate (``node_signals``) likewise scores this node and the peers it monitors.
+        """
         return self.watch.rows(self.node.peers, now)
 
     async def _tick_loop(self) -> None:

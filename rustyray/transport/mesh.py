@@ -39,7 +39,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -186,6 +186,8 @@ class Mesh:
         self.request_channel: Callable[..., Awaitable[Message]] = self.direct_request_on
         #: Who decides which members are alive (membership, when the node runs it).
         self.members_provider: Callable[[], list[str]] | None = None
+        #: Whom the heartbeat loop sends to (health's monitoring ring, when the node runs it); None: every peer.
+        self.heartbeat_targets: Callable[[], Iterable[str]] | None = None
         self._pending: dict[int, tuple[asyncio.Future[Message], Connection]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -626,7 +628,9 @@ class Mesh:
         while True:
             seq += 1
             hb = Heartbeat(node_id=self.node_id, timestamp=time.time(), seq=seq, incarnation=self.incarnation)
-            for peer in list(self.peers.values()):
+            chosen = self.heartbeat_targets
+            targets = self.peers.values() if chosen is None else [p for t in chosen() if (p := self.peers.get(t))]
+            for peer in list(targets):
                 if peer.connected:
                     with contextlib.suppress(ConnectionError, ProtocolError):
                         self.send_on(peer.conn, hb)
