@@ -31,7 +31,7 @@ import random
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -309,6 +309,12 @@ class BroadcastCore:
     def _mac_input(cluster: str, raw: bytes) -> bytes:
         return _DOMAIN + cluster.encode() + b"\x00" + raw
 
+    def _header(self, now: float, nonce: bytes) -> dict[str, Any]:
+        """What every packet this node sends says of its sender: who it is, its cluster, when, and a fresh nonce."""
+        ident = self.identity
+        return {"node_id": ident.node_id, "cluster": self.config.cluster_name, "tcp_addr": ident.tcp_addr,
+                "quic_addr": ident.quic_addr, "timestamp": now, "nonce": nonce}
+
     def _destination(self) -> Address:
         return (self.config.broadcast_address, self.config.port)
 
@@ -316,15 +322,7 @@ class BroadcastCore:
         """Start an announce round; returns its nonce (for ``announce_result``) and the datagram,
         addressed to ``destination`` (default: the configured broadcast address and port)."""
         nonce = self._nonce()
-        ident = self.identity
-        body = AutodiscAnnounce(
-            node_id=ident.node_id,
-            cluster=self.config.cluster_name,
-            tcp_addr=ident.tcp_addr,
-            quic_addr=ident.quic_addr,
-            timestamp=now,
-            nonce=nonce,
-        )
+        body = AutodiscAnnounce(**self._header(now, nonce))
         self._pending[nonce] = _Pending()
         while len(self._pending) > self.config.pending_announces:
             self._pending.popitem(last=False)
@@ -334,16 +332,7 @@ class BroadcastCore:
     def beacon(self, now: float) -> SendDatagram:
         """One beacon datagram (no reply expected)."""
         self._beacon_seq += 1
-        ident = self.identity
-        body = AutodiscBeacon(
-            node_id=ident.node_id,
-            cluster=self.config.cluster_name,
-            tcp_addr=ident.tcp_addr,
-            quic_addr=ident.quic_addr,
-            timestamp=now,
-            nonce=self._nonce(),
-            seq=self._beacon_seq,
-        )
+        body = AutodiscBeacon(**self._header(now, self._nonce()), seq=self._beacon_seq)
         self.stats["beacons_sent"] += 1
         return SendDatagram(self.seal(body), self._destination())
 
@@ -429,15 +418,4 @@ class BroadcastCore:
         return actions
 
     def _reply(self, announce: AutodiscAnnounce, now: float) -> bytes:
-        ident = self.identity
-        return self.seal(
-            AutodiscReply(
-                node_id=ident.node_id,
-                cluster=self.config.cluster_name,
-                tcp_addr=ident.tcp_addr,
-                quic_addr=ident.quic_addr,
-                timestamp=now,
-                nonce=self._nonce(),
-                in_reply_to=announce.nonce,
-            )
-        )
+        return self.seal(AutodiscReply(**self._header(now, self._nonce()), in_reply_to=announce.nonce))

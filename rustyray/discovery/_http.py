@@ -10,6 +10,26 @@ import httpx
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
 
 
+class HttpBackend:
+    """A backend adapter that talks HTTP through one ``httpx.AsyncClient``: the one it is given (the caller's
+    to close) or one it opens itself (``_open_client``) and closes in ``aclose``. ``config`` is validated first."""
+
+    def __init__(self, config: Any, client: httpx.AsyncClient | None) -> None:
+        config.validate()
+        self.config = config
+        self._own_client = client is None
+        self._client = client or self._open_client()
+
+    def _open_client(self) -> httpx.AsyncClient:
+        """The client opened when none is given: the config's ``request_timeout_s`` for every request."""
+        return httpx.AsyncClient(timeout=self.config.request_timeout_s)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._own_client:
+            await self._client.aclose()
+
+
 async def send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """Send a request; transport failures become BackendUnavailableError, >=400 BackendResponseError."""
     try:

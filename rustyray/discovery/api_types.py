@@ -13,8 +13,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 from rustyray.errors import not_found, unprocessable
 
@@ -92,6 +92,19 @@ class ConsulDeregisterRequest:
 
 
 # ----------------------------------------------------------------------------------------------- results
+class _BackendBody:
+    """A ``*Nodes`` result: a backend's body read field by field, the ``rows`` fields as typed rows."""
+
+    rows: ClassVar[Mapping[str, type]] = {}
+    """List fields of the body and the row dataclass each entry is read into."""
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Any:
+        """Every field from the key of its name (a missing key is a ``KeyError``; extra keys are ignored)."""
+        return cls(**{f.name: [cls.rows[f.name](**row) for row in body[f.name]] if f.name in cls.rows
+                      else body[f.name] for f in fields(cls)})
+
+
 @dataclass(frozen=True)
 class DiscoveryStatus:
     """The status page. ``backends`` rows merge the registry's record with the formation state (each
@@ -118,17 +131,14 @@ class DnsNode:
 
 
 @dataclass(frozen=True)
-class DnsNodes:
+class DnsNodes(_BackendBody):
     """NETWORKING-020."""
 
     discovered_nodes: list[DnsNode]
     discovery_method: str
     ttl_seconds: int
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> DnsNodes:
-        return cls(discovered_nodes=[DnsNode(**row) for row in body["discovered_nodes"]],
-                   discovery_method=body["discovery_method"], ttl_seconds=body["ttl_seconds"])
+    rows = {"discovered_nodes": DnsNode}
 
 
 @dataclass(frozen=True)
@@ -139,17 +149,14 @@ class KubernetesPod:
 
 
 @dataclass(frozen=True)
-class KubernetesNodes:
+class KubernetesNodes(_BackendBody):
     """NETWORKING-021: every pod of the service with its readiness."""
 
     namespace: str
     service: str
     nodes: list[KubernetesPod]
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> KubernetesNodes:
-        return cls(namespace=body["namespace"], service=body["service"],
-                   nodes=[KubernetesPod(**row) for row in body["nodes"]])
+    rows = {"nodes": KubernetesPod}
 
 
 @dataclass(frozen=True)
@@ -161,7 +168,7 @@ class ConsulNode:
 
 
 @dataclass(frozen=True)
-class ConsulNodes:
+class ConsulNodes(_BackendBody):
     """NETWORKING-022: the passing instances."""
 
     service: str
@@ -169,10 +176,7 @@ class ConsulNodes:
     consul_index: int
     nodes: list[ConsulNode]
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ConsulNodes:
-        return cls(service=body["service"], datacenter=body["datacenter"], consul_index=body["consul_index"],
-                   nodes=[ConsulNode(**row) for row in body["nodes"]])
+    rows = {"nodes": ConsulNode}
 
 
 @dataclass(frozen=True)
@@ -183,15 +187,13 @@ class EtcdNode:
 
 
 @dataclass(frozen=True)
-class EtcdNodes:
+class EtcdNodes(_BackendBody):
     """NETWORKING-023."""
 
     nodes: list[EtcdNode]
     revision: int
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> EtcdNodes:
-        return cls(nodes=[EtcdNode(**row) for row in body["nodes"]], revision=body["revision"])
+    rows = {"nodes": EtcdNode}
 
 
 @dataclass(frozen=True)
@@ -202,17 +204,14 @@ class CloudInstance:
 
 
 @dataclass(frozen=True)
-class CloudNodes:
+class CloudNodes(_BackendBody):
     """NETWORKING-024."""
 
     provider: str
     region: str
     instances: list[CloudInstance]
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> CloudNodes:
-        return cls(provider=body["provider"], region=body["region"],
-                   instances=[CloudInstance(**row) for row in body["instances"]])
+    rows = {"instances": CloudInstance}
 
 
 @dataclass(frozen=True)

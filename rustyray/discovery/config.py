@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from rustyray.config_loader import build
 from rustyray.discovery._config import require_http_url, require_port, require_positive, require_text
@@ -265,23 +265,15 @@ class AwsDiscoveryConfig:
 
 
 @dataclass(frozen=True)
-class AzureDiscoveryConfig:
-    """``[discovery.azure]``: the VM scale set whose members are cluster nodes."""
+class _RestCloudConfig:
+    """What the Azure and GCP tables share: a REST API reached with a bearer token, the port the nodes listen
+    on and the request timeout. ``REQUIRED`` names the table's own keys that must be set (no default)."""
 
-    subscription_id: str = ""
-    resource_group: str = ""
-    #: Name of the virtual machine scale set.
-    scale_set: str = ""
-    #: ARM bearer token (e.g. from the instance metadata service or ``az account get-access-token``).
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    #: Bearer token sent with every request.
     access_token: str = ""
-    #: ARM endpoint; override for sovereign clouds or a local test double.
-    base_url: str = "https://management.azure.com"
-    #: api-version for scale-set network interfaces (a Microsoft.Network API).
-    network_api_version: str = "2018-10-01"
-    #: api-version for scale-set VMs (Microsoft.Compute).
-    compute_api_version: str = "2024-03-01"
-    #: Region echoed as ``region``; empty takes the VMs' ``location``.
-    location: str = ""
+    #: API root; override for a local test double (or, on Azure, a sovereign cloud).
+    base_url: str = ""
     #: Port the nodes listen on for SWIM.
     port: int = 7000
     #: Seconds allowed for each request.
@@ -289,7 +281,7 @@ class AzureDiscoveryConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        for name in ("subscription_id", "resource_group", "scale_set", "access_token"):
+        for name in (*self.REQUIRED, "access_token"):
             require_text(name, getattr(self, name))
         require_http_url("base_url", self.base_url)
         require_port("port", self.port)
@@ -297,35 +289,45 @@ class AzureDiscoveryConfig:
 
 
 @dataclass(frozen=True)
-class GcpDiscoveryConfig:
-    """``[discovery.gcp]``: the zonal instance group whose members are cluster nodes."""
+class AzureDiscoveryConfig(_RestCloudConfig):
+    """``[discovery.azure]``: the VM scale set whose members are cluster nodes (``access_token``: an ARM bearer
+    token, e.g. from the instance metadata service or ``az account get-access-token``)."""
 
+    REQUIRED: ClassVar[tuple[str, ...]] = ("subscription_id", "resource_group", "scale_set")
+    base_url: str = "https://management.azure.com"
+    subscription_id: str = ""
+    resource_group: str = ""
+    #: Name of the virtual machine scale set.
+    scale_set: str = ""
+    #: api-version for scale-set network interfaces (a Microsoft.Network API).
+    network_api_version: str = "2018-10-01"
+    #: api-version for scale-set VMs (Microsoft.Compute).
+    compute_api_version: str = "2024-03-01"
+    #: Region echoed as ``region``; empty takes the VMs' ``location``.
+    location: str = ""
+
+
+@dataclass(frozen=True)
+class GcpDiscoveryConfig(_RestCloudConfig):
+    """``[discovery.gcp]``: the zonal instance group whose members are cluster nodes (``access_token``: an
+    OAuth2 bearer token with compute.readonly scope, e.g. from the metadata server)."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("project", "zone", "instance_group")
+    base_url: str = "https://compute.googleapis.com/compute/v1"
     project: str = ""
     #: Zone of the instance group, e.g. "us-central1-a"; the region is derived from it.
     zone: str = ""
     instance_group: str = ""
-    #: OAuth2 bearer token with compute.readonly scope (e.g. from the metadata server).
-    access_token: str = ""
-    #: Compute API root; override for a local test double.
-    base_url: str = "https://compute.googleapis.com/compute/v1"
     #: Only members whose status is RUNNING.
     running_only: bool = True
-    #: Port the nodes listen on for SWIM.
-    port: int = 7000
     #: Concurrent instances.get calls.
     max_concurrency: int = 8
-    #: Seconds allowed for each request.
-    request_timeout_s: float = 10.0
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        for name in ("project", "zone", "instance_group", "access_token"):
-            require_text(name, getattr(self, name))
-        require_http_url("base_url", self.base_url)
-        require_port("port", self.port)
+        super().validate()
         if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
             raise ValueError("max_concurrency must be an integer >= 1")
-        require_positive("request_timeout_s", self.request_timeout_s)
 
 
 @dataclass(frozen=True)

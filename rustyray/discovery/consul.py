@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from rustyray._aio import cancel_and_wait
-from rustyray.discovery._http import decode_json, send
+from rustyray.discovery._http import HttpBackend, decode_json, send
 from rustyray.discovery.config import ConsulDiscoveryConfig
 from rustyray.discovery.consul_records import (
     build_consul_result,
@@ -29,7 +29,7 @@ from rustyray.discovery.errors import BackendResponseError, BackendUnavailableEr
 from rustyray.discovery.model import Candidate, DiscoveryEvent, DiscoveryResult, diff_candidates
 
 
-class ConsulDiscovery:
+class ConsulDiscovery(HttpBackend):
     """Registers nodes with a Consul agent and reads the passing ones back."""
 
     name = "consul"
@@ -41,12 +41,8 @@ class ConsulDiscovery:
         client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        config.validate()
-        self.config = config
-        headers = {"X-Consul-Token": config.token} if config.token else {}
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=config.request_timeout_s)
-        self._headers = headers
+        super().__init__(config, client)
+        self._headers = {"X-Consul-Token": config.token} if config.token else {}
         self._sleep = sleep
         self._ttl_tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -155,5 +151,4 @@ class ConsulDiscovery:
             task = self._stop_ttl_task(sid)
             if task is not None:
                 await cancel_and_wait([task], 1.0, owner="consul close")
-        if self._own_client:
-            await self._client.aclose()
+        await super().aclose()

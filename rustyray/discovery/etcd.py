@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from rustyray._aio import cancel_and_wait
-from rustyray.discovery._http import send_json
+from rustyray.discovery._http import HttpBackend, send_json
 from rustyray.discovery.config import EtcdDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
 from rustyray.discovery.etcd_records import (
@@ -48,7 +48,7 @@ class EtcdRegistration:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-class EtcdDiscovery:
+class EtcdDiscovery(HttpBackend):
     """Lists, registers in and watches one etcd key prefix."""
 
     name = "etcd"
@@ -60,10 +60,7 @@ class EtcdDiscovery:
         client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        config.validate()
-        self.config = config
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=config.request_timeout_s)
+        super().__init__(config, client)
         self._sleep = sleep
         self._registrations: dict[str, EtcdRegistration] = {}
         self._watch_endpoint = 0
@@ -228,5 +225,4 @@ class EtcdDiscovery:
         for node_id in list(self._registrations):
             with contextlib.suppress(BackendUnavailableError, BackendResponseError):
                 await self.deregister(node_id)
-        if self._own_client:
-            await self._client.aclose()
+        await super().aclose()

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from rustyray.discovery._http import send_json
+from rustyray.discovery._http import HttpBackend, send_json
 from rustyray.discovery.config import SERVICE_ACCOUNT_DIR, KubernetesDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError, BackendUnavailableError
 from rustyray.discovery.k8s_records import (
@@ -59,7 +59,7 @@ def make_ssl_context(ca_path: str) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-class KubernetesDiscovery:
+class KubernetesDiscovery(HttpBackend):
     """Reads (and watches) a Service's endpoints or a StatefulSet's pods."""
 
     name = "kubernetes"
@@ -71,16 +71,15 @@ class KubernetesDiscovery:
         client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        config.validate()
-        self.config = config
+        super().__init__(config, client)
         self._base = config.resolved_api_server()
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=config.request_timeout_s, verify=make_ssl_context(config.ca_path)
-        )
         self._sleep = sleep
         #: Which source the last discover() used: "endpointslices", "endpoints" or "pods".
         self.source: str | None = None
+
+    def _open_client(self) -> httpx.AsyncClient:
+        """The API server's certificate is verified against ``ca_path`` (the system store when it is absent)."""
+        return httpx.AsyncClient(timeout=self.config.request_timeout_s, verify=make_ssl_context(self.config.ca_path))
 
     def _headers(self) -> dict[str, str]:
         token = self.config.token
@@ -219,7 +218,3 @@ class KubernetesDiscovery:
             except httpx.TransportError as exc:
                 raise BackendUnavailableError(f"watch {url}: {type(exc).__name__}: {exc}") from exc
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._own_client:
-            await self._client.aclose()

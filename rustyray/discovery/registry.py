@@ -10,6 +10,7 @@ use (so their HTTP clients are created inside the running event loop). For a bac
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,50 +40,16 @@ class BackendSpec:
     """How to build one backend and how to tell a user to configure it."""
 
     name: str
-    load: Callable[[], tuple[type, Callable[[Any], DiscoveryBackend]]]
+    module: str
+    """The adapter's module, imported on first use; it exports the backend class and its config class."""
+    adapter: str
+    """The backend class's name; its config class is named ``<adapter>Config``."""
     hint: str
 
-
-def _dns() -> tuple[type, Callable[[Any], DiscoveryBackend]]:
-    from rustyray.discovery.dns_srv import DnsDiscovery, DnsDiscoveryConfig
-
-    return DnsDiscoveryConfig, DnsDiscovery
-
-
-def _etcd() -> tuple[type, Callable[[Any], DiscoveryBackend]]:
-    from rustyray.discovery.etcd import EtcdDiscovery, EtcdDiscoveryConfig
-
-    return EtcdDiscoveryConfig, EtcdDiscovery
-
-
-def _consul() -> tuple[type, Callable[[Any], DiscoveryBackend]]:
-    from rustyray.discovery.consul import ConsulDiscovery, ConsulDiscoveryConfig
-
-    return ConsulDiscoveryConfig, ConsulDiscovery
-
-
-def _kubernetes() -> tuple[type, Callable[[Any], DiscoveryBackend]]:
-    from rustyray.discovery.kubernetes import KubernetesDiscovery, KubernetesDiscoveryConfig
-
-    return KubernetesDiscoveryConfig, KubernetesDiscovery
-
-
-def _aws() -> tuple[type, Callable[[Any], DiscoveryBackend]]:
-    from rustyray.discovery.cloud.aws import AwsDiscovery, AwsDiscoveryConfig
-
-    return AwsDiscoveryConfig, AwsDiscovery
-
-
-def _azure() -> tuple[type, Callable[[Any], DiscoveryBackend]]:
-    from rustyray.discovery.cloud.azure import AzureDiscovery, AzureDiscoveryConfig
-
-    return AzureDiscoveryConfig, AzureDiscovery
-
-
-def _gcp() -> tuple[type, Callable[[Any], DiscoveryBackend]]:
-    from rustyray.discovery.cloud.gcp import GcpDiscovery, GcpDiscoveryConfig
-
-    return GcpDiscoveryConfig, GcpDiscovery
+    def load(self) -> tuple[type, Callable[[Any], DiscoveryBackend]]:
+        """The backend's config class and the backend class (importing the adapter's module)."""
+        module = importlib.import_module(self.module)
+        return getattr(module, f"{self.adapter}Config"), getattr(module, self.adapter)
 
 
 BACKENDS: dict[str, BackendSpec] = {
@@ -90,25 +57,29 @@ BACKENDS: dict[str, BackendSpec] = {
     for spec in (
         BackendSpec(
             "dns",
-            _dns,
+            "rustyray.discovery.dns_srv",
+            "DnsDiscovery",
             'Add to the node config:\n[discovery.dns]\nservice_name = "rustydb"\ndomain = "cluster.local"\n'
             'nameservers = ["127.0.0.1:53"]   # optional; default /etc/resolv.conf',
         ),
         BackendSpec(
             "etcd",
-            _etcd,
+            "rustyray.discovery.etcd",
+            "EtcdDiscovery",
             'Add to the node config:\n[discovery.etcd]\nendpoints = ["http://127.0.0.1:2379"]\n'
             'key_prefix = "/rustyray/nodes/"\nlease_ttl_s = 10',
         ),
         BackendSpec(
             "consul",
-            _consul,
+            "rustyray.discovery.consul",
+            "ConsulDiscovery",
             'Add to the node config:\n[discovery.consul]\naddress = "http://127.0.0.1:8500"\n'
             'service_name = "rustydb"\ndatacenter = "dc1"   # optional',
         ),
         BackendSpec(
             "kubernetes",
-            _kubernetes,
+            "rustyray.discovery.kubernetes",
+            "KubernetesDiscovery",
             'Add to the node config:\n[discovery.kubernetes]\nnamespace = "database"\nservice = "rustydb"\n'
             'statefulset = "rustydb"   # optional: follow the StatefulSet\'s pods instead of endpoints\n'
             "# in a pod the API server, token and CA come from the service account; outside set\n"
@@ -116,19 +87,22 @@ BACKENDS: dict[str, BackendSpec] = {
         ),
         BackendSpec(
             "aws",
-            _aws,
+            "rustyray.discovery.cloud.aws",
+            "AwsDiscovery",
             'Add to the node config:\n[discovery.aws]\nregion = "us-east-1"\n'
             'tag_filters = { "rustyray-cluster" = "prod" }\nauto_scaling_group = "rustydb-asg"   # optional',
         ),
         BackendSpec(
             "azure",
-            _azure,
+            "rustyray.discovery.cloud.azure",
+            "AzureDiscovery",
             'Add to the node config:\n[discovery.azure]\nsubscription_id = "..."\nresource_group = "..."\n'
             'scale_set = "rustydb-vmss"\naccess_token = "..."',
         ),
         BackendSpec(
             "gcp",
-            _gcp,
+            "rustyray.discovery.cloud.gcp",
+            "GcpDiscovery",
             'Add to the node config:\n[discovery.gcp]\nproject = "..."\nzone = "us-central1-a"\n'
             'instance_group = "rustydb-ig"\naccess_token = "..."',
         ),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from rustyray.api_base import apply_scoped
 from rustyray.loadbalancer.api_types import (
     CircuitStatusReport,
     NodeLoadRow,
@@ -91,11 +92,7 @@ class LoadBalancerApi:
 
     async def _apply(self, scope: str, key: str, value: dict[str, Any], apply: Any) -> tuple[list[str], dict[str, str]]:
         """Cluster scope: through the settings channel (applied here first); node scope: here only."""
-        if scope == "cluster":
-            _, applied, failed = await self._svc.settings.publish_report(key, value)
-            return applied, failed
-        apply(**value)
-        return [self._node.node_id], {}
+        return await apply_scoped(scope, self._node.node_id, self._svc.settings, key, value, apply)
 
     def retry(self) -> RetryPolicyReport:
         policy = self._svc.retry_policy

@@ -11,10 +11,11 @@ report) shape themselves with ``to_dict``, leaving out what is unset, so the JSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from rustyray.errors import unprocessable
+from rustyray.api_base import ScopedChange, ScopedRequest, omit_none
+from rustyray.loadbalancer.traffic_shaping import RateLimitStatus
 
 __all__ = [
     "CircuitStatusReport",
@@ -32,16 +33,6 @@ __all__ = [
 ]
 
 
-def _check_scope(scope: str) -> None:
-    if scope not in ("cluster", "node"):
-        raise unprocessable("scope must be 'cluster' or 'node'", "scope")
-
-
-def _set_fields(obj: Any) -> dict[str, Any]:
-    """The fields of ``obj`` that are not None, in declaration order (how the optional keys read)."""
-    return {f.name: getattr(obj, f.name) for f in fields(obj) if getattr(obj, f.name) is not None}
-
-
 # ---------------------------------------------------------------------------------------------- requests
 @dataclass(frozen=True)
 class SelectRequest:
@@ -54,27 +45,19 @@ class SelectRequest:
 
 
 @dataclass(frozen=True)
-class RetryConfigureRequest:
+class RetryConfigureRequest(ScopedRequest):
     strategy: str
     max_attempts: int
     initial_delay_ms: float
     max_delay_ms: float
     multiplier: float | None = None
-    scope: str = "cluster"
-
-    def __post_init__(self) -> None:
-        _check_scope(self.scope)
 
 
 @dataclass(frozen=True)
-class RateLimitSetRequest:
+class RateLimitSetRequest(ScopedRequest):
     node: str
     requests_per_second: float
     burst_size: int
-    scope: str = "cluster"
-
-    def __post_init__(self) -> None:
-        _check_scope(self.scope)
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -92,7 +75,7 @@ class SelectionResult:
     """Candidates left out, with why (breaker open, rate limited, not live); None when none was."""
 
     def to_dict(self) -> dict[str, Any]:
-        return _set_fields(self)
+        return omit_none(self)
 
 
 @dataclass(frozen=True)
@@ -106,7 +89,7 @@ class CircuitStatusReport:
 
 
 @dataclass(frozen=True)
-class RetryConfigured:
+class RetryConfigured(ScopedChange):
     """NETWORKING-042: the policy now in force here, and where it was applied."""
 
     configured: bool
@@ -115,9 +98,6 @@ class RetryConfigured:
     initial_delay_ms: float
     max_delay_ms: float
     multiplier: float
-    scope: str
-    applied_nodes: list[str]
-    failed_nodes: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -132,16 +112,8 @@ class RetryPolicyReport:
 
 
 @dataclass(frozen=True)
-class RateLimitApplied:
-    """NETWORKING-043: the limit set for sends to ``node``, and where it was applied."""
-
-    applied: bool
-    node: str
-    rps: float
-    burst: int
-    scope: str
-    applied_nodes: list[str]
-    failed_nodes: dict[str, str]
+class RateLimitApplied(ScopedChange, RateLimitStatus):
+    """NETWORKING-043: the limit set for sends to ``node`` (the seed's answer), and where it was applied."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +148,7 @@ class NodeLoadRow:
     reported_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _set_fields(self)
+        return omit_none(self)
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,6 @@ class LoadBalancer:
 
     def complete(self, node: str, now: float, ok: bool, latency_ms: float) -> None:
         """Record the outcome of a request that ``select`` routed to ``node``."""
-        if ok:
-            self.breakers.record_success(node, now)
-        else:
-            self.breakers.record_failure(node, now)
+        self.breakers.record(node, now, ok)
         self.stats.on_request_end(node, latency_ms, ok)
         self.strategy.on_complete(node)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rustyray.loadbalancer.errors import require
+from rustyray.per_node import PerNode
 
 
 class CircuitState(enum.Enum):
@@ -166,19 +167,14 @@ class CircuitBreaker:
                              opened_at=self.opened_at)
 
 
-class BreakerRegistry:
+class BreakerRegistry(PerNode[CircuitBreaker]):
     """Breakers for many nodes, created lazily with one shared config."""
 
     def __init__(self, config: CircuitBreakerConfig | None = None) -> None:
-        self.config = config or CircuitBreakerConfig()
-        self.config.validate()
-        self._breakers: dict[str, CircuitBreaker] = {}
+        super().__init__(config or CircuitBreakerConfig())
 
-    def get(self, node: str) -> CircuitBreaker:
-        breaker = self._breakers.get(node)
-        if breaker is None:
-            breaker = self._breakers[node] = CircuitBreaker(self.config)
-        return breaker
+    def _make(self, node: str) -> CircuitBreaker:
+        return CircuitBreaker(self.config)
 
     def allow(self, node: str, now: float) -> bool:
         return self.get(node).allow(now)
@@ -189,15 +185,22 @@ class BreakerRegistry:
     def record_failure(self, node: str, now: float) -> None:
         self.get(node).record_failure(now)
 
+    def record(self, node: str, now: float, ok: bool) -> None:
+        """The outcome of a request the node's breaker admitted: a success or a failure."""
+        if ok:
+            self.record_success(node, now)
+        else:
+            self.record_failure(node, now)
+
     def state(self, node: str, now: float) -> CircuitState:
         return self.get(node).state(now)
 
     def available(self, candidates: Iterable[str], now: float) -> list[str]:
         """Candidates whose breaker would admit a request now (takes no trial slots)."""
-        return [n for n in candidates if n not in self._breakers or self._breakers[n].can_attempt(now)]
+        return [n for n in candidates if n not in self._by_node or self._by_node[n].can_attempt(now)]
 
     def remove(self, node: str) -> None:
-        self._breakers.pop(node, None)
+        self._by_node.pop(node, None)
 
     def statuses(self, now: float) -> list[CircuitStatus]:
-        return [b.status(node, now) for node, b in sorted(self._breakers.items())]
+        return [b.status(node, now) for node, b in sorted(self._by_node.items())]

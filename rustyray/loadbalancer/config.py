@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rustyray.loadbalancer.circuit_breaker import CircuitBreakerConfig
-from rustyray.loadbalancer.errors import LoadBalancerConfigError
+from rustyray.loadbalancer.errors import require
 from rustyray.loadbalancer.node_stats import NodeStatsConfig
 from rustyray.loadbalancer.retry import RetryPolicy
 from rustyray.loadbalancer.strategies import AdaptiveConfig, ConsistentHashConfig
@@ -38,12 +38,7 @@ class LoadBalancerServiceConfig:
     """Initial retry policy ([loadbalancer.retry]; strategy spelled as in the seed)."""
 
     def validate(self) -> None:
-        if self.load_poll_interval_sec <= 0:
-            raise LoadBalancerConfigError("load_poll_interval_sec: must be > 0")
-        if self.load_query_timeout_sec <= 0:
-            raise LoadBalancerConfigError("load_query_timeout_sec: must be > 0")
-        self.circuit_breaker.validate()
-        self.stats.validate()
-        self.adaptive.validate()
-        self.consistent_hash.validate()
-        self.retry.validate()
+        require(self.load_poll_interval_sec > 0, "load_poll_interval_sec", "must be > 0")
+        require(self.load_query_timeout_sec > 0, "load_query_timeout_sec", "must be > 0")
+        for sub in (self.circuit_breaker, self.stats, self.adaptive, self.consistent_hash, self.retry):
+            sub.validate()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from rustyray.loadbalancer.errors import require
 from rustyray.loadbalancer.strategies.base import NodeLoad
+from rustyray.per_node import PerNode
 
 
 @dataclass(frozen=True)
@@ -39,27 +40,22 @@ class _Mutable:
     mem_load: float = 0.0
 
 
-class NodeStatsTracker:
+class NodeStatsTracker(PerNode[_Mutable]):
     """Per-node counters and EWMAs; ``snapshot()`` gives the mapping strategies take."""
 
     def __init__(self, config: NodeStatsConfig | None = None) -> None:
-        self.config = config or NodeStatsConfig()
-        self.config.validate()
-        self._nodes: dict[str, _Mutable] = {}
+        super().__init__(config or NodeStatsConfig())
 
-    def _get(self, node: str) -> _Mutable:
-        state = self._nodes.get(node)
-        if state is None:
-            state = self._nodes[node] = _Mutable()
-        return state
+    def _make(self, node: str) -> _Mutable:
+        return _Mutable()
 
     def on_request_start(self, node: str) -> None:
-        self._get(node).in_flight += 1
+        self.get(node).in_flight += 1
 
     def on_request_end(self, node: str, latency_ms: float, ok: bool) -> None:
         """One finished request; the latency sample counts for failures too (slow failures are slow)."""
         require(latency_ms >= 0, "latency_ms", "must be >= 0")
-        state = self._get(node)
+        state = self.get(node)
         state.in_flight = max(0, state.in_flight - 1)
         if state.latency_ewma_ms is None:
             state.latency_ewma_ms = latency_ms
@@ -69,16 +65,16 @@ class NodeStatsTracker:
 
     def set_connections(self, node: str, active_connections: int) -> None:
         require(active_connections >= 0, "active_connections", "must be >= 0")
-        self._get(node).active_connections = active_connections
+        self.get(node).active_connections = active_connections
 
     def report_resources(self, node: str, cpu_load: float, mem_load: float) -> None:
         require(0 <= cpu_load <= 1, "cpu_load", "must be within [0, 1]")
         require(0 <= mem_load <= 1, "mem_load", "must be within [0, 1]")
-        state = self._get(node)
+        state = self.get(node)
         state.cpu_load, state.mem_load = cpu_load, mem_load
 
     def remove(self, node: str) -> None:
-        self._nodes.pop(node, None)
+        self._by_node.pop(node, None)
 
     def snapshot(self) -> dict[str, NodeLoad]:
         return {
@@ -90,5 +86,5 @@ class NodeStatsTracker:
                 cpu_load=s.cpu_load,
                 mem_load=s.mem_load,
             )
-            for node, s in self._nodes.items()
+            for node, s in self._by_node.items()
         }

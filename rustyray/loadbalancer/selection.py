@@ -85,10 +85,7 @@ class NodeSelector:
 
     def record(self, target: str, ok: bool, latency_ms: float, now: float) -> None:
         """The outcome of a send that ``admit`` let through."""
-        if ok:
-            self.breakers.record_success(target, now)
-        else:
-            self.breakers.record_failure(target, now)
+        self.breakers.record(target, now, ok)
         self.tracker.on_request_end(target, max(0.0, float(latency_ms)), ok)
 
     # ---- selection as a query -----------------------------------------------------------

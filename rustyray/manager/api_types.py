@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rustyray.records import record
+from rustyray.api_base import omit_none
 
 __all__ = [
     "BroadcastRequest",
@@ -77,7 +77,7 @@ class SendResult:
     error: str | None = None  # present only when the send failed
 
     def to_dict(self) -> dict[str, Any]:
-        return record(self, exclude=("error",) if self.error is None else ())
+        return omit_none(self, "error")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from rustyray.api_base import apply_scoped
 from rustyray.errors import not_found, unavailable, unprocessable
 from rustyray.pool.api_types import (
     EvictionConfigured,
@@ -27,7 +28,7 @@ from rustyray.pool.api_types import (
 )
 from rustyray.pool.config import EvictionPolicy, PoolConfig
 from rustyray.pool.errors import PoolConfigError
-from rustyray.pool.node_pool import ConnectionState
+from rustyray.pool.node_pool import ConnectionState, utilization
 
 EVICTION_KEY = "pool.eviction"
 """Settings-channel key of the cluster-wide eviction configuration."""
@@ -100,7 +101,7 @@ class PoolApi:
             active=active,
             idle=total - active,
             max_size=stats.max_size,
-            utilization=round(active / total, 4) if total else 0.0,
+            utilization=utilization(active, total),
             leased=sum(1 for c in ids if pool.state_of(c) is ConnectionState.ACTIVE),
             in_flight_requests=sum(svc.in_flight(c) for c in ids),
             pending_opens=stats.pending_opens,
@@ -174,11 +175,8 @@ class PoolApi:
         """NETWORKING-047: apply the policy here (and on every live member when scope is cluster)."""
         value = {"policy": req.policy, "idle_timeout_sec": req.idle_timeout_sec,
                  "max_lifetime_sec": req.max_lifetime_sec, "max_idle": req.max_idle}
-        applied, failed = [self._node.node_id], {}
-        if req.scope == "cluster":
-            _, applied, failed = await self._svc.settings.publish_report(EVICTION_KEY, value)
-        else:
-            self._svc.apply_eviction(**value)
+        applied, failed = await apply_scoped(req.scope, self._node.node_id, self._svc.settings, EVICTION_KEY, value,
+                                             self._svc.apply_eviction)
         return EvictionConfigured(configured=True, policy=req.policy, idle_timeout_sec=req.idle_timeout_sec,
                                   max_lifetime_sec=req.max_lifetime_sec, max_idle=self._svc.config.pool.max_idle,
                                   scope=req.scope, applied_nodes=applied, failed_nodes=failed)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rustyray.api_base import ScopedChange, ScopedRequest
 from rustyray.errors import unprocessable
+from rustyray.pool.node_pool import PoolCounts
 
 __all__ = [
     "EvictionConfigureRequest",
@@ -49,29 +51,18 @@ class LatencyProbeRequest:
 
 
 @dataclass(frozen=True)
-class EvictionConfigureRequest:
+class EvictionConfigureRequest(ScopedRequest):
     policy: str
     idle_timeout_sec: float
     max_lifetime_sec: float
     max_idle: int | None = None
-    scope: str = "cluster"
-
-    def __post_init__(self) -> None:
-        if self.scope not in ("cluster", "node"):
-            raise unprocessable("scope must be 'cluster' or 'node'", "scope")
 
 
 # ----------------------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class PoolRow:
-    """One peer's pool (NETWORKING-044)."""
+class PoolRow(PoolCounts):
+    """One peer's pool (NETWORKING-044): the seed's counts, then the adapter's leases and queue."""
 
-    node: str
-    total_connections: int
-    active: int
-    idle: int
-    max_size: int
-    utilization: float
     leased: int
     in_flight_requests: int
     pending_opens: int
@@ -137,15 +128,12 @@ class WarmupResult:
 
 
 @dataclass(frozen=True)
-class EvictionConfigured:
+class EvictionConfigured(ScopedChange):
     configured: bool
     policy: str
     idle_timeout_sec: float
     max_lifetime_sec: float
     max_idle: int
-    scope: str
-    applied_nodes: list[str]
-    failed_nodes: dict[str, str]
 
 
 @dataclass(frozen=True)

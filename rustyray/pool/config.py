@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 
 from rustyray.config_loader import FLATTEN
-from rustyray.pool.errors import PoolConfigError, require
+from rustyray.pool.errors import require
 from rustyray.pool.multiplexing import MultiplexConfig
 
 
@@ -82,7 +82,5 @@ class PoolServiceConfig:
     def validate(self) -> None:
         self.pool.validate()
         self.multiplex.validate()
-        if self.maintenance_interval_sec <= 0:
-            raise PoolConfigError("maintenance_interval_sec: must be > 0")
-        if self.health_probe_timeout_sec <= 0:
-            raise PoolConfigError("health_probe_timeout_sec: must be > 0")
+        require(self.maintenance_interval_sec > 0, "maintenance_interval_sec", "must be > 0")
+        require(self.health_probe_timeout_sec > 0, "health_probe_timeout_sec", "must be > 0")

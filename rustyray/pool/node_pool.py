@@ -67,9 +67,14 @@ class AcquireOutcome:
     """New connections the adapter should start now (already counted as pending)."""
 
 
+def utilization(active: int, total: int) -> float:
+    """active / total, to four places (0.0 with no connections), as in the seed's example."""
+    return round(active / total, 4) if total else 0.0
+
+
 @dataclass(frozen=True)
-class PoolStats:
-    """The seed's per-node pool statistics (NETWORKING-044) plus queue state."""
+class PoolCounts:
+    """The seed's per-node pool statistics (NETWORKING-044): what every report of one node's pool starts with."""
 
     node: str
     total_connections: int
@@ -78,6 +83,12 @@ class PoolStats:
     max_size: int
     utilization: float
     """active / total_connections (0.0 with no connections), as in the seed's example."""
+
+
+@dataclass(frozen=True)
+class PoolStats(PoolCounts):
+    """The seed's per-node pool statistics plus queue state."""
+
     pending_opens: int
     waiters: int
     checking: int
@@ -132,7 +143,7 @@ class NodePool:
             active=active,
             idle=len(self._idle),
             max_size=self.config.max_size,
-            utilization=round(active / total, 4) if total else 0.0,
+            utilization=utilization(active, total),
             pending_opens=self.pending,
             waiters=len(self._waiters),
             checking=total - active - len(self._idle),
@@ -175,11 +186,16 @@ class NodePool:
         self._idle[conn_id] = None
         return None
 
+    def _conn_in(self, conn_id: str, state: ConnectionState, what: str) -> _Conn:
+        """The connection ``conn_id``, which must be in ``state``; UnknownConnectionError "is not <what>" otherwise."""
+        conn = self._conns.get(conn_id)
+        if conn is None or conn.state is not state:
+            raise UnknownConnectionError(f"{self.node}: {conn_id!r} is not {what}")
+        return conn
+
     def release(self, conn_id: str, now: float, healthy: bool = True) -> Grant | None:
         """Return a leased connection. Unhealthy ones leave the pool (the adapter closes them)."""
-        conn = self._conns.get(conn_id)
-        if conn is None or conn.state is not ConnectionState.ACTIVE:
-            raise UnknownConnectionError(f"{self.node}: {conn_id!r} is not leased")
+        conn = self._conn_in(conn_id, ConnectionState.ACTIVE, "leased")
         if not healthy:
             del self._conns[conn_id]
             return None
@@ -264,9 +280,7 @@ class NodePool:
 
     def health_check_result(self, conn_id: str, ok: bool, now: float) -> Grant | None:
         """A probe finished: a healthy connection becomes available, a failed one leaves the pool."""
-        conn = self._conns.get(conn_id)
-        if conn is None or conn.state is not ConnectionState.CHECKING:
-            raise UnknownConnectionError(f"{self.node}: {conn_id!r} is not being checked")
+        conn = self._conn_in(conn_id, ConnectionState.CHECKING, "being checked")
         if not ok:
             del self._conns[conn_id]
             return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rustyray.api_base import omit_none
 from rustyray.errors import unprocessable
 from rustyray.records import record
 
@@ -133,7 +134,7 @@ class SendReport:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return record(self, exclude=("error",) if self.error is None else ())
+        return omit_none(self, "error")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import base64
 import binascii
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rustyray.errors import DomainError, bad_request, conflict, not_found, unavailable, unprocessable
 from rustyray.security.api_types import (
@@ -198,9 +198,7 @@ class SecurityApi:
             added = self._svc.acl.add_from_dict(req.rule)
         except InvalidRuleError as exc:
             raise _rule_error(exc, "rule.") from None
-        applied = await self._svc.rules.replicate("acl")
-        return RuleAdded(rule_added=True, rule_id=added.rule_id, rule=added.to_dict(), applied_on=applied,
-                         version=self._svc.rules.version("acl"))
+        return await self._added("acl", added)
 
     def acl_rules(self) -> AclRules:
         acl = self._svc.acl
@@ -221,6 +219,12 @@ class SecurityApi:
         return AclCheckResult(allowed=decision.allowed, rule_id=decision.rule_id, action=decision.action.value,
                               reason=decision.reason, source=req.source, destination=req.destination)
 
+    async def _added(self, kind: str, added: Any) -> RuleAdded:
+        """Replicate the ``kind`` rule list after ``added`` joined it, and say so."""
+        applied = await self._svc.rules.replicate(kind)
+        return RuleAdded(rule_added=True, rule_id=added.rule_id, rule=added.to_dict(), applied_on=applied,
+                         version=self._svc.rules.version(kind))
+
     async def _deleted(self, kind: str, rule_id: str) -> RuleDeleted:
         applied = await self._svc.rules.replicate(kind)
         return RuleDeleted(deleted=True, rule_id=rule_id, applied_on=applied, version=self._svc.rules.version(kind))
@@ -240,9 +244,7 @@ class SecurityApi:
         except InvalidRuleError as exc:
             raise _rule_error(exc) from None
         svc.sync_message_filter()
-        applied = await svc.rules.replicate("firewall")
-        return RuleAdded(rule_added=True, rule_id=added.rule_id, rule=added.to_dict(), applied_on=applied,
-                         version=svc.rules.version("firewall"))
+        return await self._added("firewall", added)
 
     async def firewall_delete(self, req: FirewallDeleteRequest) -> RuleDeleted:
         if not self._svc.firewall.remove_rule(req.rule_id):

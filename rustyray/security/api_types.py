@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rustyray.api_base import omit_none
 from rustyray.records import record
 
 __all__ = [
@@ -39,7 +40,9 @@ __all__ = [
     "IdentityVerifyRequest",
     "KeyRotated",
     "MtlsVerifyRequest",
+    "RuleAddRequest",
     "RuleAdded",
+    "RuleDeleteRequest",
     "RuleDeleted",
 ]
 
@@ -63,29 +66,27 @@ class DecryptRequest:
 
 
 @dataclass(frozen=True)
-class AclAddRequest:
+class RuleAddRequest:
+    """``acl_add`` and ``firewall_add``: the rule's fields, parsed by the list it is added to."""
+
     rule: dict[str, Any]
 
 
 @dataclass(frozen=True)
-class AclDeleteRequest:
+class RuleDeleteRequest:
+    """``acl_delete`` and ``firewall_delete``."""
+
     rule_id: str
+
+
+AclAddRequest = FirewallAddRequest = RuleAddRequest
+AclDeleteRequest = FirewallDeleteRequest = RuleDeleteRequest
 
 
 @dataclass(frozen=True)
 class AclCheckRequest:
     source: str
     destination: str
-
-
-@dataclass(frozen=True)
-class FirewallAddRequest:
-    rule: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FirewallDeleteRequest:
-    rule_id: str
 
 
 @dataclass(frozen=True)
@@ -274,4 +275,4 @@ class Decrypted:
     encoding: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return record(self, exclude=() if self.encoding is not None else ("encoding",))
+        return omit_none(self, "encoding")

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import httpx
 
-from rustyray.discovery._http import send_json
+from rustyray.discovery._http import HttpBackend, send_json
 from rustyray.discovery.cloud.records import build_cloud_result, candidates_from_scale_set, rebase_link
 from rustyray.discovery.config import AzureDiscoveryConfig
 from rustyray.discovery.errors import BackendResponseError
@@ -19,16 +19,13 @@ from rustyray.discovery.polling import poll_watch
 MAX_PAGES = 100
 
 
-class AzureDiscovery:
+class AzureDiscovery(HttpBackend):
     """Lists a scale set's VMs and their primary private IPs."""
 
     name = "azure"
 
     def __init__(self, config: AzureDiscoveryConfig, *, client: httpx.AsyncClient | None = None) -> None:
-        config.validate()
-        self.config = config
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=config.request_timeout_s)
+        super().__init__(config, client)
 
     def _scale_set_path(self) -> str:
         c = self.config
@@ -66,7 +63,3 @@ class AzureDiscovery:
         """Poll ``discover()`` every ``interval_s`` seconds, yielding JOIN/LEAVE (the API has no feed)."""
         return poll_watch(self.discover, interval_s)
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._own_client:
-            await self._client.aclose()

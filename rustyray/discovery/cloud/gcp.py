@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from rustyray.discovery._http import send_json
+from rustyray.discovery._http import HttpBackend, send_json
 from rustyray.discovery.cloud.records import (
     build_cloud_result,
     candidate_from_gcp_instance,
@@ -25,16 +25,13 @@ from rustyray.discovery.polling import poll_watch
 MAX_PAGES = 100
 
 
-class GcpDiscovery:
+class GcpDiscovery(HttpBackend):
     """Lists an instance group's members, then reads each instance for its private IP."""
 
     name = "gcp"
 
     def __init__(self, config: GcpDiscoveryConfig, *, client: httpx.AsyncClient | None = None) -> None:
-        config.validate()
-        self.config = config
-        self._own_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=config.request_timeout_s)
+        super().__init__(config, client)
         self._headers = {"Authorization": f"Bearer {config.access_token}"}
 
     def _project_url(self) -> str:
@@ -81,7 +78,3 @@ class GcpDiscovery:
         """Poll ``discover()`` every ``interval_s`` seconds, yielding JOIN/LEAVE (the API has no feed)."""
         return poll_watch(self.discover, interval_s)
 
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._own_client:
-            await self._client.aclose()
