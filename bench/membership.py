@@ -21,8 +21,9 @@ member's own suspicion timer against a member that was running at that instant
 Dead while still frozen is counted apart ("dead while stalled"). The stall FP
 ratio Lifeguard / plain SWIM is the Lifeguard paper's claim (target <= 1/50).
 
-Usage: python bench/membership.py [--full] [--sizes 100,1000] [--quick]
-Prints a table and writes bench/results/membership.json.
+Usage: python bench/membership.py [--full] [--sizes 100,1000] [--scenarios crash_join] [--modes lifeguard]
+Prints a table (and bytes per member per second split by message type) and writes
+bench/results/membership.json.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def crash_join_run(n: int, cfg: SwimConfig, seed: int, crashes: int, joins: int,
     warm = 3.0
     c.sim.run_until(warm)
     b0, t0 = c.sim.stats.bytes_sent, c.sim.now
+    assert c.breakdown is not None
+    by_type0 = c.breakdown.snapshot()
     gap = 3.0
     victims = [f"node{(i * 7919 + 13) % n}" for i in range(crashes)]
     crash_at: dict[str, float] = {}
@@ -110,6 +113,7 @@ def crash_join_run(n: int, cfg: SwimConfig, seed: int, crashes: int, joins: int,
         if len(times) >= need:
             dissem.append(times[need - 1] - at)
     healthy = set(survivors)
+    by_type = {k: (v - by_type0.get(k, 0)) / n / duration for k, v in c.breakdown.snapshot().items()}
     return {
         "crash_to_99pct_dead_p50_s": pct(detect, 0.5),
         "crash_to_99pct_dead_p99_s": pct(detect, 0.99),
@@ -119,6 +123,8 @@ def crash_join_run(n: int, cfg: SwimConfig, seed: int, crashes: int, joins: int,
         "join_to_99_99pct_max_s": max(dissem) if dissem else None,
         "join_samples": len(dissem),
         "bytes_per_member_per_s": (c.sim.stats.bytes_sent - b0) / n / duration,
+        # split by message type; "+SwimX" = updates of type X piggybacked on probes and gossip
+        "bytes_per_member_per_s_by_type": dict(sorted(by_type.items(), key=lambda kv: -kv[1])),
         "false_deaths": sum(v for k, v in c.declarations.items() if k in healthy),
         "cpu_s": time.process_time() - cpu0,
         "sim_s": duration,
@@ -165,6 +171,16 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def table(cols: list[str], rows: list[list[Any]]) -> None:
+    widths = [max(len(c), *(len(fmt(r[i])) for r in rows)) for i, c in enumerate(cols)]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in rows:
+        print("  ".join(fmt(v).rjust(w) for v, w in zip(row, widths, strict=True)))
+
+
+SCENARIOS = ("crash_join", "loss", "stall", "stall_mid_probe")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="also run N=10,000 (slow, several GB of RAM)")
@@ -179,6 +195,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--suspicion-mult", type=float, default=None, help="override SwimConfig.suspicion_mult")
     ap.add_argument("--preset", choices=("lan", "memberlist"), default="lan", help="SwimConfig preset")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help="comma-separated subset of " + ",".join(SCENARIOS) + " (bytes come from crash_join)")
+    ap.add_argument("--modes", default="lifeguard,plain_swim", help="comma-separated subset of lifeguard,plain_swim")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s] or [100, 1000]
@@ -190,22 +209,33 @@ def main() -> None:
     modes = {"lifeguard": base, "plain_swim": replace(base, lifeguard=False)}
     results: dict[str, Any] = {"config": {k: getattr(base, k) for k in base.__dataclass_fields__},
                                "args": vars(args), "runs": {}}
+    scenarios = [x for x in args.scenarios.split(",") if x]
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        ap.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    wanted_modes = [x for x in args.modes.split(",") if x]
+    modes = {k: v for k, v in modes.items() if k in wanted_modes}
     for n in sizes:
         for mode, cfg in modes.items():
             key = f"{mode}@{n}"
             r: dict[str, Any] = {}
-            log(f"[{key}] crash + join, 1% loss")
-            r["crash_join"] = crash_join_run(n, cfg, args.seed, args.crashes, args.joins, 0.01)
-            log(f"[{key}] long run, 1% loss")
-            r["loss"] = false_positive_run(n, cfg, args.seed + 1, args.duration, 0.01, 0.0, args.stall_gap)
-            log(f"[{key}] long run, 1% loss + 10% members stalling {args.stall_min_ms:.0f}-"
-                f"{args.stall_max_ms:.0f} ms")
-            r["stall"] = false_positive_run(n, cfg, args.seed + 2, args.duration, 0.01, 0.1, args.stall_gap,
-                                            args.stall_min_ms / 1000, args.stall_max_ms / 1000)
-            log(f"[{key}] long run, 1% loss + 10% members freezing after {args.mid_probe:.0%} of their probes")
-            r["stall_mid_probe"] = false_positive_run(n, cfg, args.seed + 3, args.duration, 0.01, 0.1,
-                                                      args.stall_gap, args.stall_min_ms / 1000,
-                                                      args.stall_max_ms / 1000, mid_probe=args.mid_probe)
+            if "crash_join" in scenarios:
+                log(f"[{key}] crash + join, 1% loss")
+                r["crash_join"] = crash_join_run(n, cfg, args.seed, args.crashes, args.joins, 0.01)
+            if "loss" in scenarios:
+                log(f"[{key}] long run, 1% loss")
+                r["loss"] = false_positive_run(n, cfg, args.seed + 1, args.duration, 0.01, 0.0, args.stall_gap)
+            if "stall" in scenarios:
+                log(f"[{key}] long run, 1% loss + 10% members stalling {args.stall_min_ms:.0f}-"
+                    f"{args.stall_max_ms:.0f} ms")
+                r["stall"] = false_positive_run(n, cfg, args.seed + 2, args.duration, 0.01, 0.1, args.stall_gap,
+                                                args.stall_min_ms / 1000, args.stall_max_ms / 1000)
+            if "stall_mid_probe" in scenarios:
+                log(f"[{key}] long run, 1% loss + 10% members freezing after {args.mid_probe:.0%} of their "
+                    "probes")
+                r["stall_mid_probe"] = false_positive_run(n, cfg, args.seed + 3, args.duration, 0.01, 0.1,
+                                                          args.stall_gap, args.stall_min_ms / 1000,
+                                                          args.stall_max_ms / 1000, mid_probe=args.mid_probe)
             results["runs"][key] = r
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(results, indent=2))
@@ -214,21 +244,39 @@ def main() -> None:
             "FS stall", "FD stall", "dead while stalled", "FS mid-probe", "FD mid-probe", "cpu s"]
     rows = []
     for key, r in results["runs"].items():
-        cj, lo, st, mp = r["crash_join"], r["loss"], r["stall"], r["stall_mid_probe"]
-        rows.append([key, cj["crash_to_99pct_dead_p50_s"], cj["crash_to_99pct_dead_p99_s"],
-                     cj["join_to_99_99pct_p50_s"], cj["join_to_99_99pct_max_s"], cj["bytes_per_member_per_s"],
-                     lo["false_suspicions"], lo["false_deaths"], st["false_suspicions"], st["false_deaths"],
-                     st["deaths_while_stalled"], mp["false_suspicions"], mp["false_deaths"],
-                     cj["cpu_s"] + lo["cpu_s"] + st["cpu_s"] + mp["cpu_s"]])
-    widths = [max(len(c), *(len(fmt(r[i])) for r in rows)) for i, c in enumerate(cols)]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths, strict=True)))
-    for row in rows:
-        print("  ".join(fmt(v).rjust(w) for v, w in zip(row, widths, strict=True)))
+        cj, lo, st, mp = (r.get(x, {}) for x in SCENARIOS)
+        rows.append([key, cj.get("crash_to_99pct_dead_p50_s"), cj.get("crash_to_99pct_dead_p99_s"),
+                     cj.get("join_to_99_99pct_p50_s"), cj.get("join_to_99_99pct_max_s"),
+                     cj.get("bytes_per_member_per_s"),
+                     lo.get("false_suspicions"), lo.get("false_deaths"), st.get("false_suspicions"),
+                     st.get("false_deaths"), st.get("deaths_while_stalled"), mp.get("false_suspicions"),
+                     mp.get("false_deaths"), sum(x.get("cpu_s", 0.0) for x in (cj, lo, st, mp))])
+    table(cols, rows)
+    if "crash_join" in scenarios:
+        # bytes per member per second by message type (crash + join run)
+        kinds: list[str] = []
+        for r in results["runs"].values():
+            for k in r["crash_join"]["bytes_per_member_per_s_by_type"]:
+                if k not in kinds:
+                    kinds.append(k)
+        print()
+        print("B/member/s by message type (crash + join run; +SwimX = piggybacked updates of type X):")
+        table(["run", *kinds, "total"],
+              [[key, *(r["crash_join"]["bytes_per_member_per_s_by_type"].get(k, 0.0) for k in kinds),
+                r["crash_join"]["bytes_per_member_per_s"]] for key, r in results["runs"].items()])
+        spread: dict[str, Any] = {}
+        for m in modes:
+            vals = [results["runs"][f"{m}@{n}"]["crash_join"]["bytes_per_member_per_s"] for n in sizes]
+            spread[m] = {"min": min(vals), "max": max(vals), "max_over_min": max(vals) / min(vals)}
+        results["bytes_per_member_per_s_spread"] = spread
+        print(f"B/member/s spread over sizes {sizes}: "
+              + ", ".join(f"{m}: max/min = {v['max_over_min']:.3f}" for m, v in spread.items()))
     ratios: dict[int, Any] = {}
     fs_ratios: dict[int, Any] = {}
+    stall_runs = all(x in scenarios for x in ("stall", "stall_mid_probe"))
     for n in sizes:
         lg, pl = results["runs"].get(f"lifeguard@{n}"), results["runs"].get(f"plain_swim@{n}")
-        if lg and pl:
+        if lg and pl and stall_runs:
             # false positives: Dead declared about a running member + suspicions of healthy members,
             # over both stall models
             a, b = (sum(x[s][k] for s in ("stall", "stall_mid_probe") for k in ("false_deaths", "false_suspicions"))

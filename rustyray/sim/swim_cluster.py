@@ -14,12 +14,44 @@ from rustyray.membership.swim import SwimConfig, SwimMemberState, SwimNode, Swim
 from rustyray.protocol.messages import encode_message
 from rustyray.sim.network import SimConfig, Simulation
 
-__all__ = ["SwimCluster", "encoded_size"]
+__all__ = ["ByteBreakdown", "SwimCluster", "encoded_size"]
 
 
 def encoded_size(msg: Any) -> int:
     """Bytes of ``msg`` on the wire (msgpack via msgspec, before framing/compression)."""
     return len(encode_message(msg))
+
+
+class ByteBreakdown:
+    """Bytes sent, split by message type, with the piggybacked updates of probe/gossip messages
+    counted apart (``"<Type>"`` = the message without its updates, ``"+<UpdateType>"`` = updates of
+    that type piggybacked on any message). Used as the simulator's ``size_of``."""
+
+    __slots__ = ("bytes", "count")
+
+    def __init__(self) -> None:
+        self.bytes: dict[str, int] = {}
+        self.count: dict[str, int] = {}
+
+    def __call__(self, msg: Any) -> int:
+        total = len(encode_message(msg))
+        name = type(msg).__name__
+        b, c = self.bytes, self.count
+        updates = getattr(msg, "updates", None)
+        rest = total
+        if updates:
+            for u in updates:
+                un = "+" + type(u).__name__
+                ub = len(encode_message(u))
+                b[un] = b.get(un, 0) + ub
+                c[un] = c.get(un, 0) + 1
+                rest -= ub
+        b[name] = b.get(name, 0) + rest
+        c[name] = c.get(name, 0) + 1
+        return total
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(self.bytes)
 
 
 class SwimCluster:
@@ -34,8 +66,10 @@ class SwimCluster:
         measure_bytes: bool = False,
         prefix: str = "node",
     ) -> None:
+        """``measure_bytes``: count bytes sent (``sim.stats``), split by message type in ``breakdown``."""
         self.config = config or SwimConfig.lan()
-        self.sim = Simulation(sim_config, size_of=encoded_size if measure_bytes else None, on_step=self._on_step)
+        self.breakdown: ByteBreakdown | None = ByteBreakdown() if measure_bytes else None
+        self.sim = Simulation(sim_config, size_of=self.breakdown, on_step=self._on_step)
         self.ids = [f"{prefix}{i}" for i in range(n)]
         self.roster = SwimRoster(
             SwimMemberState(node_id=i, incarnation=0, state="Alive", tcp_address=f"{i}:7000") for i in self.ids

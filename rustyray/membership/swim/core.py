@@ -28,8 +28,13 @@ refinements, all switched off by ``SwimConfig.lifeguard=False``:
 * Buddy system: a ping to a Suspect member carries the suspicion, so the
   member learns it at once and can refute.
 
-As in hashicorp/memberlist, join and anti-entropy use a push-pull full-state
-exchange (``SwimPushPull``). Beyond memberlist, so that both sides of a healed
+As in hashicorp/memberlist, join uses a push-pull full-state exchange
+(``SwimPushPull``). Anti-entropy (periodic push-pull, reconnects) starts with a
+digest instead -- one 64-bit hash per bucket of about ``digest_bucket_size``
+members -- and only the buckets whose hashes differ are pushed and pulled, so a
+converged exchange costs O(n / bucket size) * 8 bytes rather than O(n) * ~90
+(``SwimConfig.digest_bucket_size`` explains the choice; ``digest_bucket_size=0``
+restores memberlist's full-state exchange). Beyond memberlist, so that both sides of a healed
 partition merge without an operator rejoin (memberlist stops contacting Dead
 members; Serf adds reconnects on top):
 
@@ -55,15 +60,19 @@ delayed or reordered.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import heapq
 import math
 import random
+import struct
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rustyray.membership.swim.awareness import Awareness
 from rustyray.membership.swim.broadcast import BroadcastQueue
-from rustyray.membership.swim.config import SwimConfig, retransmit_limit
+from rustyray.membership.swim.config import MAX_DIGEST_BUCKETS, SwimConfig, retransmit_limit
 from rustyray.membership.swim.errors import SwimUnexpectedMessage
 from rustyray.membership.swim.events import (
     MemberInfo,
@@ -90,6 +99,7 @@ from rustyray.membership.swim.messages import (
     SwimSuspect,
 )
 from rustyray.membership.swim.suspicion import Suspicion
+from rustyray.protocol.messages import encode_message
 
 __all__ = ["SwimNode", "SwimRoster"]
 
@@ -230,6 +240,9 @@ class SwimNode:
         self._gossip_armed = False
         self._gossip_phase = rng.uniform(0.0, cfg.gossip_interval)
         self._leaving = False
+        # bumped on every change of a member's (incarnation, state), ours included: keys the digest cache
+        self._version = 0
+        self._digest_cache: tuple[int, int, bytes] | None = None
         self._joined = roster is not None
         self._join_seeds: list[str] = []
         self._arm(_T_PROBE, now + rng.uniform(0.0, cfg.probe_interval))
@@ -285,6 +298,7 @@ class SwimNode:
         if self._leaving:
             return
         self._leaving = True
+        self._version += 1
         self._queue(self.node_id, SwimLeft(node_id=self.node_id, incarnation=self.incarnation), now)
 
     def set_meta(
@@ -299,6 +313,7 @@ class SwimNode:
         if meta is not None:
             self.meta = dict(meta)
         self.incarnation += 1
+        self._version += 1
         self._queue(self.node_id, self._self_alive(), now)
 
     def outbox(self) -> list[tuple[str, Any]]:
@@ -577,11 +592,15 @@ class SwimNode:
             self._gossip_armed = True
             self._arm(_T_GOSSIP, nxt)
 
-    def _piggyback(self, now: float, reserved: int = 0) -> tuple[Any, ...]:
+    def _piggyback(self, now: float, reserved: int = 0, target: str = "") -> tuple[Any, ...]:
+        """Updates for one message whose whole encoding must fit ``max_piggyback_bytes`` (a UDP
+        packet, as memberlist fills one up to its budget and no more): the budget less the
+        message's own fields (``_HEADER_BYTES`` + the ``target`` id) and ``reserved`` bytes."""
         if not self._bq:
             return ()
         limit = retransmit_limit(self.config.retransmit_mult, self.num_members)
-        return self._bq.take(self.config.max_piggyback_bytes - reserved, limit)
+        budget = self.config.max_piggyback_bytes - reserved - _HEADER_BYTES - len(target.encode())
+        return self._bq.take(budget, limit)
 
     def _on_gossip(self, now: float, deadline: float) -> None:
         self._gossip_armed = False
@@ -609,6 +628,7 @@ class SwimNode:
 
     def _refute(self, accused_incarnation: int, now: float) -> None:
         self.incarnation = max(self.incarnation, accused_incarnation) + 1
+        self._version += 1
         if self._lifeguard:
             self._awareness.apply_delta(1)
         alive = self._self_alive()
@@ -637,9 +657,9 @@ class SwimNode:
         if self._lifeguard and m.state is _SUSPECT:
             # Buddy system: tell the suspect directly so it can refute at once.
             buddy = SwimSuspect(node_id=m.node_id, incarnation=m.incarnation, from_id=self.node_id)
-            updates = (buddy, *self._piggyback(now, reserved=80))
+            updates = (buddy, *self._piggyback(now, len(encode_message(buddy)) + 1, m.node_id))
         else:
-            updates = self._piggyback(now)
+            updates = self._piggyback(now, target=m.node_id)
         self._out.append((m.node_id, SwimPing(seq=p.seq, target=m.node_id, updates=updates)))
         self._push(_T_PROBE_TIMEOUT, p.seq, now + self._awareness.scale(cfg.probe_timeout))
 
@@ -654,7 +674,7 @@ class SwimNode:
         relays = self._random_members(self.config.indirect_checks, p.target, accept)
         nack = self._lifeguard
         for r in relays:
-            req = SwimPingReq(seq=p.seq, target=p.target, nack=nack, updates=self._piggyback(now))
+            req = SwimPingReq(seq=p.seq, target=p.target, nack=nack, updates=self._piggyback(now, target=p.target))
             self._out.append((r.node_id, req))
         p.expected_nacks = len(relays) if nack else 0
 
@@ -689,7 +709,8 @@ class SwimNode:
             return
         self._seq += 1
         self._relays[self._seq] = (from_id, msg.seq, msg.nack)
-        self._out.append((msg.target, SwimPing(seq=self._seq, target=msg.target, updates=self._piggyback(now))))
+        updates = self._piggyback(now, target=msg.target)
+        self._out.append((msg.target, SwimPing(seq=self._seq, target=msg.target, updates=updates)))
         # The nack must reach the asker before its verdict at one probe interval (= 2 probe timeouts
         # with our presets) after its ping, and its ping-req left one probe timeout after that ping:
         # a relay that waited a full probe timeout (as memberlist does) delivers every nack a few ms
@@ -735,6 +756,7 @@ class SwimNode:
             m = _Member(nid, a.incarnation, _ALIVE, a.tcp_address, a.quic_address, a.meta, now)
             self._members[nid] = m
             self._extra_ids.append(nid)
+            self._version += 1
             self._events.append(NodeJoined(nid, now, a.incarnation, a.tcp_address, a.quic_address, a.meta))
             if broadcast_new:
                 self._queue(nid, a, now)
@@ -744,6 +766,7 @@ class SwimNode:
         prev = m.state
         changed = (a.tcp_address, a.quic_address, a.meta) != (m.tcp_address, m.quic_address, m.meta)
         m.incarnation = a.incarnation
+        self._version += 1
         m.tcp_address, m.quic_address, m.meta = a.tcp_address, a.quic_address, a.meta
         if prev is not _ALIVE:
             if nid in self._dead:
@@ -795,6 +818,7 @@ class SwimNode:
             k, max_t = 0, min_t
         m.incarnation = s.incarnation
         m.state = _SUSPECT
+        self._version += 1
         m.state_change = now
         m.suspecters = {s.from_id}
         m.suspicion = Suspicion(s.from_id, k, min_t, max_t, now)
@@ -813,6 +837,7 @@ class SwimNode:
             return
         m.incarnation = d.incarnation
         m.state = _DEAD
+        self._version += 1
         self._dead[nid] = None
         m.state_change = now
         m.suspicion = None
@@ -831,6 +856,7 @@ class SwimNode:
         # A Left overrides a Dead of the same incarnation: it is the more precise news.
         m.incarnation = lv.incarnation
         m.state = _LEFT
+        self._version += 1
         self._dead.pop(nid, None)
         m.state_change = now
         m.suspicion = None
@@ -840,17 +866,25 @@ class SwimNode:
 
     # ------------------------------------------------------------------ push-pull
 
-    def _local_states(self) -> tuple[SwimMemberState, ...]:
-        me = SwimMemberState(
-            node_id=self.node_id, incarnation=self.incarnation,
-            state=(_LEFT if self._leaving else _ALIVE).value,
-            tcp_address=self.tcp_address, quic_address=self.quic_address, meta=dict(self.meta),
-        )
-        out = [me]
+    def _local_states(self, num_buckets: int = 0,
+                      buckets: frozenset[int] | None = None) -> tuple[SwimMemberState, ...]:
+        """Our membership (self first); with ``buckets``, only the members in those buckets of
+        ``num_buckets`` (a partial push-pull)."""
+        mask = num_buckets - 1
+        me = self.node_id
+        out = []
+        if buckets is None or (member_bucket(me, mask) in buckets):
+            out.append(SwimMemberState(
+                node_id=me, incarnation=self.incarnation,
+                state=(_LEFT if self._leaving else _ALIVE).value,
+                tcp_address=self.tcp_address, quic_address=self.quic_address, meta=dict(self.meta),
+            ))
         members = self._members
         roster = self._roster
         for mid in self._all_ids():
-            if mid == self.node_id:
+            if mid == me:
+                continue
+            if buckets is not None and member_bucket(mid, mask) not in buckets:
                 continue
             m = members.get(mid)
             if m is None:
@@ -860,6 +894,50 @@ class SwimNode:
                                            tcp_address=m.tcp_address, quic_address=m.quic_address,
                                            meta=m.meta))
         return tuple(out)
+
+    def digest(self, num_buckets: int) -> bytes:
+        """Anti-entropy digest of our table in ``num_buckets`` buckets (a power of two): per bucket,
+        the XOR of ``entry_hash`` over its live (Alive/Suspect) members, self included, as 8 bytes
+        little-endian. Dead and Left members are left out: a member that joined after a death never
+        learns of it (a remote Dead or Left about an unknown member is ignored), so hashing them
+        would keep those buckets different forever; a member one side holds Dead and the other Alive
+        still differs (it is in one hash only), and the exchange that follows carries every member of
+        the bucket, Dead ones included. Cached until the table changes."""
+        cache = self._digest_cache
+        if cache is not None and cache[0] == self._version and cache[1] == num_buckets:
+            return cache[2]
+        mask = num_buckets - 1
+        hashes = [0] * num_buckets
+        me = self.node_id
+        if not self._leaving:
+            hashes[member_bucket(me, mask)] ^= entry_hash(me, self.incarnation, "Alive")
+        members = self._members
+        roster_states = self._roster.states if self._roster is not None else None
+        for mid in self._all_ids():
+            if mid == me:
+                continue
+            m = members.get(mid)
+            if m is None:
+                st = roster_states[mid]  # type: ignore[index]
+                state, inc = st.state, st.incarnation
+                if state != "Alive" and state != "Suspect":
+                    continue
+            else:
+                if m.state is not _ALIVE and m.state is not _SUSPECT:
+                    continue
+                state, inc = m.state.value, m.incarnation
+            hashes[member_bucket(mid, mask)] ^= entry_hash(mid, inc, state)
+        out = struct.pack(f"<{num_buckets}Q", *hashes)
+        self._digest_cache = (self._version, num_buckets, out)
+        return out
+
+    def _anti_entropy(self, to_id: str) -> None:
+        """Start a push-pull with ``to_id``: a digest, or our full state with digests off."""
+        nb = self.config.digest_buckets(self.num_members)
+        if nb:
+            self._out.append((to_id, SwimPushPull(digest=self.digest(nb))))
+        else:
+            self._out.append((to_id, SwimPushPull(states=self._local_states())))
 
     def _send_join(self, now: float) -> None:
         states = self._local_states()
@@ -873,7 +951,7 @@ class SwimNode:
             return
         peers = self._random_members(1, None, lambda m: m.state is _ALIVE)
         if peers:
-            self._out.append((peers[0].node_id, SwimPushPull(states=self._local_states())))
+            self._anti_entropy(peers[0].node_id)
 
     def _on_reconnect(self, now: float) -> None:
         """Serf's reconnect: push-pull with a random Dead member, with probability dead/alive, so the
@@ -888,7 +966,7 @@ class SwimNode:
         if rng.random() >= len(dead) / alive:
             return
         target = list(dead)[rng.randrange(len(dead))]
-        self._out.append((target, SwimPushPull(states=self._local_states())))
+        self._anti_entropy(target)  # a digest: a member that really is dead costs 8 B per bucket
 
     def _on_message_from_dead(self, from_id: str, now: float) -> None:
         """A member we hold Dead is talking to us, so it is up and has not heard of its death (it
@@ -900,17 +978,48 @@ class SwimNode:
         if last is not None and now - last < self.config.probe_interval:
             return
         self._nudged[from_id] = now
-        self._out.append((from_id, SwimPushPull(states=self._local_states())))
+        self._anti_entropy(from_id)
 
     def _on_push_pull_msg(self, from_id: str, msg: SwimPushPull, now: float) -> None:
+        if msg.digest:
+            self._on_digest(from_id, msg.digest)
+            return
+        if msg.request:
+            # the peer's digest differed from ours in these buckets: push ours (shape 3)
+            buckets = _valid_buckets(msg.num_buckets, msg.request)
+            if buckets:
+                states = self._local_states(msg.num_buckets, frozenset(buckets))
+                self._out.append((from_id, SwimPushPull(states=states, num_buckets=msg.num_buckets,
+                                                        buckets=buckets)))
+            return
         if msg.reply:
             self._joined = True
         self._merge_states(from_id, msg, now)
         if not msg.reply:
             # Reply with the merged state (memberlist replies first): a member the sender holds Dead has
             # just refuted that here, so the reply carries its new incarnation and the sender can take
-            # it back at once -- this one exchange bridges a healed partition.
-            self._out.append((from_id, SwimPushPull(states=self._local_states(), reply=True)))
+            # it back at once -- this one exchange bridges a healed partition. A partial push gets the
+            # same buckets back.
+            if msg.num_buckets:
+                buckets = _valid_buckets(msg.num_buckets, msg.buckets)
+                states = self._local_states(msg.num_buckets, frozenset(buckets))
+                reply = SwimPushPull(states=states, reply=True, num_buckets=msg.num_buckets, buckets=buckets)
+            else:
+                reply = SwimPushPull(states=self._local_states(), reply=True)
+            self._out.append((from_id, reply))
+
+    def _on_digest(self, from_id: str, digest: bytes) -> None:
+        """A peer's digest (shape 1): ask for the buckets that differ from ours, if any."""
+        nb = len(digest) // 8
+        if nb * 8 != len(digest) or nb & (nb - 1) or nb > MAX_DIGEST_BUCKETS:
+            return  # malformed: not a power of two of 8-byte hashes
+        mine = self.digest(nb)
+        if mine == digest:
+            return
+        theirs = struct.unpack(f"<{nb}Q", digest)
+        ours = struct.unpack(f"<{nb}Q", mine)
+        diff = tuple(i for i in range(nb) if theirs[i] != ours[i])
+        self._out.append((from_id, SwimPushPull(num_buckets=nb, request=diff)))
 
     def _merge_states(self, from_id: str, msg: SwimPushPull, now: float) -> None:
         members = self._members
@@ -941,6 +1050,30 @@ class SwimNode:
                           self.tcp_address, self.quic_address, dict(self.meta), 0, 0.0)
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _id_crc(node_id: str) -> int:
+    return zlib.crc32(node_id.encode())
+
+
+def member_bucket(node_id: str, mask: int) -> int:
+    """Digest bucket of ``node_id`` among ``mask + 1`` buckets (a power of two): ``crc32(id) & mask``."""
+    return _id_crc(node_id) & mask
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def entry_hash(node_id: str, incarnation: int, state: str) -> int:
+    """64-bit hash of one member's (id, incarnation, state), the same in every process."""
+    data = f"{len(node_id)}:{node_id}:{incarnation}:{state}".encode()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def _valid_buckets(num_buckets: int, buckets: Iterable[int]) -> tuple[int, ...]:
+    """The bucket ids that make sense for ``num_buckets`` (a power of two up to the cap), sorted."""
+    if num_buckets <= 0 or num_buckets & (num_buckets - 1) or num_buckets > MAX_DIGEST_BUCKETS:
+        return ()
+    return tuple(sorted({b for b in buckets if 0 <= b < num_buckets}))
+
+
 def _info(m: _Member) -> MemberInfo:
     return MemberInfo(m.node_id, m.state, m.incarnation, m.tcp_address, m.quic_address, m.meta,
                       len(m.suspecters) if m.suspecters else 0, m.state_change)
@@ -949,6 +1082,10 @@ def _info(m: _Member) -> MemberInfo:
 def _probeable(m: _Member) -> bool:
     return m.state is _ALIVE or m.state is _SUSPECT
 
+
+_HEADER_BYTES = 64
+"""Upper bound of a probe/gossip message's encoding without its updates and target id: the type tag
+and field names (~45 B for SwimPingReq), a uint64 seq (9 B), the array header (<= 3 B)."""
 
 _UPDATE_TYPES = frozenset({SwimAlive, SwimSuspect, SwimDead, SwimLeft})
 _PROBE_TYPES = frozenset({SwimPing, SwimAck, SwimPingReq, SwimNack, SwimGossip})

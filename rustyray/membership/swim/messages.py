@@ -4,7 +4,7 @@ Addressing is by node id: ``from_id`` of a received message is supplied by the
 transport adapter, so messages carry no source field. Every probe message can
 piggyback membership updates (``updates``), as in SWIM's infection-style
 dissemination; ``SwimGossip`` carries updates alone and ``SwimPushPull`` is the
-full-state exchange used to join and for anti-entropy.
+state exchange: full state to join, digest first for anti-entropy.
 """
 
 from __future__ import annotations
@@ -124,9 +124,26 @@ class SwimMemberState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SwimPushPull(Message):
-    """Full membership of the sender; ``join`` marks a join request, ``reply`` the answer
-    (a reply is never answered, which ends the exchange)."""
+    """Membership of the sender; ``join`` marks a join request, ``reply`` the answer (a reply is
+    never answered, which ends the exchange).
 
-    states: tuple[SwimMemberState, ...]
+    Anti-entropy by digest (``SwimConfig.digest_bucket_size``), four shapes of this one message:
+
+    1. ``digest``: 8 bytes (little-endian uint64) per bucket, ``len(digest) // 8`` buckets, a power
+       of two; member ``m`` is in bucket ``crc32(m) % buckets``; a bucket's hash is the XOR of the
+       64-bit hashes of (id, incarnation, state) of its Alive/Suspect members. No states.
+    2. answer to a digest, only when some bucket differs: ``request`` = those buckets, with
+       ``num_buckets``. No states.
+    3. the asker's ``states`` of the requested ``buckets`` (of ``num_buckets``), a partial push;
+    4. the reply (``reply=True``): the receiver's states of those buckets after merging 3.
+
+    ``num_buckets == 0`` (and no digest): ``states`` is the full membership.
+    """
+
+    states: tuple[SwimMemberState, ...] = ()
     join: bool = False
     reply: bool = False
+    digest: bytes = b""
+    num_buckets: int = 0
+    buckets: tuple[int, ...] = ()
+    request: tuple[int, ...] = ()
