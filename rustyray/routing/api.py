@@ -9,15 +9,22 @@ call ``send``/``broadcast`` here too.
 Every operation refuses bad input before anything is sent: 422 naming the field (an empty
 ``message_type``, an unknown priority or delivery, a non-positive ``timeout_ms``, ``data`` that is
 not a JSON object), 413 for ``data`` that could never fit one frame, 404 for an unknown node.
+
+``load_run`` is the node-side load generator of the scale-out benchmark: it keeps ``in_flight``
+routed sends outstanding to one target from the node's own event loop for ``seconds`` (through the
+same ``route`` path as ``send``, load-balancer hooks included) and reports what they came to; the
+counting is ``load_core.LoadTally``'s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from rustyray.errors import not_found, payload_too_large, unavailable, unprocessable
+from rustyray.errors import DomainError, not_found, payload_too_large, unavailable, unprocessable
 from rustyray.protocol.frame import MAX_FRAME_SIZE
 from rustyray.routing.api_types import (
     BroadcastReport,
@@ -25,6 +32,8 @@ from rustyray.routing.api_types import (
     DeliveryStats,
     FaultInjectionReport,
     FaultInjectionRequest,
+    LoadRunReport,
+    LoadRunRequest,
     QuorumReport,
     QuorumRequest,
     ReceiveLog,
@@ -37,6 +46,7 @@ from rustyray.routing.api_types import (
 from rustyray.routing.delivery import DeliveryGuarantee
 from rustyray.routing.dispatch_core import validate_quorum
 from rustyray.routing.errors import InvalidQuorumError
+from rustyray.routing.load_core import LoadTally
 from rustyray.routing.priority import Priority
 from rustyray.routing.send_core import BroadcastRun, GatherRun, QuorumRun, SendRequest
 
@@ -192,3 +202,53 @@ class RoutingApi:
         return FaultInjectionReport(node=self._svc.node.node_id, enabled=enabled, drop=req.drop,
                                     duplicate=req.duplicate, delay=req.delay, seed=req.seed,
                                     previous_counters=counters)
+
+    async def load_run(self, req: LoadRunRequest) -> LoadRunReport:
+        """Generate routed load from this node: ``in_flight`` sends to ``target_node`` kept outstanding for
+        ``seconds`` (a new one starts as soon as one settles; none starts after the window), then report
+        sent / acknowledged / failed, acknowledged sends per second and the latency p50 / p99."""
+        if req.payload_bytes > MAX_PAYLOAD_BYTES:  # before the padding is built
+            raise payload_too_large(f"payload_bytes {req.payload_bytes} exceeds the {MAX_PAYLOAD_BYTES} byte limit "
+                                    f"of one message", "payload_bytes")
+        try:
+            prio, timeout_s, payload = _request(req.message_type, req.priority, req.timeout_ms,
+                                                {"pad": "x" * req.payload_bytes})
+        except DomainError as exc:  # the only data here is the padding: name the field that sized it
+            raise DomainError(exc.kind, exc.message, "payload_bytes" if exc.field == "data" else exc.field) from None
+        guarantee = _guarantee(req.delivery)
+        if not self._known(req.target_node):
+            raise not_found(f"unknown node {req.target_node!r}", "target_node")
+        svc = self._svc
+        core = svc.sending
+        exactly_once = guarantee is DeliveryGuarantee.EXACTLY_ONCE
+        tally = LoadTally()
+
+        def one() -> SendRequest:
+            key = f"load-{core.source}-{core.incarnation}-{core.next_id()}" if exactly_once else None
+            return SendRequest(req.target_node, req.message_type, payload, prio, guarantee, key, timeout_s)
+
+        async def worker(deadline: float) -> None:
+            while time.monotonic() < deadline:
+                try:
+                    outcome = await svc.route(one())
+                except DomainError as exc:  # the load balancer refused the send
+                    tally.record(False, 0.0, f"refused_{exc.kind.value}")
+                    await asyncio.sleep(0.001)  # a refusal returns at once: do not spin the event loop
+                    continue
+                tally.record(outcome.ok, outcome.latency_ms, outcome.error_code or outcome.error)
+                if not outcome.ok:
+                    await asyncio.sleep(0.001)
+
+        started_at = time.time()
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(req.in_flight):
+                group.create_task(worker(started + float(req.seconds)))
+        s = tally.summary(time.monotonic() - started)
+        return LoadRunReport(node=svc.node.node_id, target_node=req.target_node, delivery=guarantee.value,
+                             message_type=req.message_type, priority=prio.value, in_flight=req.in_flight,
+                             seconds=float(req.seconds), data_bytes=len(payload), started_at=started_at,
+                             elapsed_s=s["elapsed_s"], sent=s["sent"], acknowledged=s["acknowledged"],
+                             failed=s["failed"], acked_per_s=s["acked_per_s"], latency_p50_ms=s["latency_p50_ms"],
+                             latency_p99_ms=s["latency_p99_ms"], latency_max_ms=s["latency_max_ms"],
+                             errors=s["errors"])

@@ -26,6 +26,8 @@ __all__ = [
     "DeliveryStats",
     "FaultInjectionReport",
     "FaultInjectionRequest",
+    "LoadRunReport",
+    "LoadRunRequest",
     "QuorumReport",
     "QuorumRequest",
     "ReceiveLog",
@@ -114,6 +116,37 @@ class ReceiveLogRequest:
             raise unprocessable("after must be an integer >= -1", "after")
         if not isinstance(self.limit, int) or not 1 <= self.limit <= 10_000:
             raise unprocessable("limit must be 1..10000", "limit")
+
+
+MAX_LOAD_SECONDS = 600.0
+MAX_LOAD_IN_FLIGHT = 4096
+
+
+@dataclass(frozen=True)
+class LoadRunRequest:
+    """A load run from this node: ``in_flight`` routed sends kept outstanding to ``target_node`` for
+    ``seconds``, generated inside the node (each send's ``data`` is ``{"pad": "x" * payload_bytes}``)."""
+
+    target_node: str
+    seconds: float = 5.0
+    in_flight: int = 8
+    delivery: str = "AtLeastOnce"
+    message_type: str = "Heartbeat"
+    payload_bytes: int = 0
+    priority: str = "Normal"
+    timeout_ms: float = 5000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target_node, str) or not self.target_node:
+            raise unprocessable("target_node must be a non-empty node id", "target_node")
+        if (isinstance(self.seconds, bool) or not isinstance(self.seconds, int | float)
+                or not 0 < self.seconds <= MAX_LOAD_SECONDS):
+            raise unprocessable(f"seconds must be a number in (0, {MAX_LOAD_SECONDS:g}]", "seconds")
+        if (isinstance(self.in_flight, bool) or not isinstance(self.in_flight, int)
+                or not 1 <= self.in_flight <= MAX_LOAD_IN_FLIGHT):
+            raise unprocessable(f"in_flight must be an integer 1..{MAX_LOAD_IN_FLIGHT}", "in_flight")
+        if isinstance(self.payload_bytes, bool) or not isinstance(self.payload_bytes, int) or self.payload_bytes < 0:
+            raise unprocessable("payload_bytes must be an integer >= 0", "payload_bytes")
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -226,3 +259,30 @@ class FaultInjectionReport:
     delay: float
     seed: int | None
     previous_counters: dict[str, int] | None
+
+
+@dataclass(frozen=True)
+class LoadRunReport:
+    """What one load run came to: sends finished in the window (``sent`` = ``acknowledged`` + ``failed``),
+    acknowledged sends per second over ``elapsed_s`` (until the last in-flight send settled), the
+    latency percentiles of the acknowledged ones (ms, a uniform sample of at most 50,000), and the
+    failures by error. ``started_at`` is the wall-clock start, to line up runs on several nodes."""
+
+    node: str
+    target_node: str
+    delivery: str
+    message_type: str
+    priority: str
+    in_flight: int
+    seconds: float
+    data_bytes: int
+    started_at: float
+    elapsed_s: float
+    sent: int
+    acknowledged: int
+    failed: int
+    acked_per_s: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    latency_max_ms: float | None
+    errors: dict[str, int]

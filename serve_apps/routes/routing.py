@@ -54,6 +54,20 @@ class QuorumRequest(BaseModel):
     timeout_ms: float = Field(3000, gt=0, le=300_000)
 
 
+class LoadTestRequest(BaseModel):
+    """A short load run for a quick check over HTTP (kept small: every request holds the node's event loop
+    busy for ``seconds``); longer or wider runs go through the node's ``routing.load_run`` directly."""
+
+    target_node: str = Field(min_length=1)
+    seconds: float = Field(2.0, gt=0, le=5, description="Length of the load window, s")
+    in_flight: int = Field(8, ge=1, le=256, description="Routed sends kept outstanding by the node")
+    delivery: str = Field("AtLeastOnce", description="AtMostOnce | AtLeastOnce | ExactlyOnce")
+    message_type: str = Field("Heartbeat", min_length=1, max_length=200)
+    payload_bytes: int = Field(0, ge=0, le=65_536, description="Padding in each message's data, bytes")
+    priority: str = "Normal"
+    timeout_ms: float = Field(5000, gt=0, le=10_000, description="Deadline of each send, ms")
+
+
 class ManagerMessage(BaseModel):
     type: str = Field(min_length=1, max_length=200)
     data: dict[str, Any] = Field(default_factory=dict)
@@ -86,6 +100,14 @@ async def scatter_gather(body: ScatterGatherRequest, request: Request, node: str
 @router.post("/routing/quorum")
 async def quorum(body: QuorumRequest, request: Request, node: str | None = NodeParam) -> Any:
     return await call(request, "routing", "quorum", node, **body.model_dump())
+
+
+@router.post("/routing/load-test")
+async def load_test(body: LoadTestRequest, request: Request, node: str | None = NodeParam) -> Any:
+    """The node (``?node=``, else the fronted one) generates routed load to ``target_node`` from its own event
+    loop for ``seconds`` and reports sent / acknowledged / failed, acknowledged sends/s and latency p50/p99.
+    It sends real messages: admin only, like every mutating POST."""
+    return await call(request, "routing", "load_run", node, **body.model_dump())
 
 
 @router.get("/routing/delivery/stats")
