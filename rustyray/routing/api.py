@@ -18,8 +18,6 @@ counting is ``load_core.LoadTally``'s.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -46,7 +44,6 @@ from rustyray.routing.api_types import (
 from rustyray.routing.delivery import DeliveryGuarantee
 from rustyray.routing.dispatch_core import validate_quorum
 from rustyray.routing.errors import InvalidQuorumError
-from rustyray.routing.load_core import LoadTally
 from rustyray.routing.priority import Priority
 from rustyray.routing.send_core import BroadcastRun, GatherRun, QuorumRun, SendRequest
 
@@ -221,30 +218,12 @@ class RoutingApi:
         svc = self._svc
         core = svc.sending
         exactly_once = guarantee is DeliveryGuarantee.EXACTLY_ONCE
-        tally = LoadTally()
 
         def one() -> SendRequest:
             key = f"load-{core.source}-{core.incarnation}-{core.next_id()}" if exactly_once else None
             return SendRequest(req.target_node, req.message_type, payload, prio, guarantee, key, timeout_s)
 
-        async def worker(deadline: float) -> None:
-            while time.monotonic() < deadline:
-                try:
-                    outcome = await svc.route(one())
-                except DomainError as exc:  # the load balancer refused the send
-                    tally.record(False, 0.0, f"refused_{exc.kind.value}")
-                    await asyncio.sleep(0.001)  # a refusal returns at once: do not spin the event loop
-                    continue
-                tally.record(outcome.ok, outcome.latency_ms, outcome.error_code or outcome.error)
-                if not outcome.ok:
-                    await asyncio.sleep(0.001)
-
-        started_at = time.time()
-        started = time.monotonic()
-        async with asyncio.TaskGroup() as group:
-            for _ in range(req.in_flight):
-                group.create_task(worker(started + float(req.seconds)))
-        s = tally.summary(time.monotonic() - started)
+        started_at, s = await svc.run_load(one, in_flight=req.in_flight, seconds=float(req.seconds))
         return LoadRunReport(node=svc.node.node_id, target_node=req.target_node, delivery=guarantee.value,
                              message_type=req.message_type, priority=prio.value, in_flight=req.in_flight,
                              seconds=float(req.seconds), data_bytes=len(payload), started_at=started_at,

@@ -43,6 +43,7 @@ from rustyray.routing.dedup_store_adapter import DedupStore
 from rustyray.routing.errors import HandlerError
 from rustyray.routing.fault_injection import FaultConfig, FaultInjector
 from rustyray.routing.handlers import HandlerRegistry, NodeContext, default_registry
+from rustyray.routing.load_runner import run_load
 from rustyray.routing.messages import RouteAck, RouteEnvelope
 from rustyray.routing.outbox_runner import OutboxRunner
 from rustyray.routing.priority import frame_flags
@@ -131,6 +132,10 @@ class RoutingService:
                 self._save_dedup()
 
     # ------------------------------------------------------------------ the send path
+    async def run_load(self, make: Any, *, in_flight: int, seconds: float) -> tuple[float, dict[str, Any]]:
+        """``load_run``'s sends, on this node's event loop (``load_runner``)."""
+        return await run_load(self.route, make, in_flight=in_flight, seconds=seconds)
+
     async def route(self, req: SendRequest) -> Outcome:
         """One routed send with the load-balancer hooks; ``before_send`` may raise DomainError."""
         refused = self.sending.admit(req)  # local back-pressure, not the target's fault: before the balancer

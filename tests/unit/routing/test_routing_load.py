@@ -14,6 +14,7 @@ from rustyray.errors import DomainError, ErrorKind, unavailable
 from rustyray.routing.api import MAX_PAYLOAD_BYTES, RoutingApi
 from rustyray.routing.api_types import LoadRunRequest
 from rustyray.routing.load_core import MAX_ERROR_KINDS, LoadTally, percentile
+from rustyray.routing.load_runner import run_load
 from rustyray.routing.send_core import Outcome
 
 
@@ -86,6 +87,9 @@ class _Routing:
             return self.answer(req)
         finally:
             self.outstanding -= 1
+
+    async def run_load(self, make: Any, *, in_flight: int, seconds: float) -> tuple[float, dict[str, Any]]:
+        return await run_load(self.route, make, in_flight=in_flight, seconds=seconds)  # as RoutingService does
 
 
 def _api(answer: Any) -> tuple[RoutingApi, _Routing]:
