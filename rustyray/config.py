@@ -135,10 +135,10 @@ class NodeConfig:
     bootstrap_members: tuple[str, ...] = ()
     """Node ids of the initial Raft configuration when this node bootstraps a new cluster."""
     min_incarnation: int = 0
-    """The lowest incarnation to start at. A node that lost its state would otherwise restart at 0, below
-    what its old self reached by refuting suspicion, and the others would keep it Dead and its new address
-    unused; the node actor sets this from the wall clock when Ray restarts it (Cassandra's gossip
-    generation does the same)."""
+    """The incarnation to start at when the node has no saved state (with state it is the saved one + 1).
+    A node that lost its state would otherwise restart at 0, below what its old self reached by refuting
+    suspicion, and the others would keep it Dead and its new address unused; the node actor sets this from
+    the wall clock when Ray restarts it (Cassandra's gossip generation does the same)."""
     sections: dict[str, Any] = field(default_factory=dict)
     """The raw TOML tables other than transport, heartbeat and cluster (``section()``; the typed view is
     ``cluster``)."""

@@ -216,7 +216,9 @@ class Mesh:
         cfg = self.config
         cfg.node_dir.mkdir(parents=True, exist_ok=True)
         saved = self._load_state()
-        self.incarnation = max(int(saved.get("incarnation", -1)) + 1, cfg.min_incarnation)
+        # a restart with its state: the next incarnation; without (a new node, or one whose state is gone):
+        # the configured floor (0, or the wall clock for a node actor Ray restarted: NodeConfig.min_incarnation)
+        self.incarnation = int(saved["incarnation"]) + 1 if "incarnation" in saved else cfg.min_incarnation
         if cfg.transport.tls or cfg.transport.enable_quic:
             self._load_tls()
         self._tcp = TcpListener(self._on_inbound, ssl_context=self.server_ssl if cfg.transport.tls else None,
