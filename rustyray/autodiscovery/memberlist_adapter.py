@@ -209,6 +209,8 @@ class MemberlistAgent:
                 await writer.wait_closed()
         before = len(self.core.members)
         self._send(self.core.merge(remote, time.monotonic()))
+        if join:
+            self._send(self.core.join_intent())  # as Serf's Join: after the push-pull, so the clock is current
         return len(self.core.members) - before
 
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

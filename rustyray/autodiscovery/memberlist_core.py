@@ -43,6 +43,8 @@ from typing import Any
 from rustyray.autodiscovery.memberlist_wire import (
     DEFAULT_VSN,
     QUERY_FLAG_ACK,
+    SERF_JOIN,
+    SERF_LEAVE,
     SERF_PUSH_PULL,
     SERF_QUERY,
     SERF_QUERY_RESPONSE,
@@ -57,6 +59,7 @@ from rustyray.autodiscovery.memberlist_wire import (
     decode_tags,
     encode_tags,
     ipv4_text,
+    serf_join_intent,
     serf_leave_intent,
     serf_push_pull_state,
     serf_query,
@@ -272,6 +275,11 @@ class MemberlistCore:
     def _to_all(self, kind: MessageType, body: dict[str, Any]) -> list[Send]:
         return [Send(m.host, m.port, kind, body) for m in self._live()]
 
+    def join_intent(self) -> list[Send]:
+        """Serf's join intent after a join, to every live member, one Lamport tick past what we have seen."""
+        self.ltime += 1
+        return self._to_all(MessageType.USER, {"payload": serf_join_intent(self.name, self.ltime)})
+
     def leave(self) -> list[Send]:
         """A graceful leave: Serf's leave intent, then a ``dead`` about ourselves from ourselves; an agent
         that saw the intent shows the member as left, not failed."""
@@ -464,8 +472,11 @@ class MemberlistCore:
             flags = int(body.get("Flags") or 0)
             return [QueryResponseIn(int(body["LTime"]), int(body["ID"]), text(body["From"]),
                                     bytes(body.get("Payload") or b""), bool(flags & QUERY_FLAG_ACK))]
+        if serf_type in (SERF_JOIN, SERF_LEAVE):  # an agent's intent: witness its Lamport time
+            self.ltime = max(self.ltime, int(body["LTime"]))
+            return []
         if serf_type != SERF_USER_EVENT:
-            return []  # join/leave intents, key requests: not handled yet
+            return []  # key requests come as queries; relays and conflict answers: not handled yet
         ltime = int(body["LTime"])
         self.event_ltime = max(self.event_ltime, ltime)
         return [Deliver(ltime, text(body["Name"]), bytes(body.get("Payload") or b""), bool(body.get("CC", False)))]

@@ -109,6 +109,7 @@ DEFAULT_VSN = (1, 5, 2, 2, 5, 4)
 
 TAG_MAGIC = 0xFF
 SERF_LEAVE = 0  # Serf's messageLeaveType
+SERF_JOIN = 1  # messageJoinType
 SERF_PUSH_PULL = 2  # messagePushPullType: the delegate state in a push-pull
 SERF_USER_EVENT = 3  # messageUserEventType
 SERF_QUERY = 4  # messageQueryType
@@ -170,6 +171,12 @@ def encode_user(payload: bytes) -> bytes:
 def serf_leave_intent(node: str, ltime: int) -> bytes:
     """Serf's ``messageLeave`` (type 0): agents that see it before the member's ``dead`` show it as left."""
     return bytes([SERF_LEAVE]) + _pack({"LTime": ltime, "Node": node, "Prune": False})
+
+
+def serf_join_intent(node: str, ltime: int) -> bytes:
+    """Serf's ``messageJoin`` (type 1): a join stamped later than the member's last leave intent, so agents
+    that still hold that leave do not put a member that came back into ``leaving`` again."""
+    return bytes([SERF_JOIN]) + _pack({"LTime": ltime, "Node": node})
 
 
 def serf_user_event(ltime: int, name: str, payload: bytes, coalesce: bool) -> bytes:

@@ -125,6 +125,8 @@ async def test_a_rustyray_member_joins_serf_and_each_lists_the_other(serf_agents
         await asyncio.sleep(3)
         assert (await asyncio.to_thread(serf1.members))["rr-node1"][0] == "alive"
         assert ours.dropped == 0
+        # everything we sent (push-pull, join intent, gossip relays) decoded on the agent's side
+        assert "[ERR]" not in serf1.log.read_text(), serf1.log.read_text()[-2000:]
 
 
 async def test_serf_joins_a_rustyray_member_and_learns_the_whole_cluster(serf_agents) -> None:

@@ -204,3 +204,16 @@ def test_a_periodic_push_pull_goes_to_one_live_member_every_interval() -> None:
     assert [a for a in core.tick(CFG.push_pull_interval) if isinstance(a, PushPullWith)] == [
         PushPullWith("127.0.0.1", 7002)]
     assert [a for a in core.tick(CFG.push_pull_interval + 1) if isinstance(a, PushPullWith)] == []
+
+
+def test_a_join_intent_goes_to_everyone_after_the_clocks_we_have_seen() -> None:
+    from rustyray.autodiscovery.memberlist_wire import decode_serf_message, serf_leave_intent
+
+    core = _core()
+    _alive(core, "a", port=7001)
+    _alive(core, "b", port=7002)
+    core.on_packet(MessageType.USER, {"payload": serf_leave_intent("a", 40)}, 0)  # an agent's intent: witnessed
+    sends = core.join_intent()
+    assert sorted(s.port for s in sends) == [7001, 7002]
+    serf_type, body = decode_serf_message(sends[0].body["payload"])
+    assert (serf_type, body["Node"], body["LTime"]) == (1, b"rr", 41)
