@@ -573,7 +573,7 @@ class MemberlistCore:
         return others[:k]
 
     def _next_target(self) -> Member | None:
-        live = [n for n, m in self.members.items() if m.status in (MemberStatus.ALIVE, MemberStatus.SUSPECT)]
+        live = [m.name for m in self._live()]
         if not live:
             return None
         self._order = [n for n in self._order if n in live]

@@ -150,6 +150,17 @@ def _links() -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
 
 
+def _nft_drop_table(name: str, match: Callable[[str, str], str]) -> str:
+    """An nftables table ``name`` whose input and output chains drop the TCP and UDP packets that
+    ``match(chain, end)`` selects, ``end`` being ``sport`` or ``dport`` (either end of a connection)."""
+    lines = [f"table inet {name} {{"]
+    for chain in ("input", "output"):
+        lines.append(f"  chain {chain} {{ type filter hook {chain} priority 0; policy accept;")
+        lines += [f"    meta l4proto {{ tcp, udp }} {match(chain, end)} drop" for end in ("sport", "dport")]
+        lines.append("  }")
+    return "\n".join([*lines, "}", ""])
+
+
 def kill_namespace_processes(netns: str, timeout: float = 10.0,
                              signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGKILL)) -> int:
     """SIGTERM, then SIGKILL, every process in ``netns`` (only ours: matched by network namespace)."""
@@ -235,17 +246,10 @@ class Bed:
             if not others:
                 continue
             far = ", ".join(others)
-            rules = [f"table inet {PREFIX} {{",
-                     "  chain input { type filter hook input priority 0; policy accept;"]
-            rules += [f"    ip saddr {{ {far} }} {proto} {end} {{ {port_set} }} drop"
-                      for proto in ("tcp", "udp") for end in ("sport", "dport")]
-            rules += ["  }", "  chain output { type filter hook output priority 0; policy accept;"]
-            rules += [f"    ip daddr {{ {far} }} {proto} {end} {{ {port_set} }} drop"
-                      for proto in ("tcp", "udp") for end in ("sport", "dport")]
-            rules += ["  }", "}"]
+            table = _nft_drop_table(PREFIX, lambda chain, end, far=far: f"ip {'saddr' if chain == 'input' else 'daddr'}"
+                                                                       f" {{ {far} }} th {end} {{ {port_set} }}")
             for index in group:
-                host = self.hosts[index - 1]
-                _run(["ip", "netns", "exec", host.netns, "nft", "-f", "-"], input="\n".join(rules) + "\n")
+                _run(["ip", "netns", "exec", self.hosts[index - 1].netns, "nft", "-f", "-"], input=table)
         _say("partition: " + " | ".join("+".join(f"h{i}" for i in g) for g in groups)
              + f" (tcp/udp ports {port_set})")
 
@@ -264,14 +268,9 @@ class Bed:
             _say(f"{h.name}: random loss off")
             return
         port_set = ", ".join(str(p) for p in sorted(set(ports)))
-        rules = [f"table inet {PREFIX}-loss {{"]
-        for chain, hook in (("input", "input"), ("output", "output")):
-            rules += [f"  chain {chain} {{ type filter hook {hook} priority 0; policy accept;"]
-            rules += [f"    meta l4proto {{ tcp, udp }} th {end} {{ {port_set} }} "
-                      f"numgen random mod 100 < {percent} drop" for end in ("sport", "dport")]
-            rules += ["  }"]
-        rules += ["}"]
-        _run([*ns, "-f", "-"], input="\n".join(rules) + "\n")
+        table = _nft_drop_table(f"{PREFIX}-loss",
+                                lambda chain, end: f"th {end} {{ {port_set} }} numgen random mod 100 < {percent}")
+        _run([*ns, "-f", "-"], input=table)
         _say(f"{h.name}: {percent} % random loss on RustyRay ports")
 
     def netem(self, index: int, spec: str | None) -> bool:
