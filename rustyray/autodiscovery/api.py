@@ -16,6 +16,7 @@ refused ("forbidden") before anything is sent.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import TYPE_CHECKING, Any
 
 from rustyray.autodiscovery.api_types import (
@@ -221,9 +222,11 @@ class AutodiscoveryApi:
             raise unprocessable("name must not be empty", "name")
         if timeout_ms is not None and not 1 <= timeout_ms <= 60_000:
             raise unprocessable("timeout_ms must be in 1..60000", "timeout_ms")
+        nodes, tags, relay = _query_filters(req)
         try:
             state, start, end = await serf.query(name, payload.encode(),
-                                                 None if timeout_ms is None else timeout_ms / 1000.0)
+                                                 None if timeout_ms is None else timeout_ms / 1000.0,
+                                                 filter_nodes=nodes, filter_tags=tags, relay_factor=relay)
         except SerfSizeLimitExceeded as exc:
             raise unprocessable(f"payload: {exc}", "payload") from None
         expected = sorted(self._svc.node.live_members())
@@ -275,3 +278,27 @@ class AutodiscoveryApi:
         body = ae.core.status(ae.tree(), ae.state_source()[0])
         view = {nid: ViewEntry(**row) for nid, row in body.pop("view").items()}
         return AntiEntropyStatus(**body, view=view)
+
+
+MAX_RELAY_FACTOR = 5
+"""The largest ``relay_factor`` accepted: each answer then costs six packets; Serf's docs suggest 1 to 3."""
+
+
+def _query_filters(req: SerfQueryRequest) -> tuple[list[str] | None, dict[str, str] | None, int]:
+    """``filter_nodes``, ``filter_tags`` and ``relay_factor`` of a query, checked (422 naming the field)."""
+    nodes, tags, relay = req.filter_nodes, req.filter_tags, req.relay_factor
+    if nodes is not None and (not isinstance(nodes, list) or not all(isinstance(n, str) and n for n in nodes)):
+        raise unprocessable("filter_nodes must be a list of non-empty node names", "filter_nodes")
+    if tags is not None:
+        if not isinstance(tags, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                                 for k, v in tags.items()):
+            raise unprocessable("filter_tags must map tag names to regular expressions", "filter_tags")
+        for tag, expr in tags.items():
+            try:
+                re.compile(expr)
+            except re.error as exc:
+                raise unprocessable(f"filter_tags[{tag!r}]: bad regular expression {expr!r}: {exc}",
+                                    "filter_tags") from None
+    if isinstance(relay, bool) or not isinstance(relay, int) or not 0 <= relay <= MAX_RELAY_FACTOR:
+        raise unprocessable(f"relay_factor must be an integer in 0..{MAX_RELAY_FACTOR}", "relay_factor")
+    return nodes or None, tags or None, relay

@@ -65,6 +65,12 @@ class SerfQueryRequest:
     name: str
     payload: str = ""
     timeout_ms: int | None = None
+    filter_nodes: list[str] | None = None
+    """Only these members answer (Serf's ``-node``)."""
+    filter_tags: dict[str, str] | None = None
+    """Tag name -> regexp; only members whose tags match all answer (Serf's ``-tag``)."""
+    relay_factor: int = 0
+    """Agents also relay their answers through this many other members (Serf's ``-relay-factor``, 0..5)."""
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,20 @@ from rustyray.autodiscovery.memberlist_core import (
     Reply,
     Send,
 )
+from rustyray.autodiscovery.memberlist_framing import (
+    frame_packet,
+    frame_stream,
+    group_messages,
+    open_packet,
+    strip_label,
+    strip_stream_label,
+)
 from rustyray.autodiscovery.memberlist_wire import (
     KEY_QUERIES,
     Keyring,
     MessageType,
     WireError,
     answer_key_query,
-    decode_packet,
     decode_push_pull,
     encode_message,
     encode_push_pull,
@@ -72,6 +79,7 @@ class MemberlistAgent:
         addr = ipaddress.ip_address(host).packed
         self.core = MemberlistCore(name, addr, port, dict(tags), config or MemberlistConfig())
         self.dropped = 0
+        self.compressed_sent = 0  # packets that went out LZW-compressed (memberlist's EnableCompression)
         self.keyring = keyring  # gossip encryption (serf agent -encrypt): every packet and stream sealed
         self.keyring_file = keyring_file  # where a key change (serf keys ...) is saved, as Serf saves it
         self.on_event = on_event  # Serf user events from the agents (the node's Serf layer takes them)
@@ -110,27 +118,30 @@ class MemberlistAgent:
     def members(self) -> list[dict[str, Any]]:
         return self.core.view()
 
-    def query(self, ltime: int, qid: int, timeout_s: float, name: str, payload: bytes) -> int:
+    def query(self, ltime: int, qid: int, timeout_s: float, name: str, payload: bytes, *,
+              filter_nodes: list[str] | None = None, filter_tags: dict[str, str] | None = None,
+              relay_factor: int = 0, ack: bool = False) -> int:
         """Send our Serf query to every live agent; the number of agents it went to."""
-        sends = self.core.query(ltime, qid, timeout_s, name, payload)
+        sends = self.core.query(ltime, qid, timeout_s, name, payload, filter_nodes=filter_nodes,
+                                filter_tags=filter_tags, relay_factor=relay_factor, ack=ack)
         self._send(sends)
         return len(sends)
 
     def answer(self, host: str, port: int, ltime: int, qid: int, node: str, payload: bytes, ack: bool) -> None:
         """Answer an agent's query, or acknowledge it (``node`` is the answering mesh node's name)."""
-        self._send([self.core.query_response(host, port, ltime, qid, node, payload, ack)])
+        self._send(self.core.query_response(host, port, ltime, qid, node, payload, ack))
 
     def _key_query(self, q: QueryIn) -> None:
         """``serf keys -install/-use/-remove/-list``: this member's keyring answers for itself."""
         if q.ack:
-            self._send([self.core.query_response(q.host, q.port, q.ltime, q.id, self.core.name, b"", True)])
+            self._send(self.core.query_response(q.host, q.port, q.ltime, q.id, self.core.name, b"", True))
         payload, changed = answer_key_query(self.keyring, q.name, q.payload)
         if changed and self.keyring_file is not None and self.keyring is not None:
             tmp = self.keyring_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.keyring.to_base64()))
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.keyring_file)
-        self._send([self.core.query_response(q.host, q.port, q.ltime, q.id, self.core.name, payload)])
+        self._send(self.core.query_response(q.host, q.port, q.ltime, q.id, self.core.name, payload))
 
     def live_agents(self) -> frozenset[str]:
         return frozenset(m["name"] for m in self.core.view()[1:] if m["status"] == "alive")
@@ -144,15 +155,18 @@ class MemberlistAgent:
     # ------------------------------------------------------------------------------------------ UDP
     def on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            messages = decode_packet(self.keyring.open_packet(data) if self.keyring is not None else data)
+            messages = open_packet(data, keyring=self.keyring, label=self.core.config.label)
             actions = [a for kind, body in messages for a in self.core.on_packet(kind, body, time.monotonic(), addr)]
         except WireError as exc:
             self.dropped += 1
             log.debug("memberlist %s dropped a packet from %s: %s", self.core.name, addr, exc)
             return
+        replies = [encode_message(a.kind, a.body) for a in actions if isinstance(a, Reply)]
+        if replies:
+            self._sendto(replies, addr)
         for action in actions:
             if isinstance(action, Reply):
-                self._sendto(encode_message(action.kind, action.body), addr)
+                continue
             elif isinstance(action, Deliver) and self.on_event is not None:
                 self.on_event(action)
             elif isinstance(action, QueryIn) and action.name in KEY_QUERIES:
@@ -164,16 +178,33 @@ class MemberlistAgent:
         self._send([a for a in actions if isinstance(a, Send)])
 
     def _send(self, sends: list[Send]) -> None:
+        """The messages for one member go out together, as compounds that fit a packet."""
+        by_dest: dict[tuple[str, int], list[bytes]] = {}
         for s in sends:
             packet = encode_user(s.body["payload"]) if s.kind is MessageType.USER else encode_message(s.kind, s.body)
-            self._sendto(packet, (s.host, s.port))
+            by_dest.setdefault((s.host, s.port), []).append(packet)
+        for addr, messages in by_dest.items():
+            self._sendto(messages, addr)
 
-    def _sendto(self, packet: bytes, addr: tuple[str, int]) -> None:
-        if self._udp is not None and not self._udp.is_closing():
-            self._udp.sendto(self.keyring.seal_packet(packet) if self.keyring is not None else packet, addr)
+    def _sendto(self, messages: list[bytes], addr: tuple[str, int]) -> None:
+        if self._udp is None or self._udp.is_closing():
+            return
+        cfg = self.core.config
+        crc = self.core.wants_crc(addr[0], addr[1])
+        for group in group_messages(messages):
+            try:
+                packet = frame_packet(group, compress=cfg.compression, crc=crc, keyring=self.keyring, label=cfg.label)
+            except WireError as exc:
+                log.debug("memberlist %s cannot frame a packet for %s: %s", self.core.name, addr, exc)
+                continue
+            body = strip_label(packet)[1]
+            if self.keyring is None and body[5 if crc else 0:][:1] == bytes([MessageType.COMPRESS]):
+                self.compressed_sent += 1  # (a sealed packet hides it)
+            self._udp.sendto(packet, addr)
 
-    def _stream_out(self, message: bytes) -> bytes:
-        return self.keyring.seal_stream(message) if self.keyring is not None else message
+    def _stream_out(self, message: bytes, *, dialer: bool) -> bytes:
+        cfg = self.core.config
+        return frame_stream(message, compress=cfg.compression, keyring=self.keyring, label=cfg.label, dialer=dialer)
 
     async def _tick_loop(self) -> None:
         syncs = self._syncs
@@ -200,9 +231,9 @@ class MemberlistAgent:
         exchange); returns the members learned."""
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), STREAM_TIMEOUT_S)
         try:
-            writer.write(self._stream_out(encode_push_pull(self.core.local_state(join=join))))
+            writer.write(self._stream_out(encode_push_pull(self.core.local_state(join=join)), dialer=True))
             await writer.drain()
-            remote = await asyncio.wait_for(self._read_push_pull(reader), STREAM_TIMEOUT_S)
+            remote = await asyncio.wait_for(self._read_push_pull(reader, inbound=False), STREAM_TIMEOUT_S)
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -215,8 +246,8 @@ class MemberlistAgent:
 
     async def _on_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            remote = await asyncio.wait_for(self._read_push_pull(reader), STREAM_TIMEOUT_S)
-            writer.write(self._stream_out(encode_push_pull(self.core.local_state())))
+            remote = await asyncio.wait_for(self._read_push_pull(reader, inbound=True), STREAM_TIMEOUT_S)
+            writer.write(self._stream_out(encode_push_pull(self.core.local_state()), dialer=False))
             await writer.drain()
             self._send(self.core.merge(remote, time.monotonic()))
         except (WireError, TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
@@ -225,18 +256,25 @@ class MemberlistAgent:
         finally:
             writer.close()
 
-    async def _read_push_pull(self, reader: asyncio.StreamReader) -> Any:
+    async def _read_push_pull(self, reader: asyncio.StreamReader, *, inbound: bool) -> Any:
         """Read until the bytes so far decode as a whole push-pull (memberlist sends no length prefix, but
-        an encrypted one has one)."""
-        buf = b""
+        an encrypted one has one). An inbound stream starts with the dialer's label header (if any)."""
+        label = self.core.config.label
+        raw = b""
         while True:
             chunk = await reader.read(65536)
             if chunk:
-                buf += chunk
-            if len(buf) > MAX_STREAM_BYTES:
+                raw += chunk
+            if len(raw) > MAX_STREAM_BYTES:
                 raise WireError("push-pull larger than 20 MiB")
+            stripped = strip_stream_label(raw, label) if inbound else raw
+            if stripped is None:
+                if not chunk:
+                    raise WireError("stream ended inside its label header")
+                continue
+            buf = stripped
             if self.keyring is not None:
-                plain = self.keyring.open_stream(buf) if buf else None
+                plain = self.keyring.open_stream(buf, label.encode()) if buf else None
                 if plain is None:
                     if not chunk:
                         raise WireError("stream ended inside an encrypted message")

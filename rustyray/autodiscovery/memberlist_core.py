@@ -30,11 +30,19 @@ memberlist's rules, as its ``state.go`` applies them, reduced to what a member n
   ``retransmit_mult * ceil(log10(N + 1))`` times (memberlist's ``TransmitLimitedQueue``); newer news about a
   member replaces older. Without this relay, an agent that the originator's few gossip picks happened to
   miss would not learn of a member until the next push-pull, 30 s later.
+* Serf queries carry filters (node names, tag regexps) and a relay factor k. Our own queries encode
+  them (``query``); an agent's are decoded into ``QueryIn`` for the node's Serf layer, which answers
+  only when they match. Every answer we send to an agent's query with k > 0 also goes through k random
+  other live members as a ``messageRelay`` (Serf's ``relayResponse``: only when the cluster has more
+  than k members), and a ``messageRelay`` an agent sends us is forwarded to its ``DestAddr``, so an
+  answer survives a lossy path between two members.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
+import ipaddress
 import math
 import random
 from dataclasses import dataclass, field
@@ -48,6 +56,7 @@ from rustyray.autodiscovery.memberlist_wire import (
     SERF_PUSH_PULL,
     SERF_QUERY,
     SERF_QUERY_RESPONSE,
+    SERF_RELAY,
     SERF_USER_EVENT,
     MessageType,
     NodeState,
@@ -55,15 +64,18 @@ from rustyray.autodiscovery.memberlist_wire import (
     PushPull,
     WireError,
     decode_query_filters,
+    decode_relay,
     decode_serf_message,
     decode_tags,
+    encode_query_filters,
     encode_tags,
-    ipv4_text,
+    ip_text,
     serf_join_intent,
     serf_leave_intent,
     serf_push_pull_state,
     serf_query,
     serf_query_response,
+    serf_relay,
     serf_user_event,
     text,
 )
@@ -71,6 +83,9 @@ from rustyray.autodiscovery.memberlist_wire import (
 __all__ = ["Deliver", "MemberStatus", "MemberlistConfig", "MemberlistCore", "PushPullWith", "QueryIn",
            "QueryResponseIn", "Reply", "Send"]
 
+
+RELAY_MEMORY = 512
+"""Agent queries whose relay factor we remember, to relay our answers to them (Serf's QueryBuffer is 512)."""
 
 INDIRECT_CHECKS = 3
 """Members asked to ping a target whose direct probe went unanswered (memberlist's DefaultLANConfig)."""
@@ -106,6 +121,13 @@ class MemberlistConfig:
     """An item of news is relayed ``retransmit_mult * ceil(log10(N + 1))`` times (DefaultLANConfig)."""
     push_pull_interval: float = 30.0
     """Seconds between two periodic push-pulls with a random member (DefaultLANConfig); 0 turns them off."""
+    compression: bool = True
+    """memberlist's EnableCompression (on in Serf's agent unless ``-disable-compression``): LZW-compress a
+    packet when that makes it smaller, and every push-pull."""
+    label: str = ""
+    """memberlist's cluster label (0.3+; 1..255 bytes, "" for none): every packet and dialled stream carries
+    it, anything with another label (or none) is dropped, and encryption authenticates it. Agents older
+    than memberlist 0.3 (serf 0.8) know no labels and drop what carries one."""
 
     def __post_init__(self) -> None:
         if not 0 < self.probe_timeout < self.probe_interval:
@@ -116,6 +138,8 @@ class MemberlistConfig:
             raise ValueError("gossip_interval must be > 0, gossip_nodes and retransmit_mult >= 1")
         if self.push_pull_interval < 0:
             raise ValueError("push_pull_interval must be >= 0")
+        if len(self.label.encode()) > 255:
+            raise ValueError("label must be at most 255 bytes")
 
 
 @dataclass
@@ -131,10 +155,11 @@ class Member:
 
     @property
     def host(self) -> str:
-        return ipv4_text(self.addr) or self.addr.hex()
+        return ip_text(self.addr) or self.addr.hex()
 
     def view(self) -> dict[str, Any]:
-        return {"name": self.name, "address": f"{self.host}:{self.port}", "status": self.status.value,
+        where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return {"name": self.name, "address": where, "status": self.status.value,
                 "tags": decode_tags(self.meta), "incarnation": self.incarnation}
 
 
@@ -190,6 +215,8 @@ class QueryIn:
     filter_nodes: list[str]
     filter_tags: dict[str, str]
     ack: bool
+    relay_factor: int = 0
+    """Answers go through this many other members too (``MemberlistCore.query_response`` does it)."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +285,9 @@ class MemberlistCore:
         self._next_push_pull: float | None = None  # set on the first tick: one interval after it
         self._announced = False
         self.left = False
+        self._relay_factors: collections.OrderedDict[tuple[int, int], int] = collections.OrderedDict()
+        self.relayed = 0  # messageRelays forwarded for agents
+        self.relays_sent = 0  # our answers sent through other members (a query's relay factor)
 
     # ---------------------------------------------------------------------------------- our own state
     @property
@@ -384,6 +414,12 @@ class MemberlistCore:
         m = self.rng.choice(live)
         return [PushPullWith(m.host, m.port)]
 
+    def wants_crc(self, host: str, port: int) -> bool:
+        """Whether packets to ``host:port`` carry memberlist's CRC header: only a known member of protocol 5+
+        reads it (``rawSendMsgPacket``); a stranger (a join target, say) gets none."""
+        return any(m.port == port and m.host == host and len(m.vsn) > 1 and m.vsn[1] >= 5
+                   for m in self.members.values())
+
     def view(self) -> list[dict[str, Any]]:
         """Every member, ourselves first, in Serf's spellings."""
         me = Member(self.name, self.addr, self.port, self.meta, self.incarnation,
@@ -442,7 +478,7 @@ class MemberlistCore:
         request's ``SourceAddr``/``SourcePort`` (newer memberlist) or to the packet's sender (older)."""
         target = bytes(body.get("Target") or b"")
         src = bytes(body.get("SourceAddr") or b"")
-        src_host, target_host = ipv4_text(src), ipv4_text(target)
+        src_host, target_host = ip_text(src), ip_text(target)
         if src_host is not None and body.get("SourcePort"):
             back = (src_host, int(body["SourcePort"]))
         elif source is not None:
@@ -450,7 +486,7 @@ class MemberlistCore:
         else:
             return []
         if target_host is None:
-            return []  # IPv6 members are not supported
+            return []  # no address to ping
         self._seq += 1
         self._relays[self._seq] = _Relay(back[0], back[1], int(body["SeqNo"]), now + self.config.probe_timeout,
                                          bool(body.get("Nack", False)))
@@ -458,16 +494,25 @@ class MemberlistCore:
         return [Send(target_host, int(body["Port"]), MessageType.PING, ping)]
 
     def _on_serf(self, payload: bytes) -> list[Send | Reply | Deliver | QueryIn | QueryResponseIn]:
+        if payload[:1] == bytes([SERF_RELAY]):  # forward the inner Serf message to where the relay header says
+            host, port, inner = decode_relay(payload[1:])
+            self.relayed += 1
+            return [Send(host, port, MessageType.USER, {"payload": inner})]
         serf_type, body = decode_serf_message(payload)
         if serf_type == SERF_QUERY:
-            host = ipv4_text(bytes(body.get("Addr") or b""))
+            host = ip_text(bytes(body.get("Addr") or b""))
             nodes, tags = decode_query_filters(body.get("Filters"))
             if host is None:
                 return []  # no address to answer to
-            return [QueryIn(int(body["LTime"]), int(body["ID"]), host, int(body["Port"]),
-                            text(body.get("SourceNode", b"")), text(body["Name"]), bytes(body.get("Payload") or b""),
-                            int(body.get("Timeout") or 0) / 1e9, nodes, tags,
-                            bool(int(body.get("Flags") or 0) & QUERY_FLAG_ACK))]
+            q = QueryIn(int(body["LTime"]), int(body["ID"]), host, int(body["Port"]),
+                        text(body.get("SourceNode", b"")), text(body["Name"]), bytes(body.get("Payload") or b""),
+                        int(body.get("Timeout") or 0) / 1e9, nodes, tags,
+                        bool(int(body.get("Flags") or 0) & QUERY_FLAG_ACK), int(body.get("RelayFactor") or 0))
+            if q.relay_factor:
+                self._relay_factors[(q.ltime, q.id)] = q.relay_factor
+                while len(self._relay_factors) > RELAY_MEMORY:
+                    self._relay_factors.popitem(last=False)
+            return [q]
         if serf_type == SERF_QUERY_RESPONSE:
             flags = int(body.get("Flags") or 0)
             return [QueryResponseIn(int(body["LTime"]), int(body["ID"]), text(body["From"]),
@@ -481,15 +526,40 @@ class MemberlistCore:
         self.event_ltime = max(self.event_ltime, ltime)
         return [Deliver(ltime, text(body["Name"]), bytes(body.get("Payload") or b""), bool(body.get("CC", False)))]
 
-    def query(self, ltime: int, qid: int, timeout_s: float, name: str, payload: bytes) -> list[Send]:
-        """Our Serf query to every live agent; they answer to our memberlist address."""
-        msg = serf_query(ltime, qid, self.addr, self.port, self.name, timeout_s, name, payload)
+    def query(self, ltime: int, qid: int, timeout_s: float, name: str, payload: bytes, *,
+              filter_nodes: list[str] | None = None, filter_tags: dict[str, str] | None = None,
+              relay_factor: int = 0, ack: bool = False) -> list[Send]:
+        """Our Serf query to every live agent; they answer to our memberlist address, only those the filters
+        match, each answer also through ``relay_factor`` other members."""
+        msg = serf_query(ltime, qid, self.addr, self.port, self.name, timeout_s, name, payload, ack=ack,
+                         filters=encode_query_filters(filter_nodes, filter_tags), relay_factor=relay_factor)
         return self._to_all(MessageType.USER, {"payload": msg})
 
+    def query_response(self, host: str, port: int, ltime: int, qid: int, node: str, payload: bytes,
+                       ack: bool = False) -> list[Send]:
+        """An answer (or ack) to the query ``(ltime, qid)`` at ``host:port``, plus, if that query asked for a
+        relay factor k and the cluster has more than k members, the same answer wrapped in a
+        ``messageRelay`` to k random other live members of protocol 5 (Serf's ``relayResponse``)."""
+        msg = serf_query_response(ltime, qid, node, payload, ack=ack)
+        out = [Send(host, port, MessageType.USER, {"payload": msg})]
+        k = self._relay_factors.get((ltime, qid), 0)
+        dest = self._addr_bytes(host)
+        if k and len(self.members) + 1 >= k + 1 and dest is not None:
+            relay = serf_relay(dest, port, msg)
+            cands = [m for m in self.members.values()
+                     if m.status is MemberStatus.ALIVE and len(m.vsn) > 1 and m.vsn[1] >= 5]
+            for m in self.rng.sample(cands, min(k, len(cands))):
+                out.append(Send(m.host, m.port, MessageType.USER, {"payload": relay}))
+                self.relays_sent += 1
+        return out
+
     @staticmethod
-    def query_response(host: str, port: int, ltime: int, qid: int, node: str, payload: bytes,
-                       ack: bool = False) -> Send:
-        return Send(host, port, MessageType.USER, {"payload": serf_query_response(ltime, qid, node, payload, ack=ack)})
+    def _addr_bytes(host: str) -> bytes | None:
+        """A text address back to memberlist's 4 or 16 bytes."""
+        try:
+            return ipaddress.ip_address(host).packed
+        except ValueError:
+            return None
 
     def user_event(self, ltime: int, name: str, payload: bytes, coalesce: bool) -> list[Send]:
         """Our Serf user event (stamped by the node's Serf clock), to every live memberlist member."""

@@ -29,6 +29,14 @@ checked against the real ``serf`` 0.8.2 binary (``tests/integration/test_serf_in
   msgpack ``pushNodeState`` per node, then ``UserStateLen`` bytes of delegate (Serf) state.
 * Serf puts a member's tags in ``Meta`` as byte 255 then a msgpack map (``encode_tags``).
 
+* On send, ``memberlist_framing.frame_packet`` / ``frame_stream`` apply the wrappers in memberlist's order: compound,
+  compress (``lzw_compress``, Go's ``compress/lzw`` writer; a packet only when that makes it smaller, a
+  push-pull always, as ``rawSendMsgPacket`` / ``sendLocalState`` do), CRC, encryption (the cluster label
+  as associated data), then the label header (a stream carries it only from the dialer, at its start).
+  ``open_packet`` / ``strip_stream_label`` undo them and refuse a label other than ours (memberlist's
+  ``ingestPacket``: "discarding packet with unacceptable label").
+* Addresses are 4 bytes (IPv4) or 16 (IPv6), as memberlist's ``To4()`` leaves them; ``ip_text`` reads both.
+
 Anything malformed raises ``WireError`` and nothing else, so an adapter drops that packet or closes
 that stream and carries on.
 """
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import ipaddress
 import secrets
 import struct
 import zlib
@@ -60,19 +69,22 @@ __all__ = [
     "decode_packet",
     "decode_push_pull",
     "decode_query_filters",
+    "decode_relay",
     "decode_serf_message",
     "decode_tags",
     "encode_compound",
     "encode_message",
     "encode_push_pull",
+    "encode_query_filters",
     "encode_tags",
     "encode_user",
-    "ipv4_text",
+    "ip_text",
     "lzw_decompress",
     "serf_leave_intent",
     "serf_push_pull_state",
     "serf_query",
     "serf_query_response",
+    "serf_relay",
     "serf_user_event",
     "text",
     "with_crc",
@@ -114,7 +126,9 @@ SERF_PUSH_PULL = 2  # messagePushPullType: the delegate state in a push-pull
 SERF_USER_EVENT = 3  # messageUserEventType
 SERF_QUERY = 4  # messageQueryType
 SERF_QUERY_RESPONSE = 5  # messageQueryResponseType
+SERF_RELAY = 9  # messageRelayType: {DestAddr: net.UDPAddr} then a Serf message to forward there
 QUERY_FLAG_ACK = 1
+FILTER_NODE, FILTER_TAG = 0, 1  # Serf's filterNodeType, filterTagType
 MAX_COMPOUND = 255
 MAX_DECOMPRESSED = 20 * 1024 * 1024  # memberlist's maxPushStateBytes: a bound on what a packet may expand to
 
@@ -123,9 +137,15 @@ class WireError(ValueError):
     """A packet or stream message that is not valid memberlist."""
 
 
-def ipv4_text(addr: bytes) -> str | None:
-    """A member address field (4 raw bytes) as dotted text; None for anything else (IPv6 is not supported)."""
-    return ".".join(str(b) for b in addr) if len(addr) == 4 else None
+def ip_text(addr: bytes) -> str | None:
+    """A member address field (4 or 16 raw bytes) as text (an IPv4-mapped IPv6 address as IPv4, as Go's
+    ``net.IP.String`` writes it); None for anything else."""
+    if len(addr) == 4:
+        return str(ipaddress.IPv4Address(addr))
+    if len(addr) == 16:
+        ip = ipaddress.IPv6Address(addr)
+        return str(ip.ipv4_mapped or ip)
+    return None
 
 
 def text(value: Any) -> str:
@@ -185,12 +205,49 @@ def serf_user_event(ltime: int, name: str, payload: bytes, coalesce: bool) -> by
 
 
 def serf_query(ltime: int, qid: int, addr: bytes, port: int, source: str, timeout_s: float, name: str,
-               payload: bytes, *, ack: bool = False) -> bytes:
-    """Serf's ``messageQuery`` (type 4); answers come as user messages to ``addr:port`` over UDP."""
+               payload: bytes, *, ack: bool = False, filters: list[bytes] | None = None,
+               relay_factor: int = 0) -> bytes:
+    """Serf's ``messageQuery`` (type 4); answers come as user messages to ``addr:port`` over UDP, and with
+    ``relay_factor`` k also through k other members each (``messageRelay``)."""
+    if not 0 <= relay_factor <= 255:
+        raise WireError("RelayFactor is a uint8")
     return bytes([SERF_QUERY]) + _pack({
-        "LTime": ltime, "ID": qid, "Addr": addr, "Port": port, "SourceNode": source, "Filters": [],
-        "Flags": QUERY_FLAG_ACK if ack else 0, "RelayFactor": 0, "Timeout": int(timeout_s * 1e9), "Name": name,
-        "Payload": payload})
+        "LTime": ltime, "ID": qid, "Addr": addr, "Port": port, "SourceNode": source, "Filters": list(filters or []),
+        "Flags": QUERY_FLAG_ACK if ack else 0, "RelayFactor": relay_factor, "Timeout": int(timeout_s * 1e9),
+        "Name": name, "Payload": payload})
+
+
+def encode_query_filters(nodes: list[str] | None, tags: dict[str, str] | None) -> list[bytes]:
+    """Serf's query filters (``encodeFilter``): one node filter (type 0, a msgpack list of names) if
+    ``nodes``, and one tag filter (type 1, ``{Tag, Expr}``) per tag; ``decode_query_filters`` reads them."""
+    out = [bytes([FILTER_NODE]) + _pack(list(nodes))] if nodes else []
+    out += [bytes([FILTER_TAG]) + _pack({"Tag": tag, "Expr": expr}) for tag, expr in (tags or {}).items()]
+    return out
+
+
+def serf_relay(dest: bytes, port: int, message: bytes) -> bytes:
+    """Serf's ``messageRelay`` (``encodeRelayMessage``): ask a member to send ``message`` (a Serf message)
+    on to ``dest:port`` as a user message; the header is a msgpack ``net.UDPAddr``."""
+    return bytes([SERF_RELAY]) + _pack({"DestAddr": {"IP": dest, "Port": port, "Zone": ""}}) + message
+
+
+def decode_relay(body: bytes) -> tuple[str, int, bytes]:
+    """A ``messageRelay`` without its type byte: where to send the inner message, and the message."""
+    unpacker = msgpack.Unpacker(raw=True, strict_map_key=False)
+    unpacker.feed(body)
+    try:
+        header = _keys_to_text(unpacker.unpack())
+        dest = _keys_to_text(header["DestAddr"]) if isinstance(header, dict) else None
+        host = ip_text(bytes(dest["IP"])) if isinstance(dest, dict) else None
+        port = int(dest["Port"]) if isinstance(dest, dict) else 0
+    except (msgpack.OutOfData, ValueError, TypeError, KeyError) as exc:
+        raise WireError(f"bad relay header: {exc}") from None
+    if host is None or not 0 < port < 65536:
+        raise WireError("relay header has no usable DestAddr")
+    inner = body[unpacker.tell():]
+    if not inner:
+        raise WireError("relay carries no message")
+    return host, port, inner
 
 
 def serf_query_response(ltime: int, qid: int, node: str, payload: bytes, *, ack: bool = False) -> bytes:
@@ -207,9 +264,9 @@ def decode_query_filters(filters: Any) -> tuple[list[str], dict[str, str]]:
         if not isinstance(f, bytes) or not f:
             raise WireError("a query filter is not bytes")
         body = _unpack(f[1:])
-        if f[0] == 0 and isinstance(body, list):
+        if f[0] == FILTER_NODE and isinstance(body, list):
             nodes += [text(n) for n in body]
-        elif f[0] == 1 and isinstance(body, dict):
+        elif f[0] == FILTER_TAG and isinstance(body, dict):
             body = _keys_to_text(body)
             tags[text(body["Tag"])] = text(body["Expr"])
         else:
@@ -464,17 +521,19 @@ class Keyring:
     def to_base64(self) -> list[str]:
         return [base64.b64encode(k).decode() for k in self.keys]
 
-    def seal_packet(self, packet: bytes) -> bytes:
-        return self._seal(packet, None)
+    def seal_packet(self, packet: bytes, label: bytes = b"") -> bytes:
+        """A sealed packet; the cluster label (memberlist 0.3+) is its associated data."""
+        return self._seal(packet, label or None)
 
-    def open_packet(self, data: bytes) -> bytes:
-        return self._open(data, None)
+    def open_packet(self, data: bytes, label: bytes = b"") -> bytes:
+        return self._open(data, label or None)
 
-    def seal_stream(self, message: bytes) -> bytes:
+    def seal_stream(self, message: bytes, label: bytes = b"") -> bytes:
+        """A sealed stream message; its associated data is the type byte, the length and the label."""
         header = bytes([MessageType.ENCRYPT]) + struct.pack(">I", 1 + NONCE_SIZE + len(message) + TAG_SIZE)
-        return header + self._seal(message, header)
+        return header + self._seal(message, header + label)
 
-    def open_stream(self, data: bytes) -> bytes | None:
+    def open_stream(self, data: bytes, label: bytes = b"") -> bytes | None:
         """The plaintext of a whole encrypted stream message; None while more bytes are needed."""
         if data[:1] != bytes([MessageType.ENCRYPT]):
             raise WireError("stream message is not encrypted, and this member requires encryption")
@@ -485,7 +544,7 @@ class Keyring:
             raise WireError("encrypted stream message over 20 MiB")
         if len(data) < 5 + length:
             return None
-        return self._open(data[5:5 + length], data[:5])
+        return self._open(data[5:5 + length], data[:5] + label)
 
 
 # ------------------------------------------------------------------------------------------- push-pull

@@ -51,8 +51,9 @@ class SerfAdapter:
         # Real Serf agents beside the mesh (set by the service with [autodiscovery.serf] wire = "serf"):
         self.foreign_responder: Callable[[SendResponse], None] | None = None
         """Sends a query answer to an agent (its origin is not a mesh node)."""
-        self.on_query_started: Callable[[int, int, float, str, bytes], None] | None = None
-        """Sends our query (ltime, id, timeout_s, name, payload) to the agents too."""
+        self.on_query_started: Callable[..., object] | None = None
+        """Sends our query (ltime, id, timeout_s, name, payload; keywords filter_nodes, filter_tags,
+        relay_factor) to the agents too."""
         self.foreign_members: Callable[[], frozenset[str]] = frozenset
         """Names of the live agents, whose answers a query also waits for."""
 
@@ -141,16 +142,20 @@ class SerfAdapter:
             sent += await self._gossip(gossip)
         return result, sent
 
-    async def query(self, name: str, payload: bytes, timeout_s: float | None) -> tuple[QueryState, float, float]:
+    async def query(self, name: str, payload: bytes, timeout_s: float | None, *,
+                    filter_nodes: list[str] | None = None, filter_tags: dict[str, str] | None = None,
+                    relay_factor: int = 0) -> tuple[QueryState, float, float]:
         """Run a query until every live member answered or its deadline; returns the state, start and end."""
         view = self.view()
-        state, actions = self.core.start_query(name, payload, timeout_s, view)
+        state, actions = self.core.start_query(name, payload, timeout_s, view, filter_nodes=filter_nodes,
+                                               filter_tags=filter_tags, relay_factor=relay_factor)
         key = (state.ltime, state.id)
         waiter = self._waiters[key] = asyncio.Event()
         try:
             self._run(actions)
             if self.on_query_started is not None:
-                self.on_query_started(state.ltime, state.id, state.deadline - time.monotonic(), name, payload)
+                self.on_query_started(state.ltime, state.id, state.deadline - time.monotonic(), name, payload,
+                                      filter_nodes=filter_nodes, filter_tags=filter_tags, relay_factor=relay_factor)
             while (wait := self.core.query_wait(state, frozenset(self.node.live_members()) | self.foreign_members(),
                                                 time.monotonic())) is not None:
                 waiter.clear()

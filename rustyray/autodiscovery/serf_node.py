@@ -180,10 +180,14 @@ class SerfNode:
         result, actions = self.core.user_event(name, payload, view.now, coalesce=coalesce)
         return result, self._carry(actions, None, view)
 
-    def start_query(self, name: str, payload: bytes, timeout_s: float | None,
-                    view: HostView) -> tuple[QueryState, list[NodeAction]]:
-        """Raises ``SerfSizeLimitExceeded`` for a payload over the limit."""
-        state, actions = self.core.start_query(name, payload, view.now, timeout_s=timeout_s)
+    def start_query(self, name: str, payload: bytes, timeout_s: float | None, view: HostView, *,
+                    filter_nodes: list[str] | None = None, filter_tags: dict[str, str] | None = None,
+                    relay_factor: int = 0) -> tuple[QueryState, list[NodeAction]]:
+        """Raises ``SerfSizeLimitExceeded`` for a payload over the limit, ``SerfError`` for a bad tag regexp.
+        Only members the filters match answer (this node too)."""
+        state, actions = self.core.start_query(name, payload, view.now, timeout_s=timeout_s,
+                                               filter_nodes=filter_nodes, filter_tags=filter_tags,
+                                               relay_factor=relay_factor)
         return state, self._carry(actions, None, view)
 
     @staticmethod

@@ -32,6 +32,9 @@ class SerfQueryRequest(BaseModel):
     name: str = Field(min_length=1, max_length=256)
     payload: str = Field("", max_length=4096)
     timeout_ms: int | None = Field(None, ge=1, le=60_000, description="Default: Serf's formula")
+    filter_nodes: list[str] | None = Field(None, description="Only these members answer (serf query -node)")
+    filter_tags: dict[str, str] | None = Field(None, description="Tag -> regexp every answerer matches (-tag)")
+    relay_factor: int = Field(0, ge=0, le=5, strict=True, description="Answers also relayed via k members")
 
 
 class SyncRequest(BaseModel):
@@ -82,7 +85,8 @@ async def serf_event(body: SerfEventRequest, request: Request, node: str | None 
 @router.post("/autodiscovery/serf/query")
 async def serf_query(body: SerfQueryRequest, request: Request, node: str | None = NodeParam) -> Any:
     return await call(request, "autodiscovery", "serf_query", node, name=body.name, payload=body.payload,
-                      timeout_ms=body.timeout_ms)
+                      timeout_ms=body.timeout_ms, filter_nodes=body.filter_nodes, filter_tags=body.filter_tags,
+                      relay_factor=body.relay_factor)
 
 
 @router.get("/autodiscovery/serf/events")

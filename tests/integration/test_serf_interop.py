@@ -38,9 +38,11 @@ def _free_port() -> int:
 
 
 class SerfAgent:
-    def __init__(self, name: str, log_dir: Path, tags: dict[str, str], extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, log_dir: Path, tags: dict[str, str], extra: tuple[str, ...] = (),
+                 host: str = "127.0.0.1") -> None:
         self.name, self.port, self.rpc = name, _free_port(), _free_port()
-        args = [SERF, "agent", "-node", name, "-bind", f"127.0.0.1:{self.port}", "-rpc-addr",
+        bind = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        args = [SERF, "agent", "-node", name, "-bind", bind, "-rpc-addr",
                 f"127.0.0.1:{self.rpc}", "-log-level", "debug", *extra]
         for k, v in tags.items():
             args += ["-tag", f"{k}={v}"]
@@ -75,8 +77,8 @@ def serf_agents(tmp_path: Path) -> Iterator[Callable[..., SerfAgent]]:
     assert Path(SERF).exists(), "the serf binary is missing: run scripts/install_test_servers.sh"
     started: list[SerfAgent] = []
 
-    def start(name: str, *extra: str, **tags: str) -> SerfAgent:
-        agent = SerfAgent(name, tmp_path, tags, extra)
+    def start(name: str, *extra: str, bind_host: str = "127.0.0.1", **tags: str) -> SerfAgent:
+        agent = SerfAgent(name, tmp_path, tags, extra, host=bind_host)
         started.append(agent)
         deadline = time.monotonic() + 15
         while agent.cli("members").returncode != 0:
@@ -377,3 +379,172 @@ async def test_three_nodes_and_three_agents_detection_both_ways_and_serf_leave(s
         print(f"\ndetection: RustyRay saw serf3 failed after {ours_detect:.1f} s; "
               f"serf1 saw node3 failed after {theirs_detect:.1f} s")
         assert ours_detect >= 5.0  # suspicion_timeout 5 s: suspected first, failed only after it
+
+
+# ------------------------------------------------------------------ compression, filters, relays, IPv6
+def _no_errors(agent: SerfAgent) -> None:
+    text = agent.log.read_text()
+    assert "[ERR]" not in text, text[-3000:]
+
+
+async def test_serf_accepts_our_lzw_compressed_packets_and_push_pulls(serf_agents, tmp_path) -> None:
+    """memberlist's EnableCompression (the agent's default): our push-pulls are always LZW-compressed and our
+    packets whenever that is smaller; the agent decodes both (it lists us, runs its handler for a compressed
+    user event, learns serf2 from our compressed push-pull answer) and logs no error."""
+    seen = tmp_path / "handled.txt"
+    handler = tmp_path / "handler.sh"
+    handler.write_text(f'#!/bin/sh\necho "$SERF_EVENT $SERF_USER_EVENT $(cat)" >> {seen}\n')
+    handler.chmod(0o755)
+    serf1 = serf_agents("serf1", "-event-handler", f"user={handler}", role="db")
+    serf2 = serf_agents("serf2")
+    async with rustyray_member("rr-zip", role="rustyray") as ours:
+        assert ours.core.config.compression
+        assert await ours.join("127.0.0.1", serf1.port) >= 1  # a compressed push-pull
+        await _until(lambda: serf1.members().get("rr-zip", ("",))[0] == "alive", 10, "serf1 lists rr-zip alive")
+        payload = b"compressible " * 30
+        assert ours.user_event(1, "zipped", payload, False) == 1
+        await _until(lambda: seen.exists() and "user zipped compressible compressible" in seen.read_text(), 15,
+                     "serf1's handler ran for our compressed event")
+        assert ours.compressed_sent >= 1
+        assert (await asyncio.to_thread(serf2.cli, "join", f"127.0.0.1:{ours.port}")).returncode == 0
+        await _until(lambda: {"serf1", "rr-zip"} <= set(serf2.members()), 15, "serf2 learns serf1 through us")
+        await asyncio.sleep(2)  # a few probe rounds with compound, compressed gossip
+        assert serf1.members()["rr-zip"][0] == "alive" and ours.dropped == 0
+        _no_errors(serf1)
+        _no_errors(serf2)
+
+
+def _acks(got: list, qid: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in got:
+        if r.id == qid and r.ack:
+            counts[r.node] = counts.get(r.node, 0) + 1
+    return counts
+
+
+async def test_our_query_filters_and_relay_factor_are_honoured_by_serf(serf_agents) -> None:
+    """Node and tag filters reach the agents (only the matching one acks); with relay factor 2 each agent's ack
+    also comes through the other agent and/or through us (we forward the agent's ``messageRelay`` to ourselves)."""
+    serf1 = serf_agents("serf1", role="db")
+    serf2 = serf_agents("serf2", role="web")
+    got: list = []
+    agent = MemberlistAgent("rr-q", "127.0.0.1", 0, {"role": "rustyray"}, config=FAST,
+                            on_query_response=got.append)
+    await agent.start()
+    try:
+        assert (await asyncio.to_thread(serf2.cli, "join", f"127.0.0.1:{serf1.port}")).returncode == 0
+        await agent.join("127.0.0.1", serf1.port)
+        await _until(lambda: agent.live_agents() == {"serf1", "serf2"}, 10, "we see both agents")
+        await _until(lambda: serf2.members().get("rr-q", ("",))[0] == "alive", 10, "serf2 lists us")
+
+        assert agent.query(1, 101, 3.0, "who", b"", filter_nodes=["serf1"], ack=True) == 2
+        assert agent.query(2, 102, 3.0, "who", b"", filter_tags={"role": "^w.b$"}, ack=True) == 2
+        await _until(lambda: _acks(got, 101) and _acks(got, 102), 10, "the filtered acks")
+        await asyncio.sleep(1)  # anything else would have arrived by now
+        assert set(_acks(got, 101)) == {"serf1"} and set(_acks(got, 102)) == {"serf2"}
+
+        assert agent.query(3, 103, 3.0, "who", b"", relay_factor=2, ack=True) == 2
+        # Serf picks the k relays by 3n random draws (kRandomMembers), so in a cluster of three an agent now and
+        # then finds only one of the two others: each ack comes 2 or 3 times, and at least one relay came via us.
+        await _until(lambda: set(_acks(got, 103).values()) <= {2, 3} and len(_acks(got, 103)) == 2, 10,
+                     "each ack direct and through the relays")
+        await asyncio.sleep(0.5)
+        counts = _acks(got, 103)
+        assert set(counts) == {"serf1", "serf2"} and set(counts.values()) <= {2, 3}, counts
+        assert agent.core.relayed >= 1
+        _no_errors(serf1)
+        _no_errors(serf2)
+    finally:
+        await agent.stop(leave=False)
+
+
+async def test_serf_query_filters_and_relay_factor_on_our_nodes(serf_agents, tmp_path) -> None:
+    """``serf query -node/-tag`` is answered only by our nodes that match; with ``-relay-factor`` our answers
+    also go through other members; the API's filters reach the agent and bad ones are 422 naming the field."""
+    handler = tmp_path / "answer.sh"
+    handler.write_text("#!/bin/sh\necho pong\n")
+    handler.chmod(0o755)
+    serf1 = serf_agents("serf1", "-event-handler", f"query:ping={handler}", role="db")
+    sections = {"autodiscovery": {"serf": {"wire": "serf", "tags": {"role": "rustyray"}}}}
+    async with local_cluster(2, tmp_path / "state", sections=sections) as c:
+        for node in ("node1", "node2"):
+            r = await c.client.post("/autodiscovery/serf/join", params={"node": node},
+                                    json={"address": f"127.0.0.1:{serf1.port}"})
+            assert r.status_code == 200, r.text
+        await _until(lambda: {"node1", "node2"} <= set(serf1.members()), 10, "serf lists both nodes")
+        print(f"\nserf members:\n{(await asyncio.to_thread(serf1.cli, 'members')).stdout}")
+
+        out = await asyncio.to_thread(serf1.cli, "query", "-timeout=2s", "-node", "node1", "who", "x")
+        assert "Response from 'node1'" in out.stdout and "'node2'" not in out.stdout, out.stdout
+        out = await asyncio.to_thread(serf1.cli, "query", "-timeout=2s", "-tag", "role=^rusty", "who", "x")
+        assert "Response from 'node1'" in out.stdout and "Response from 'node2'" in out.stdout, out.stdout
+        assert "serf1" not in out.stdout  # its role is db
+        out = await asyncio.to_thread(serf1.cli, "query", "-timeout=2s", "-tag", "role=nomatch", "who", "x")
+        assert "Response from" not in out.stdout, out.stdout
+
+        memberlists = [c.node(n).services["autodiscovery"].memberlist for n in ("node1", "node2")]
+        before = sum(m.core.relays_sent for m in memberlists)
+        out = await asyncio.to_thread(serf1.cli, "query", "-timeout=2s", "-relay-factor", "2", "who", "x")
+        assert "Response from 'node1'" in out.stdout and "Response from 'node2'" in out.stdout, out.stdout
+        assert out.stdout.count("Response from 'node1'") == 1  # the agent drops the relayed duplicates
+        assert sum(m.core.relays_sent for m in memberlists) > before
+
+        r = await c.client.post("/autodiscovery/serf/query", json={"name": "ping", "timeout_ms": 2000,
+                                                                  "filter_nodes": ["serf1"], "relay_factor": 1})
+        assert r.status_code == 200, r.text
+        assert {a["node"] for a in r.json()["responses"]} == {"serf1"}, r.json()
+        r = await c.client.post("/autodiscovery/serf/query", json={"name": "ping", "timeout_ms": 2000,
+                                                                  "filter_tags": {"role": "^rusty"}})
+        assert r.status_code == 200 and "serf1" not in {a["node"] for a in r.json()["responses"]}, r.json()
+        for body, field in (({"filter_nodes": "node1"}, "filter_nodes"),
+                            ({"filter_tags": {"role": "("}}, "filter_tags"), ({"filter_tags": ["role"]}, "filter_tags"),
+                            ({"relay_factor": 9}, "relay_factor"), ({"relay_factor": "2"}, "relay_factor")):
+            r = await c.client.post("/autodiscovery/serf/query", json={"name": "ping", **body})
+            assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+        _no_errors(serf1)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_an_ipv6_member_joins_serf_on_ipv6_loopback(serf_agents) -> None:
+    """``serf agent -bind [::1]:port``: memberlist's 16-byte addresses both ways; each side lists the other,
+    the agent keeps us alive (probes over IPv6) and a killed agent is failed here."""
+    serf6 = serf_agents("serf6", bind_host="::1", role="db")
+    agent = MemberlistAgent("rr-v6", "::1", 0, {"role": "rustyray"}, config=FAST)
+    await agent.start()
+    try:
+        assert await agent.join("::1", serf6.port) >= 1
+        await _until(lambda: serf6.members().get("rr-v6", ("",))[0] == "alive", 10, "serf6 lists rr-v6 alive")
+        out = await asyncio.to_thread(serf6.cli, "members")
+        assert f"[::1]:{agent.port}" in out.stdout, out.stdout
+        assert _ours(agent)["serf6"]["address"] == f"[::1]:{serf6.port}"
+        await asyncio.sleep(2)  # probes both ways
+        assert serf6.members()["rr-v6"][0] == "alive" and agent.dropped == 0
+        _no_errors(serf6)
+        serf6.kill()
+        await _until(lambda: _ours(agent)["serf6"]["status"] == "failed", 20, "we fail the killed agent")
+    finally:
+        await agent.stop(leave=False)
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_a_node_with_an_ipv6_serf_bind_joins_an_ipv6_agent(serf_agents, tmp_path) -> None:
+    """``[autodiscovery.serf] bind = "::1"`` on a real node, joined over the API with ``[::1]:port``."""
+    serf6 = serf_agents("serf6", bind_host="::1", role="db")
+    sections = {"autodiscovery": {"serf": {"wire": "serf", "bind": "::1", "tags": {"role": "rustyray"}}}}
+    async with local_cluster(1, tmp_path / "state", sections=sections) as c:
+        r = await c.client.post("/autodiscovery/serf/join", json={"address": f"[::1]:{serf6.port}"})
+        assert r.status_code == 200, r.text
+        await _until(lambda: serf6.members().get("node1", ("",))[0] == "alive", 10, "serf6 lists node1")
+        await _until_async(c, "serf6", "alive", 10)
+        out = await asyncio.to_thread(serf6.cli, "members")
+        print(f"\nserf members (IPv6):\n{out.stdout}")
+        _no_errors(serf6)
