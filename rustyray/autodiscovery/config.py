@@ -115,6 +115,12 @@ class SerfSettings:
     keyring_file: str = ""
     """Gossip encryption: a JSON list of base64 keys, the primary first (Serf's ``-keyring-file``
     format); ``serf keys`` rotations are written back to it. Empty: no encryption."""
+    compression: bool = True
+    """LZW-compress what the memberlist member sends, as Serf's agent does unless ``-disable-compression``
+    (what it receives is decompressed either way)."""
+    label: str = ""
+    """memberlist's cluster label (at most 255 bytes; "" for none): packets and streams with another label
+    are dropped. Serf 0.8 agents know no labels, so set it only among agents that do."""
 
     def validate(self) -> None:
         if self.retransmit_mult < 1:
@@ -125,6 +131,8 @@ class SerfSettings:
             raise ValueError(f"wire must be 'rustyray' or 'serf', not {self.wire!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
+        if len(self.label.encode()) > 255:
+            raise ValueError("label must be at most 255 bytes")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from rustyray.autodiscovery.broadcast_adapter import BroadcastAdapter
 from rustyray.autodiscovery.config import AutodiscoveryConfig
 from rustyray.autodiscovery.mdns_adapter import MdnsAdapter
 from rustyray.autodiscovery.memberlist_adapter import MemberlistAgent
-from rustyray.autodiscovery.memberlist_core import Deliver, QueryIn, QueryResponseIn
+from rustyray.autodiscovery.memberlist_core import Deliver, MemberlistConfig, QueryIn, QueryResponseIn
 from rustyray.autodiscovery.memberlist_wire import Keyring
 from rustyray.autodiscovery.serf import (
     SerfCore,
@@ -140,7 +140,8 @@ class AutodiscoveryService:
         self.memberlist = MemberlistAgent(self.node.node_id, opts.bind, opts.port, dict(opts.tags),
                                           on_event=self._foreign_event, on_query=self._foreign_query,
                                           on_query_response=self._foreign_response, keyring=keyring,
-                                          keyring_file=ring_file)
+                                          keyring_file=ring_file,
+                                          config=MemberlistConfig(compression=opts.compression, label=opts.label))
         try:
             await self.memberlist.start()
         except OSError as exc:

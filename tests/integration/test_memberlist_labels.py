@@ -76,3 +76,24 @@ async def test_a_label_is_authenticated_under_encryption() -> None:
         sealed = Keyring([KEY]).seal_packet(encode_message(MessageType.PING, {"SeqNo": 1}), b"green")
         a.on_datagram(add_label(sealed, "blue"), ("127.0.0.1", 9))
         assert a.dropped == 1
+
+
+async def test_the_toml_label_reaches_a_nodes_memberlist_member(tmp_path) -> None:
+    """``[autodiscovery.serf] label`` and ``compression`` in the node's config: a member with the same label
+    joins the node over the API; an unlabelled one is refused."""
+    from tests.harness import local_cluster
+
+    sections = {"autodiscovery": {"serf": {"wire": "serf", "label": "blue", "compression": False}}}
+    async with local_cluster(1, tmp_path / "state", sections=sections) as c, _member("a", "blue") as a, \
+            _member("b", "") as b:
+        r = await c.client.post("/autodiscovery/serf/join", json={"address": f"127.0.0.1:{a.port}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["members_learned"] >= 1
+        await _until(lambda: _status(a, "node1") == "alive", 5, "a learns node1")
+        member = c.nodes["node1"].services["autodiscovery"].memberlist
+        assert (member.core.config.label, member.core.config.compression) == ("blue", False)
+        own = next(m for m in a.members() if m["name"] == "node1")
+        port = int(str(own["address"]).rsplit(":", 1)[1])
+        with pytest.raises((OSError, WireError, asyncio.TimeoutError)):
+            await b.join("127.0.0.1", port)
+        assert _status(b, "node1") is None

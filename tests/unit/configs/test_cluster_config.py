@@ -176,6 +176,7 @@ def test_a_wrong_type_for_every_setting_names_the_table_and_the_key(path, cls, k
     ({"loadbalancer": {"retry": {"strategy": "Never"}}}, "[loadbalancer.retry] strategy must be one of"),
     ({"discovery": {"etcd": {"lease_ttl_s": "10"}}}, "[discovery.etcd] lease_ttl_s must be int, got str"),
     ({"autodiscovery": {"serf": {"tags": {"role": 1}}}}, "[autodiscovery.serf] tags.role must be str, got int"),
+    ({"autodiscovery": {"serf": {"compression": "yes"}}}, "[autodiscovery.serf] compression must be bool"),
 ])
 def test_wrong_types(doc, message):
     with pytest.raises(ConfigError) as info:
@@ -195,6 +196,7 @@ def test_wrong_types(doc, message):
     ({"autodiscovery": {"beacon": {"enabled": True}}}, "[autodiscovery] beacon.enabled requires"),
     ({"security": {"acl_default_action": "MAYBE"}}, "[security] acl_default_action: expected ALLOW or DENY"),
     ({"cluster": {"name": ""}}, "[cluster] name must not be empty"),
+    ({"autodiscovery": {"serf": {"label": "x" * 256}}}, "[autodiscovery.serf] label must be at most 255 bytes"),
 ])
 def test_values_the_subsystem_refuses_name_the_table(doc, message):
     with pytest.raises(ConfigError) as info:
@@ -361,7 +363,7 @@ def test_the_autodiscovery_tables_hold_exactly_the_keys_the_service_reads():
     assert keys(BroadcastSettings) == names(BroadcastConfig) - {"cluster_name"} | {"allowed_broadcast_addresses",
                                                                                        "secret_file"}
     assert keys(SerfSettings) == names(SerfConfig) | {"enabled", "tags", "retransmit_mult", "recent_events", "wire",
-                                                      "bind", "port", "join", "keyring_file"}
+                                                      "bind", "port", "join", "keyring_file", "compression", "label"}
     assert keys(AntiEntropySettings) == names(AntiEntropyConfig) | {"enabled", "interval_s", "request_timeout_s"}
 
 
