@@ -22,6 +22,11 @@ meaning that k (the bare baseline runs once per ``n``). Without it the nodes kee
     python bench/idle_cost.py                  # n = 1, 5, 10, 20; 10 s each
     python bench/idle_cost.py --nodes 5 10 --seconds 5
     python bench/idle_cost.py --nodes 10 20 --monitored-by all 3 --seconds 10
+    python bench/idle_cost.py --nodes 10 --profile /tmp/idle.prof   # + cProfile of the idle window
+
+``--profile`` runs cProfile over each idle window of the nodes (not the bare baseline), prints the
+top functions by own time and writes the stats for ``python -m pstats`` (issue 12's audit: which idle
+work costs what). Profiling slows the nodes, so its CPU figures are not comparable with a plain run.
 
 Prints a table and writes ``bench/results/idle_cost.json``. Loopback only.
 """
@@ -65,10 +70,26 @@ class WakeCounter:
         selector.select = select
 
 
-async def _window(wakes: WakeCounter, seconds: float) -> tuple[float, float, int]:
+async def _window(wakes: WakeCounter, seconds: float, profile: Path | None = None) -> tuple[float, float, int]:
+    import cProfile
+
+    prof = cProfile.Profile() if profile else None
     cpu0, wall0, w0 = time.process_time(), time.perf_counter(), wakes.count
+    if prof:
+        prof.enable()
     await asyncio.sleep(seconds)
-    return time.process_time() - cpu0, time.perf_counter() - wall0, wakes.count - w0
+    if prof:
+        prof.disable()
+    out = time.process_time() - cpu0, time.perf_counter() - wall0, wakes.count - w0
+    if prof and profile:
+        import io
+        import pstats
+
+        prof.dump_stats(profile)
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(35)
+        print(buf.getvalue(), file=sys.stderr)
+    return out
 
 
 async def _meshed(nodes: list[Node], timeout: float) -> None:
@@ -98,7 +119,8 @@ def fan_out(spec: str, n: int) -> int | None:
     return k
 
 
-async def measure_nodes(n: int, seconds: float, wakes: WakeCounter, monitored_by: int | None = None) -> dict[str, Any]:
+async def measure_nodes(n: int, seconds: float, wakes: WakeCounter, monitored_by: int | None = None,
+                        profile: Path | None = None) -> dict[str, Any]:
     sections = {} if monitored_by is None else {"health": {"monitored_by_nr_of_members": monitored_by}}
     with tempfile.TemporaryDirectory() as state:
         nodes: list[Node] = []
@@ -114,7 +136,7 @@ async def measure_nodes(n: int, seconds: float, wakes: WakeCounter, monitored_by
             await _meshed(nodes, 60)
         await asyncio.sleep(3.0)  # let formation settle (elections, first gossip rounds)
         sent0, hb0 = sum(x.stats.messages_sent for x in nodes), _heartbeats(nodes)
-        cpu, wall, woke = await _window(wakes, seconds)
+        cpu, wall, woke = await _window(wakes, seconds, profile)
         sent, hb = sum(x.stats.messages_sent for x in nodes) - sent0, _heartbeats(nodes) - hb0
         k = nodes[0].config.cluster.health.monitored_by_nr_of_members
         for node in nodes:
@@ -147,7 +169,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             k = fan_out(spec, n)
             log(f"{n} node(s), monitored_by {spec} (k={k if k is not None else 'config'}): forming, then "
                 f"{args.seconds:g} s idle ...")
-            ours = await measure_nodes(n, args.seconds, wakes, k)
+            ours = await measure_nodes(n, args.seconds, wakes, k, args.profile)
             if bare is None:
                 log(f"{n} bare asyncio listener(s): {args.seconds:g} s idle ...")
                 bare = await measure_bare(n, args.seconds, wakes)
@@ -162,6 +184,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--monitored-by", nargs="+", default=["default"], metavar="K",
                    help="heartbeat fan-outs to compare: 'all' (k = N - 1), an integer k, or 'default' (the config's)")
+    p.add_argument("--profile", type=Path, default=None, metavar="PATH",
+                   help="cProfile the nodes' idle windows: print the top functions, write the stats to PATH")
     p.add_argument("--out", type=Path, default=RESULTS / "idle_cost.json")
     args = p.parse_args()
     for spec in args.monitored_by:

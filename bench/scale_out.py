@@ -22,13 +22,20 @@ started exactly as ``python -m rustyray.launch`` does (in-process ``launch.start
   Ray actor call per send, so it measures Ray calls more than routing.
 - broadcast p99: sequential ``broadcast`` from node1 to all N (node-reported and through a
   driver actor's call).
+- idle CPU, side by side (issue 12: per node actor <= 1.5x a bare idle async Ray actor, flat +-25 %
+  from 5 to 20 nodes): once the cluster has formed and settled (``--idle-settle``), N bare async Ray
+  actors, each running one periodic asyncio task (``--bare-tick`` s, the minimum a real actor has),
+  are started on the same Ray cluster; then both groups idle for ``--idle-seconds`` in the same
+  window. CPU per actor = utime + stime from ``/proc/<pid>/stat`` (every thread of the worker
+  process; pids from the actors themselves) over the window; one core = 100 %. Skipped with
+  ``--address`` (the pids are not local).
 
 Simulator part: the deterministic SWIM simulator (``rustyray.sim``) through
 ``bench/membership.py``'s ``crash_join_run`` with Lifeguard, 1 % loss: time until 99 % of
 the survivors declared a crashed member Dead, and time until 99.99 % know a joiner, for
 100 / 1,000 / 10,000 members (fewer crashes and joins at the larger sizes, see ``--sim-events``).
 
-Writes ``bench/results/scale_out.json`` and five plots ``bench/results/scale_out_*.png`` (when matplotlib
+Writes ``bench/results/scale_out.json`` and six plots ``bench/results/scale_out_*.png`` (when matplotlib
 is installed; ``--plot-only`` redraws them from the JSON).
 
     flock /tmp/rustyray-ray.lock python bench/scale_out.py --ray-only --sizes 2 5 10 20 --seconds 5
@@ -52,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from routing import free_port, launch_cluster, make_actors, ms, node_call, ray_init, shutdown_cluster
+from routing import BENCH_TOML, free_port, launch_cluster, make_actors, ms, node_call, ray_init, shutdown_cluster
 from transport import log
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -105,19 +112,72 @@ def stats_received(ids: list[str]) -> int:
     return sum(node_call(i, "manager", "stats")["messages_received"] for i in ids)
 
 
-def idle_cpu(ids: list[str], seconds: float = 3.0) -> float | None:
-    """CPU % (100 = one core) used by the idle node actor processes together, or None if not local."""
-    import psutil
-
+def proc_cpu_s(pid: int) -> float | None:
+    """utime + stime of process ``pid`` (all its threads) in seconds, from /proc; None if it is gone."""
     try:
-        procs = [psutil.Process(_pid(i)) for i in ids]
-        before = [p.cpu_times() for p in procs]
-        time.sleep(seconds)
-        after = [p.cpu_times() for p in procs]
-    except (psutil.Error, ValueError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
-    used = sum((a.user + a.system) - (b.user + b.system) for a, b in zip(after, before, strict=True))
-    return round(100 * used / seconds, 1)
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is fields[0], utime [11], stime [12]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_idle_actor() -> Any:
+    """The idle baseline: a bare async Ray actor with one periodic asyncio task (nothing else)."""
+    import asyncio
+
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class BareIdle:
+        def __init__(self) -> None:
+            self.ticks = 0
+            self._task: Any = None
+
+        async def start(self, period_s: float) -> int:
+            async def tick() -> None:
+                while True:
+                    await asyncio.sleep(period_s)
+                    self.ticks += 1
+
+            self._task = asyncio.get_running_loop().create_task(tick())
+            return os.getpid()
+
+        async def ticked(self) -> int:
+            return self.ticks
+
+    return BareIdle
+
+
+def idle_phase(ids: list[str], args: argparse.Namespace, idle_cls: Any) -> dict[str, Any] | None:
+    """N node actors and N bare idle async actors idle in the same window; CPU % per actor of each group."""
+    import ray
+
+    n = len(ids)
+    bare = [idle_cls.options(name=f"idle{i}-{n}", namespace="rustyray-bench").remote() for i in range(1, n + 1)]
+    try:
+        bare_pids = ray.get([a.start.remote(args.bare_tick) for a in bare], timeout=120)
+        node_pids = [_pid(i) for i in ids]
+        time.sleep(args.idle_settle)
+        pids = node_pids + bare_pids
+        before, t0 = [proc_cpu_s(p) for p in pids], time.monotonic()
+        time.sleep(args.idle_seconds)
+        after, wall = [proc_cpu_s(p) for p in pids], time.monotonic() - t0
+        ticks = sum(ray.get([a.ticked.remote() for a in bare], timeout=30))
+    finally:
+        for a in bare:
+            ray.kill(a)
+    if None in before or None in after:
+        return None
+    used = [100 * (a - b) / wall for a, b in zip(after, before, strict=True)]
+    node, base = used[:n], used[n:]
+    node_mean, bare_mean = sum(node) / n, sum(base) / n
+    return {"seconds": round(wall, 2), "settle_s": args.idle_settle, "bare_tick_s": args.bare_tick,
+            "node_actor_cpu_percent": round(node_mean, 3), "bare_actor_cpu_percent": round(bare_mean, 3),
+            "node_actors_total_cpu_percent": round(sum(node), 2), "bare_actors_total_cpu_percent": round(sum(base), 2),
+            "ratio": round(node_mean / bare_mean, 2) if bare_mean > 0 else None,
+            "node_actor_cpu_percent_max": round(max(node), 3), "bare_actor_cpu_percent_max": round(max(base), 3),
+            "bare_ticks": ticks, "clock_tick_s": round(1 / os.sysconf("SC_CLK_TCK"), 4)}
 
 
 def _pid(node_id: str) -> int:
@@ -252,7 +312,7 @@ def bare_ray(n: int, args: argparse.Namespace, bare_cls: Any) -> dict[str, Any]:
             "call_p99_ms_worst_node": max(r["p99_ms"] for r in reports)}
 
 
-def one_size(n: int, args: argparse.Namespace, driver: Any) -> dict[str, Any]:
+def one_size(n: int, args: argparse.Namespace, driver: Any, idle_cls: Any) -> dict[str, Any]:
     import ray
 
     ids = [f"node{i}" for i in range(1, n + 1)]
@@ -261,7 +321,8 @@ def one_size(n: int, args: argparse.Namespace, driver: Any) -> dict[str, Any]:
     watch.start()
     log(f"[{n} nodes] launching ...")
     extra = shlex.split(args.launch_args) if args.launch_args else []
-    summary = launch_cluster(n, free_port(), extra=extra, state_root=args.state_root)
+    summary = launch_cluster(n, free_port(), config_text=BENCH_TOML + args.extra_toml, extra=extra,
+                             state_root=args.state_root)
     launch_s = time.monotonic() - t0
     try:
         watch.join(timeout=max(1.0, 300 - launch_s))
@@ -269,8 +330,16 @@ def one_size(n: int, args: argparse.Namespace, driver: Any) -> dict[str, Any]:
         if watch.formed_s is None:
             raise TimeoutError(f"{n} nodes did not form a cluster")
         log(f"[{n} nodes] formed after {watch.formed_s:.1f}s (launch total {launch_s:.1f}s)")
-        cpu = idle_cpu(ids) if not args.address else None
-        log(f"[{n} nodes] idle node actors use {cpu}% CPU together; node-side load for {args.seconds:.0f}s ...")
+        idle = None
+        if not args.address and args.idle_seconds > 0:
+            log(f"[{n} nodes] idle CPU: {n} node actors beside {n} bare idle async actors "
+                f"for {args.idle_seconds:.0f}s ...")
+            idle = idle_phase(ids, args, idle_cls)
+        cpu = idle["node_actors_total_cpu_percent"] if idle else None
+        if idle:
+            log(f"[{n} nodes] idle: {idle['node_actor_cpu_percent']:.2f}% per node actor, "
+                f"{idle['bare_actor_cpu_percent']:.2f}% per bare actor ({idle['ratio']}x)")
+        log(f"[{n} nodes] node-side load for {args.seconds:.0f}s ...")
         load = node_load(ids, args)
         log(f"[{n} nodes] node-side: {load['acked_per_s']:,.0f} acked/s ({load['per_node_acked_per_s']:,.0f} per node, "
             f"{load['failed']} failed, start skew {load['start_skew_s']:.2f}s)")
@@ -286,7 +355,7 @@ def one_size(n: int, args: argparse.Namespace, driver: Any) -> dict[str, Any]:
         row = {
             "nodes": n, "formation_s": round(watch.formed_s, 2), "launch_total_s": round(launch_s, 2),
             "launch_reported_startup_s": summary["startup_seconds"], "raft_leader": watch.leader,
-            "idle_cpu_percent_all_node_actors": cpu, "in_flight_per_node": args.per_node,
+            "idle_cpu_percent_all_node_actors": cpu, "idle": idle, "in_flight_per_node": args.per_node,
             "node_load": load, "driver_load": drv,
             "broadcast_in_node": ms(b["inner"]), "broadcast_actor_call": ms(b["e2e"]),
             "broadcast_incomplete": b["incomplete"],
@@ -307,8 +376,9 @@ def ray_part(args: argparse.Namespace) -> list[dict[str, Any]]:
         driver_cls, _ = make_actors()
         driver = driver_cls.remote()
         bare_cls = make_bare_node()
+        idle_cls = make_idle_actor()
         for n in args.sizes:
-            row = one_size(n, args, driver)
+            row = one_size(n, args, driver, idle_cls)
             time.sleep(2)  # let the stopped actors' processes exit before the baseline
             log(f"[{n} nodes] bare-Ray baseline: {n} plain async actors for {args.seconds:.0f}s ...")
             row["bare_ray"] = bare_ray(n, args, bare_cls)
@@ -323,7 +393,9 @@ def ray_part(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def targets(real: list[dict[str, Any]]) -> dict[str, Any]:
     """Issue 12's targets: the largest cluster formed in <= 30 s; its aggregate acked sends/s >= 0.8x the
-    2-node figure (or the smallest size measured), with the same ratio for bare Ray beside it."""
+    2-node figure (or the smallest size measured), with the same ratio for bare Ray beside it; idle CPU per
+    node actor <= 1.5x a bare idle async actor's at every size, and flat (every size from 5 nodes up within
+    +-25 % of the 5-node figure, or of the smallest size >= 5 measured)."""
     if not real:
         return {}
     small = next((r for r in real if r["nodes"] == 2), real[0])
@@ -332,12 +404,25 @@ def targets(real: list[dict[str, Any]]) -> dict[str, Any]:
     ratio = big["node_load"]["acked_per_s"] / base if base else None
     bare = (big["bare_ray"]["calls_per_s"] / small["bare_ray"]["calls_per_s"]
             if "bare_ray" in big and small.get("bare_ray", {}).get("calls_per_s") else None)
-    return {"largest": big["nodes"], "baseline_size": small["nodes"],
-            "formation_s": big["formation_s"], "formation_target_s": 30.0,
-            "formation_met": big["formation_s"] <= 30.0,
-            "throughput_ratio": None if ratio is None else round(ratio, 3), "throughput_ratio_target": 0.8,
-            "throughput_met": ratio is not None and ratio >= 0.8,
-            "bare_ray_ratio": None if bare is None else round(bare, 3)}
+    out = {"largest": big["nodes"], "baseline_size": small["nodes"],
+           "formation_s": big["formation_s"], "formation_target_s": 30.0,
+           "formation_met": big["formation_s"] <= 30.0,
+           "throughput_ratio": None if ratio is None else round(ratio, 3), "throughput_ratio_target": 0.8,
+           "throughput_met": ratio is not None and ratio >= 0.8,
+           "bare_ray_ratio": None if bare is None else round(bare, 3)}
+    idle = [r for r in real if r.get("idle")]
+    if idle:
+        ratios = {r["nodes"]: r["idle"]["ratio"] for r in idle}
+        flat = [r for r in idle if r["nodes"] >= 5]
+        spread = None
+        if len(flat) >= 2:
+            ref = flat[0]["idle"]["node_actor_cpu_percent"]
+            spread = {r["nodes"]: round(r["idle"]["node_actor_cpu_percent"] / ref - 1, 3) for r in flat}
+        out.update(idle_ratio_by_size=ratios, idle_ratio_target=1.5,
+                   idle_ratio_met=all(x is not None and x <= 1.5 for x in ratios.values()),
+                   idle_flatness_vs_smallest=spread, idle_flatness_target=0.25,
+                   idle_flat_met=None if spread is None else all(abs(v) <= 0.25 for v in spread.values()))
+    return out
 
 
 # --------------------------------------------------------------------------- simulator part
@@ -480,6 +565,15 @@ def plot(real: list[dict[str, Any]], sim: list[dict[str, Any]], outdir: Path) ->
             ([r["node_load"]["per_node_acked_per_s"] for r in real], "o-", "RustyRay acked sends/s per node"),
             ([r["bare_ray"]["per_node_calls_per_s"] for r in real], "s-", "bare Ray calls/s per actor"),
         ], xlabel="node actors", ylabel="per second per node", title="Per-node throughput (2 cores shared)")
+        idle = [r for r in real if r.get("idle")]
+        if idle:
+            xs = [r["nodes"] for r in idle]
+            line_plot("scale_out_idle_cpu.png", xs, [
+                ([r["idle"]["node_actor_cpu_percent"] for r in idle], "o-", "RustyRay node actor (idle cluster)"),
+                ([r["idle"]["bare_actor_cpu_percent"] for r in idle], "s-", "bare async Ray actor, one periodic task"),
+                ([1.5 * r["idle"]["bare_actor_cpu_percent"] for r in idle], "k:", "target: 1.5x bare"),
+            ], xlabel="actors (of each kind, same cluster, same window)", ylabel="% of one core per actor",
+                title="Idle CPU per actor, measured side by side")
         line_plot("scale_out_broadcast_p99.png", ns, [
             ([r["broadcast_in_node"]["p99_ms"] for r in real], "o-", "p99 in node"),
             ([r["broadcast_actor_call"]["p99_ms"] for r in real], "s--", "p99 via actor call"),
@@ -497,16 +591,20 @@ def plot(real: list[dict[str, Any]], sim: list[dict[str, Any]], outdir: Path) ->
 
 def print_tables(real: list[dict[str, Any]], sim: list[dict[str, Any]], goal: dict[str, Any]) -> None:
     if real:
-        head = (f"{'nodes':>5} {'formed s':>9} {'launch s':>9} {'idle cpu%':>9} {'acked/s':>9} {'per node':>9} "
+        head = (f"{'nodes':>5} {'formed s':>9} {'launch s':>9} {'idle/node%':>10} {'idle/bare%':>10} {'ratio':>6} "
+                f"{'acked/s':>9} {'per node':>9} "
                 f"{'p99 ms':>8} {'bare/s':>9} {'bare/node':>9} {'driver/s':>9} {'frames/s':>9} {'bcast p99':>9}")
         print(head)
         print("-" * len(head))
         for r in real:
             nl, br, drv = r["node_load"], r["bare_ray"], r.get("driver_load")
-            cpu = r["idle_cpu_percent_all_node_actors"]
-            cpu_s = "-" if cpu is None else f"{cpu:.0f}"
+            idle = r.get("idle") or {}
+            node_s = "-" if not idle else f"{idle['node_actor_cpu_percent']:.2f}"
+            bare_s = "-" if not idle else f"{idle['bare_actor_cpu_percent']:.2f}"
+            ratio_s = "-" if not idle or idle["ratio"] is None else f"{idle['ratio']:.2f}"
             drv_s = "-" if not drv else f"{drv['acked_per_s']:,.0f}"
-            print(f"{r['nodes']:>5} {r['formation_s']:>9.2f} {r['launch_total_s']:>9.2f} {cpu_s:>9} "
+            print(f"{r['nodes']:>5} {r['formation_s']:>9.2f} {r['launch_total_s']:>9.2f} {node_s:>10} {bare_s:>10} "
+                  f"{ratio_s:>6} "
                   f"{nl['acked_per_s']:>9,.0f} {nl['per_node_acked_per_s']:>9,.0f} "
                   f"{nl['latency_p99_ms_worst_node']:>8.1f} {br['calls_per_s']:>9,.0f} "
                   f"{br['per_node_calls_per_s']:>9,.0f} {drv_s:>9} "
@@ -515,12 +613,19 @@ def print_tables(real: list[dict[str, Any]], sim: list[dict[str, Any]], goal: di
               "load generated inside every node (routing.load_run to its successor), summed over the nodes;")
         print("  bare/s: N plain async Ray actors, each calling its successor with the same window; driver/s: the old "
               "driver-actor-driven sends; p99 ms: worst node's send p99; bcast p99: node-reported, ms")
+        print("  idle/node%, idle/bare%: CPU per actor (% of one core, /proc utime+stime) of the N idle node actors "
+              "and of N bare idle async Ray actors (one periodic task) in the same window; ratio = node / bare")
     if goal:
         formed = "met" if goal["formation_met"] else "NOT met"
         through = "met" if goal["throughput_met"] else "NOT met"
         print(f"  targets: {goal['largest']} nodes formed in {goal['formation_s']:.1f}s (target <= 30 s: {formed}); "
               f"acked/s {goal['largest']}/{goal['baseline_size']} nodes = {goal['throughput_ratio']}x "
               f"(target >= 0.8x: {through}); bare Ray {goal['bare_ray_ratio']}x")
+        if "idle_ratio_by_size" in goal:
+            ratio_ok = "met" if goal["idle_ratio_met"] else "NOT met"
+            flat_ok = {True: "met", False: "NOT met", None: "n/a"}[goal["idle_flat_met"]]
+            print(f"  idle: node/bare per actor {goal['idle_ratio_by_size']} (target <= 1.5x: {ratio_ok}); "
+                  f"change vs smallest size >= 5: {goal['idle_flatness_vs_smallest']} (target +-25 %: {flat_ok})")
     if sim:
         print()
         head = (f"{'members':>8} {'crashes':>7} {'joins':>5} {'detect p50 s':>12} {'detect max s':>12} "
@@ -550,7 +655,15 @@ def main() -> int:
     p.add_argument("--no-driver-loop", dest="driver_loop", action="store_false",
                    help="skip the old driver-driven throughput column (saves --seconds per size)")
     p.add_argument("--samples", type=int, default=200, help="broadcasts per size")
+    p.add_argument("--idle-seconds", type=float, default=10.0,
+                   help="seconds of the side-by-side idle-CPU window per size (0 skips the phase)")
+    p.add_argument("--idle-settle", type=float, default=3.0,
+                   help="seconds to wait after the bare idle actors started, before the idle window")
+    p.add_argument("--bare-tick", type=float, default=1.0,
+                   help="period (s) of the one asyncio task each bare idle actor runs")
     p.add_argument("--address", default=None, help="join this Ray cluster ('auto' for a `ray up` cluster)")
+    p.add_argument("--extra-toml", default="",
+                   help='TOML appended to the bench config, for A/B runs (e.g. "[raft]\\ntick_interval = 0.1")')
     p.add_argument("--launch-args", default="", help='extra launch options, e.g. "--host auto" on many machines')
     p.add_argument("--state-root", default=None,
                    help="directory for the clusters' state dirs (default: the system temp dir)")

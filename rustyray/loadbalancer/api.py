@@ -115,10 +115,15 @@ class LoadBalancerApi:
                 for n, c in sorted(self._svc.limits.items())]
         return RateLimitsReport(node=self._node.node_id, limits=rows, refused=dict(self._svc.refused))
 
-    def stats(self) -> StatsReport:
-        """What Adaptive and LeastConnections see for every live member right now."""
+    async def stats(self) -> StatsReport:
+        """What Adaptive and LeastConnections see for every live member right now.
+
+        The background poll asks only a bounded set of members each round, so this first polls the
+        live members whose report is older than one interval: the loads shown are all fresh.
+        """
         svc = self._svc
         live = self._node.live_members()
+        await svc.loads.refresh(live)
         svc.refresh_connections(live)
         snap = svc.tracker.snapshot()
         adaptive = svc.config.adaptive

@@ -12,7 +12,9 @@ Inputs, all live:
   (UNAVAILABLE / TOO_MANY_REQUESTS), the second records the outcome in the breaker and the EWMAs.
 - Connection counts come from the pool service (open pooled connections to each peer).
 - CPU and memory load: every ``load_poll_interval_sec`` this node samples its own process
-  with psutil and asks every live member for theirs (``loadbalancer.load_poll_adapter``).
+  with psutil and asks a bounded set of members for theirs (``loadbalancer.load_poll_adapter``):
+  those it routed to or selected recently (``before_send`` and ``select`` tell the planner)
+  plus a small sample of the others, so the idle cost per node does not grow with the cluster.
 
 Selection through the API is a query: it peeks at breakers and buckets (taking no trial
 slot and no token) and ConsistentHash's bounded-load assignment is released at once, so
@@ -87,7 +89,7 @@ class LoadBalancerService:
             for name in StrategyName
         }
         self.selector = NodeSelector(self.breakers, self.limiters, self.tracker, self.strategies)
-        self.loads = LoadPoller(node, self.tracker, self.config)
+        self.loads = LoadPoller(node, self.tracker, self.config, self.rng)
         self.settings = settings
         """The cluster-wide settings channel (retry policy, rate limits with scope cluster)."""
         settings.subscribe(RETRY_KEY, lambda _key, value: self.apply_retry(**value))
@@ -125,7 +127,9 @@ class LoadBalancerService:
 
         An admitted send must be followed by exactly one ``after_send`` for the same target.
         """
-        refusal = self.selector.admit(target_node, time.monotonic())
+        now = time.monotonic()
+        self.loads.planner.used(target_node, now)
+        refusal = self.selector.admit(target_node, now)
         if refusal is not None:
             raise DomainError(_REFUSAL_KIND[refusal.reason], refusal.message, "target_node")
 
@@ -183,9 +187,11 @@ class LoadBalancerService:
                            "available_nodes" if available_nodes is not None else None)
         self.refresh_connections(candidates)
         try:
-            return self.selector.choose(name, candidates, routing_key), skipped
+            selection = self.selector.choose(name, candidates, routing_key)
         except NoAvailableNodeError as exc:
             raise unavailable(str(exc)) from None
+        self.loads.planner.used(selection.selected_node, time.monotonic())
+        return selection, skipped
 
     # ------------------------------------------------------------------ circuit breakers (041)
     def breaker_statuses(self, now: float) -> list[CircuitStatus]:

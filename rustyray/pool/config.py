@@ -40,6 +40,11 @@ class PoolConfig:
     """MaxLifetime: close idle connections older than this, whatever min_size (warm-up replaces them)."""
     max_idle: int = 10
     """LRU: keep at most this many idle connections, closing the least recently used ones."""
+    idle_pool_timeout_sec: float = 60.0
+    """A whole pool unused this long (no lease, no exchange on its connections, nothing pending) is
+    dropped: its dialled connections closed, the node's primary connection let go (not closed). So
+    a node keeps pools, and their health probes and refills, only for the peers it talks to; the
+    next use (lease, warm-up, the statistics API) adopts the primary again."""
 
     def validate(self) -> None:
         require(self.min_size >= 0, "min_size", "must be >= 0")
@@ -52,6 +57,7 @@ class PoolConfig:
         require(self.idle_timeout_sec > 0, "idle_timeout_sec", "must be > 0")
         require(self.max_lifetime_sec > 0, "max_lifetime_sec", "must be > 0")
         require(self.max_idle >= 0, "max_idle", "must be >= 0")
+        require(self.idle_pool_timeout_sec > 0, "idle_pool_timeout_sec", "must be > 0")
 
     @classmethod
     def lan(cls) -> PoolConfig:
@@ -62,7 +68,7 @@ class PoolConfig:
     def local(cls) -> PoolConfig:
         """Small, fast-cycling pools for single-host tests."""
         return cls(min_size=1, max_size=4, acquire_timeout_sec=1.0, health_check_interval_sec=5.0,
-                   idle_timeout_sec=10.0, max_lifetime_sec=60.0, max_idle=2)
+                   idle_timeout_sec=10.0, max_lifetime_sec=60.0, max_idle=2, idle_pool_timeout_sec=20.0)
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,8 @@ class PoolServiceConfig:
     multiplex: MultiplexConfig = field(default_factory=MultiplexConfig)
     """Stream limit per connection (max_streams, default 100)."""
     maintenance_interval_sec: float = 0.5
-    """Seconds between maintenance passes (eviction, health probes, min_size refill)."""
+    """Seconds between maintenance passes (eviction, health probes, min_size refill, idle-pool release);
+    a pass touches only the pools of peers in use, so its cost does not grow with the cluster."""
     health_probe_timeout_sec: float = 2.0
     """Timeout (s) of the Echo probe sent on an idle connection due a health check."""
 

@@ -16,6 +16,10 @@ class PoolManager(PerNode[NodePool]):
     def _make(self, node: str) -> NodePool:
         return NodePool(node, self.config)
 
+    def __contains__(self, node: object) -> bool:
+        """Does ``node`` have a pool (without making one)?"""
+        return node in self._by_node
+
     def nodes(self) -> list[str]:
         return sorted(self._by_node)
 

@@ -14,7 +14,9 @@ out; the adapter fails their awaits. After any call that may free capacity (a di
 failed open, an unhealthy release) the adapter calls ``plan_opens()`` (with its own backoff
 for a failing node) to learn how many connections to start for the remaining waiters.
 ``next_deadline()`` gives the next time the adapter must call back (waiter timeouts, health
-checks, evictions), like aioquic's ``get_timer``. The same FIFO discipline is what HikariCP
+checks, evictions), like aioquic's ``get_timer``. ``idle_since()`` says since when a quiet pool
+(no waiter, pending open, lease or probe) has gone unused, so the owner can drop pools of peers
+it no longer talks to (issue 12: upkeep only for the peers in use). The same FIFO discipline is what HikariCP
 and Go's ``database/sql`` use so no waiter starves.
 """
 
@@ -111,6 +113,8 @@ class NodePool:
         self._next_waiter = 0
         self.pending = 0
         """Opens requested from the adapter and not yet reported back."""
+        self.last_activity: float | None = None
+        """Last acquire, release, added connection or ``touch`` (None: never used)."""
 
     # ---- counts -------------------------------------------------------------------------
 
@@ -153,6 +157,7 @@ class NodePool:
 
     def acquire(self, now: float, timeout: float | None = None) -> AcquireOutcome:
         """Lease an idle connection or queue a FIFO waiter (see the module docstring)."""
+        self.last_activity = now
         waiter_id = self._next_waiter
         self._next_waiter += 1
         if self._idle and not self._waiters:
@@ -175,6 +180,7 @@ class NodePool:
 
     def _make_available(self, conn_id: str, now: float) -> Grant | None:
         """A connection became free: give it to the head waiter, or park it idle."""
+        self.last_activity = now
         if self._waiters:
             waiter_id = next(iter(self._waiters))
             del self._waiters[waiter_id]
@@ -267,6 +273,16 @@ class NodePool:
 
     # ---- maintenance --------------------------------------------------------------------
 
+    def touch(self, now: float) -> None:
+        """The pool's connections carried traffic at ``now`` that did not go through a lease."""
+        self.last_activity = now
+
+    def idle_since(self) -> float | None:
+        """When a quiet pool was last used (-inf: never); None while a waiter, open, lease or probe is on."""
+        if self._waiters or self.pending or len(self._idle) != len(self._conns):
+            return None
+        return float("-inf") if self.last_activity is None else self.last_activity
+
     def health_checks_due(self, now: float) -> list[str]:
         """Idle connections unchecked for ``health_check_interval_sec``; they move to Checking."""
         due = [
@@ -285,10 +301,11 @@ class NodePool:
             del self._conns[conn_id]
             return None
         conn.last_checked_at = now
-        last_used = conn.last_used_at
+        last_used, last_activity = conn.last_used_at, self.last_activity
         grant = self._make_available(conn_id, now)
         if grant is None:
             conn.last_used_at = last_used  # a probe is not a use; idle timeout keeps counting
+            self.last_activity = last_activity
         return grant
 
     def evict(self, now: float) -> list[str]:

@@ -19,8 +19,15 @@ adapter (``pool.service``) carries out in order:
   replacements for the remaining waiters. The lease calls take the ``NodePool`` the lease began
   on, so a lease that outlives its peer's pool touches no newer pool.
 - Maintenance (``maintain(now, ...)``): drop the pools of peers the node no longer wants,
-  apply the eviction policy, start health probes (``Probe``; ``probe_result`` settles one) and
-  refill connected peers' pools below ``min_size``.
+  apply the eviction policy, start health probes (``Probe``; ``probe_result`` settles one),
+  refill connected peers' pools below ``min_size`` and release idle pools.
+- Bounded upkeep (issue 12). Pools are lazy: the adapter adopts a primary only when the peer is
+  used (a lease, a warm-up, the statistics API), never merely because it connected, and a pool
+  left quiet for ``idle_pool_timeout_sec`` is released (``Close`` for its dialled connections,
+  ``Forget`` for the primary, which stays the node's). ``activity`` tells ``maintain`` how many
+  exchanges each pooled peer's connections have started; a change counts as use. So probes,
+  refills and eviction passes cost in proportion to the peers this node talks to, not the
+  cluster size.
 - Dials: the adapter dials with the pool it planned for (``pool(peer)``) and reports
   ``dial_failed`` or ``dialled``; a dial that ends after that pool was dropped is closed
   (``is_current`` is False), not added.
@@ -28,7 +35,7 @@ adapter (``pool.service``) carries out in order:
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from rustyray.pool.config import PoolConfig
@@ -99,6 +106,10 @@ class PeerPools:
         """Connections the pools dialled."""
         self.evicted_total = 0
         """Connections eviction closed."""
+        self.released_total = 0
+        """Idle pools released (``idle_pool_timeout_sec``)."""
+        self._activity: dict[str, int] = {}
+        """Peer -> the exchange count ``maintain`` last saw for it."""
 
     # ---- reads --------------------------------------------------------------------------
 
@@ -108,7 +119,11 @@ class PeerPools:
 
     def connections_to(self, peer: str) -> int:
         """Open pooled connections to ``peer`` (0 without a pool)."""
-        return self.manager.get(peer).total if peer in self.manager.nodes() else 0
+        return self.manager.get(peer).total if peer in self.manager else 0
+
+    def peers(self) -> list[str]:
+        """Peers with a pool, sorted."""
+        return self.manager.nodes()
 
     def pooled_ids(self, peer: str) -> list[str]:
         """Tracked conn ids in ``peer``'s pool, in tracking order."""
@@ -148,6 +163,8 @@ class PeerPools:
         if self.primary.get(peer) == conn_id:
             del self.primary[peer]
         actions: list[Action] = [self._forget(conn_id)] if conn_id in self.owner else []
+        if peer not in self.manager:
+            return actions  # its pool was dropped already; do not make an empty one
         pool = self.manager.get(peer)
         if pool.state_of(conn_id) is not None:
             pool.discard(conn_id)
@@ -194,7 +211,7 @@ class PeerPools:
 
     def is_current(self, pool: NodePool) -> bool:
         """Is ``pool`` still its peer's pool (not dropped since the dial began)?"""
-        return pool.node in self.manager.nodes() and self.manager.get(pool.node) is pool
+        return pool.node in self.manager and self.manager.get(pool.node) is pool
 
     def dialled(self, pool: NodePool, conn_id: str, now: float) -> list[Action]:
         """A dial for the current ``pool`` finished: track it; it serves the head waiter or idles."""
@@ -204,17 +221,28 @@ class PeerPools:
     # ---- maintenance --------------------------------------------------------------------
 
     def maintain(self, now: float, wanted: Collection[str], connected: Collection[str],
-                 closed: Collection[str]) -> tuple[list[Action], list[str]]:
+                 closed: Collection[str], activity: Mapping[str, int] | None = None) -> tuple[list[Action], list[str]]:
         """One pass over every pool; returns the actions and the evicted conn ids.
 
         ``wanted``: peers the node still wants; ``connected``: peers with a live primary
-        connection; ``closed``: tracked conn ids whose connection has closed.
+        connection; ``closed``: tracked conn ids whose connection has closed; ``activity``:
+        pooled peer -> exchanges started on its connections so far (a change since the last pass
+        is a use; a peer not in it is judged by its leases alone).
         """
         actions: list[Action] = []
         for peer in self.manager.nodes():
             if peer not in wanted:
                 self.primary.pop(peer, None)
+                self._activity.pop(peer, None)
                 actions += [self._close(c, "peer left") for c in self.manager.remove(peer) if c in self.owner]
+        for peer, count in (activity or {}).items():
+            if peer in self.manager and self._activity.get(peer) != count:
+                self._activity[peer] = count
+                self.manager.get(peer).touch(now)
+        for peer in self.manager.nodes():
+            since = self.manager.get(peer).idle_since()
+            if since is not None and now - since >= self.manager.config.idle_pool_timeout_sec:
+                actions += self.release(peer)
         evicted: list[str] = []
         for peer in self.manager.nodes():
             pool = self.manager.get(peer)
@@ -230,6 +258,17 @@ class PeerPools:
             if peer in connected and pool.total + pool.pending < pool.config.min_size:
                 actions += self._opens(peer, pool.warmup(pool.config.min_size).to_open)
         return actions, evicted
+
+    def release(self, peer: str) -> list[Action]:
+        """Drop ``peer``'s pool: close its dialled connections, let go of the primary (the node's)."""
+        primary = self.primary.pop(peer, None)
+        self._activity.pop(peer, None)
+        self.released_total += 1
+        actions: list[Action] = []
+        for cid in self.manager.remove(peer):
+            if cid in self.owner:
+                actions.append(self._forget(cid) if cid == primary else self._close(cid, "pool idle"))
+        return actions
 
     def probe_result(self, peer: str, conn_id: str, ok: bool, now: float) -> list[Action]:
         """A health probe finished; a failed connection is closed and replaced for the waiters."""

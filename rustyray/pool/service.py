@@ -6,14 +6,16 @@ connections to that peer; ``PeerPools`` (``pool.peer_pools``) makes every decisi
 and this adapter carries out its actions:
 
 - The node's primary outbound connection to a peer (``node.peers[p].conn``, the one
-  ``node.request`` uses) is adopted as the pool's first connection. It is pinned: if an
-  eviction pass picks it, it is re-adopted instead of closed (closing it would only make the
-  node redial). Inbound connections belong to the peer's pool, not ours.
+  ``node.request`` uses) is adopted as the pool's first connection when the peer is first
+  used (a lease, a warm-up, the statistics API), not when it merely connects: pools are lazy,
+  and one unused for ``idle_pool_timeout_sec`` is released (issue 12, see ``PeerPools``). The
+  primary is pinned: if an eviction pass picks it, it is re-adopted instead of closed (closing
+  it would only make the node redial). Inbound connections belong to the peer's pool, not ours.
 - Warm-up dials more real connections with ``node.dial(host, port, expect_node=peer)``.
 - A maintenance task (every ``maintenance_interval_sec``) applies the eviction policy and
-  closes what it picks, probes idle connections due a health check with an ``Echo``, and
-  refills pools below ``min_size``. A watcher per pooled connection drops it from the pool
-  the moment the socket closes.
+  closes what it picks, probes idle connections due a health check with an ``Echo``, refills
+  pools below ``min_size`` and releases idle pools; it visits only the peers that have a pool.
+  A watcher per pooled connection drops it from the pool the moment the socket closes.
 - ``lease(peer)`` is an exclusive acquire/release around one use (FIFO waiters, opens on
   demand), for callers that want pool semantics.
 
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING
 from rustyray.pool.api import EVICTION_KEY, PoolApi, eviction_config
 from rustyray.pool.config import PoolConfig, PoolServiceConfig
 from rustyray.pool.errors import PoolError, PoolExhaustedError
+from rustyray.pool.node_pool import PoolStats
 from rustyray.pool.peer_pools import Action, Close, Forget, Hand, Open, PeerPools, Probe, Track
 from rustyray.pool.streams_adapter import PoolStreams
 from rustyray.pool.waiters_adapter import Waiters
@@ -56,6 +59,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class PoolStatsView:
+    """Every pool's stats, plus a row for each connected peer that has no pool (pools are lazy).
+
+    Such a peer's row is its primary connection as one idle connection: the row its pool shows once
+    adopted, reported without making the pool (so metrics keep describing every peer, and reading
+    them costs no upkeep).
+    """
+
+    def __init__(self, service: PoolService) -> None:
+        self._svc = service
+
+    def nodes(self) -> list[str]:
+        """Peers with a real pool."""
+        return self._svc.pools.peers()
+
+    def stats(self) -> list[PoolStats]:
+        svc = self._svc
+        rows = {s.node: s for s in svc.pools.manager.stats()}
+        max_size = svc.config.pool.max_size
+        for peer_id, peer in list(svc.node.peers.items()):
+            if peer_id not in rows and peer_id != svc.node.node_id and peer.connected:
+                rows[peer_id] = PoolStats(node=peer_id, total_connections=1, active=0, idle=1, max_size=max_size,
+                                          utilization=0.0, pending_opens=0, waiters=0, checking=0)
+        return [rows[p] for p in sorted(rows)]
+
+
 class PoolService:
     """Per-peer pools of real connections (see the module docstring)."""
 
@@ -63,8 +92,8 @@ class PoolService:
         self.node = node
         self.config = node.config.cluster.pool
         self.pools = PeerPools(self.config.pool)
-        self.manager = self.pools.manager
-        """The per-peer ``NodePool``s (the metrics read their stats)."""
+        self.manager = PoolStatsView(self)
+        """The per-peer pool stats the metrics and ``health`` read (unpooled connected peers included)."""
         self.conns: dict[str, Connection] = {}
         """Tracked conn id -> connection; always the keys of ``pools.owner``."""
         self._leases: Waiters[tuple[str, int], str] = Waiters()  # (peer, waiter id) -> conn id
@@ -74,6 +103,8 @@ class PoolService:
         self.settings = settings
         """The cluster-wide settings channel (``eviction/configure`` with scope cluster)."""
         settings.subscribe(EVICTION_KEY, lambda _key, value: self.apply_eviction(**value))
+        self._watched: set[str] = set()  # conn ids with a live close watcher
+        self._pools_changed = asyncio.Event()  # set whenever actions ran: wakes an idle maintenance loop
         self.api = PoolApi(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -129,12 +160,15 @@ class PoolService:
     # ------------------------------------------------------------------ carrying out the core's actions
     def _apply(self, actions: list[Action], conn: Connection | None = None) -> None:
         """Do what ``PeerPools`` decided, in order; ``conn`` is the connection a ``Track`` names."""
+        self._pools_changed.set()
         for action in actions:
             match action:
                 case Track(peer=peer_id, conn_id=cid):
                     assert conn is not None and conn.conn_id == cid
                     self.conns[cid] = conn
-                    self.node.spawn(self._watch(peer_id, conn), name=f"pool watch {cid}")
+                    if cid not in self._watched:  # a re-adopted primary keeps its first watcher
+                        self._watched.add(cid)
+                        self.node.spawn(self._watch(peer_id, conn), name=f"pool watch {cid}")
                 case Close(conn_id=cid, reason=reason):
                     self.conns.pop(cid).close(reason)
                 case Forget(conn_id=cid):
@@ -153,11 +187,11 @@ class PoolService:
 
     # ------------------------------------------------------------------ connection tracking
     def on_peer_event(self, event: str, peer_id: str) -> None:
-        if event == "connected":
-            self._adopt_primary(peer_id)
+        if event == "connected" and peer_id in self.pools.manager:
+            self._adopt_primary(peer_id)  # a reconnect of a peer in use; others wait for their first use
 
     def adopt_connected(self) -> None:
-        """Adopt the primary connection of every connected peer."""
+        """Adopt the primary connection of every connected peer (the statistics API: report them all)."""
         for peer_id, peer in list(self.node.peers.items()):
             if peer.connected:
                 self._adopt_primary(peer_id)
@@ -172,7 +206,10 @@ class PoolService:
         self._apply(self.pools.adopt_primary(peer_id, conn.conn_id, time.monotonic()), conn)
 
     async def _watch(self, peer_id: str, conn: Connection) -> None:
-        await conn.wait_closed()
+        try:
+            await conn.wait_closed()
+        finally:
+            self._watched.discard(conn.conn_id)
         self._apply(self.pools.connection_lost(peer_id, conn.conn_id))
 
     # ------------------------------------------------------------------ opening
@@ -204,6 +241,7 @@ class PoolService:
         """Dial until the pool to a connected ``peer_id`` holds min(target, max_size); the plan and the opened count."""
         self._adopt_primary(peer_id)
         plan = self.pools.pool(peer_id).warmup(target_size)
+        self._pools_changed.set()
         return plan, await self._open(peer_id, plan.to_open)
 
     # ------------------------------------------------------------------ leasing
@@ -220,6 +258,7 @@ class PoolService:
             raise KeyError(peer_id)
         self._adopt_primary(peer_id)
         pool = self.pools.pool(peer_id)
+        self._pools_changed.set()
         now = time.monotonic()
         outcome, opens = self.pools.acquire(pool, now, timeout)
         conn_id = outcome.conn_id
@@ -248,15 +287,22 @@ class PoolService:
             except PoolError:
                 log.exception("pool maintenance failed on %s", self.node.node_id)
             await asyncio.sleep(self.config.maintenance_interval_sec)
+            if not self.pools.peers():  # nothing to maintain: sleep until a pool appears, not every interval
+                self._pools_changed.clear()
+                await self._pools_changed.wait()
 
     def maintain(self) -> list[str]:
         """One pass: adopt primaries, drop departed peers' pools, evict, probe, refill; returns closed ids."""
         now = time.monotonic()
-        self.adopt_connected()
-        peers = list(self.node.peers.items())
+        pooled = self.pools.peers()
+        for peer_id in pooled:
+            self._adopt_primary(peer_id)  # a primary replaced since the last pass
+        peers = [(p, self.node.peers.get(p)) for p in pooled]
+        activity = {p: sum(self.streams.opened_total(c) for c in self.pools.pooled_ids(p)) for p in pooled}
         actions, evicted = self.pools.maintain(
-            now, wanted={p for p, peer in peers if peer.wanted}, connected={p for p, peer in peers if peer.connected},
-            closed={cid for cid, conn in self.conns.items() if conn.is_closed})
+            now, wanted={p for p, peer in peers if peer is not None and peer.wanted},
+            connected={p for p, peer in peers if peer is not None and peer.connected},
+            closed={cid for cid, conn in self.conns.items() if conn.is_closed}, activity=activity)
         self._apply(actions)
         self.streams.prune()
         return evicted
@@ -274,9 +320,16 @@ class PoolService:
 
     # ------------------------------------------------------------------ reads for other services
     def connection_count(self, peer_id: str) -> int:
-        """Open pooled connections to ``peer_id`` (what LeastConnections reads)."""
-        self._adopt_primary(peer_id)
-        return self.pools.connections_to(peer_id)
+        """Open pooled connections to ``peer_id`` (what LeastConnections reads).
+
+        A read: a peer without a pool counts its primary connection (1 when connected) and gets
+        no pool, so the balancer asking about every candidate does not make pools for them all.
+        """
+        if peer_id in self.pools.manager:
+            self._adopt_primary(peer_id)
+            return self.pools.connections_to(peer_id)
+        peer = self.node.peers.get(peer_id)
+        return 1 if peer is not None and peer.connected else 0
 
     # ------------------------------------------------------------------ configuration
     def apply_eviction(self, policy: str, idle_timeout_sec: float, max_lifetime_sec: float,

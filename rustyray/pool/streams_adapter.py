@@ -109,6 +109,12 @@ class PoolStreams:
         slots = self.slots.get(conn_id)
         return (len(session.exchanges) if session else 0) + (slots.active if slots else 0)
 
+    def opened_total(self, conn_id: str) -> int:
+        """Exchanges this node has started on a connection so far (the pool reads a change as use)."""
+        session = self.sessions.get(conn_id)
+        slots = self.slots.get(conn_id)
+        return (session.opened_total if session else 0) + (slots.opened_total if slots else 0)
+
     def prune(self) -> None:
         """Forget the accounting of closed connections with nothing in flight."""
         for cid in [c for c, conn in self._slot_conns.items() if conn.is_closed and not self.slots[c].active]:
