@@ -1,7 +1,8 @@
 """The sockets of a memberlist (Serf) member: one UDP endpoint and one TCP listener on the same port.
 
 An adapter: it decodes what arrives (``memberlist_wire``), hands it with the time to
-``MemberlistCore``, and sends what the core returns; a tick task drives the core's timers. A packet
+``MemberlistCore`` (the SWIM core behind a memberlist translation), and sends what the core returns; a
+tick task drives the core's timers, waking at the core's next deadline. A packet
 that does not decode is dropped and counted; a stream that does not decode is closed. Nothing here
 decides membership.
 """
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 __all__ = ["MemberlistAgent"]
 
 STREAM_TIMEOUT_S = 10.0  # memberlist's TCPTimeout
-TICK_S = 0.1
+TICK_S = 0.1  # the longest the tick task sleeps
 MAX_STREAM_BYTES = 20 * 1024 * 1024
 
 
@@ -77,7 +78,7 @@ class MemberlistAgent:
                  keyring: Keyring | None = None, keyring_file: Path | None = None) -> None:
         self.host, self.port = host, port
         addr = ipaddress.ip_address(host).packed
-        self.core = MemberlistCore(name, addr, port, dict(tags), config or MemberlistConfig())
+        self.core = MemberlistCore(name, addr, port, dict(tags), config or MemberlistConfig(), now=time.monotonic())
         self.dropped = 0
         self.compressed_sent = 0  # packets that went out LZW-compressed (memberlist's EnableCompression)
         self.keyring = keyring  # gossip encryption (serf agent -encrypt): every packet and stream sealed
@@ -175,6 +176,8 @@ class MemberlistAgent:
                 self.on_query(action)
             elif isinstance(action, QueryResponseIn) and self.on_query_response is not None:
                 self.on_query_response(action)
+            elif isinstance(action, PushPullWith):  # a member we hold failed talks to us: sync so it refutes
+                self._start_sync(action)
         self._send([a for a in actions if isinstance(a, Send)])
 
     def _send(self, sends: list[Send]) -> None:
@@ -206,17 +209,22 @@ class MemberlistAgent:
         cfg = self.core.config
         return frame_stream(message, compress=cfg.compression, keyring=self.keyring, label=cfg.label, dialer=dialer)
 
+    def _start_sync(self, a: PushPullWith) -> None:
+        task = asyncio.ensure_future(self._sync(a.host, a.port))
+        self._syncs.add(task)
+        task.add_done_callback(self._syncs.discard)
+
     async def _tick_loop(self) -> None:
-        syncs = self._syncs
         while True:
             actions = self.core.tick(time.monotonic())
             self._send([a for a in actions if isinstance(a, Send)])
             for a in actions:
                 if isinstance(a, PushPullWith):
-                    task = asyncio.ensure_future(self._sync(a.host, a.port))
-                    syncs.add(task)
-                    task.add_done_callback(syncs.discard)
-            await asyncio.sleep(TICK_S)
+                    self._start_sync(a)
+            # wake at the core's next deadline: a timer run late reads as a stall of our own (Lifeguard)
+            deadline = self.core.next_deadline()
+            delay = TICK_S if deadline is None else deadline - time.monotonic()
+            await asyncio.sleep(min(TICK_S, max(0.0, delay)))
 
     async def _sync(self, host: str, port: int) -> None:
         """The periodic push-pull; a member that does not answer is the prober's business, not ours."""

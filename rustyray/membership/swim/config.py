@@ -117,6 +117,13 @@ class SwimConfig:
     without an operator rejoin (memberlist alone never contacts a Dead member again once
     ``gossip_to_the_dead_time`` has passed). 0 disables."""
 
+    merge_rebroadcast: bool = False
+    """memberlist's rule for a push-pull: every member it teaches us is re-gossiped (``mergeState`` goes
+    through ``aliveNode``, which broadcasts what it accepts). False (ours): only the sender itself is
+    re-gossiped, since the third parties were announced by whoever first accepted them. The memberlist
+    member (``autodiscovery.memberlist_swim``) turns it on so an agent the push-pull partner's gossip
+    missed still hears of a member within a gossip round rather than at the next push-pull."""
+
     @classmethod
     def memberlist(cls) -> SwimConfig:
         """memberlist DefaultLANConfig: T = 1 s period, 500 ms probe timeout, 3 indirect probes,

@@ -1036,8 +1036,9 @@ class SwimNode:
                 a = SwimAlive(node_id=nid, incarnation=st.incarnation, tcp_address=st.tcp_address,
                               quic_address=st.quic_address, meta=st.meta)
                 # Re-gossip a newly learnt member only if it is the sender itself (the joiner);
-                # third parties are announced by whoever first accepted them.
-                self._on_alive(a, now, nid == from_id)
+                # third parties are announced by whoever first accepted them (unless
+                # ``merge_rebroadcast``: memberlist re-gossips them all).
+                self._on_alive(a, now, nid == from_id or self.config.merge_rebroadcast)
             elif state == "Left":
                 self._on_left(SwimLeft(node_id=nid, incarnation=st.incarnation), now)
             else:

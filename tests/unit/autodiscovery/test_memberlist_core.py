@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from rustyray.autodiscovery.memberlist_core import MemberlistConfig, MemberlistCore, MemberStatus, Reply, Send
 from rustyray.autodiscovery.memberlist_wire import MessageType, NodeState, PushNodeState, PushPull, decode_tags
 
@@ -22,6 +24,27 @@ def _alive(core: MemberlistCore, name: str, inc: int = 1, port: int = 7001, now:
 
 def _status(core: MemberlistCore, name: str) -> str:
     return next(m["status"] for m in core.view() if m["name"] == name)
+
+
+def _first_ping(core: MemberlistCore, start: float = 0.0, step: float = 0.01) -> tuple[float, Send]:
+    """Tick until the next probe goes out (the SWIM core starts probing at a random point of its first
+    interval, then every interval): its time and its ping."""
+    for i in range(int(CFG.probe_interval * 2 / step) + 1):
+        now = start + i * step
+        pings = [s for s in core.tick(now) if isinstance(s, Send) and s.kind is MessageType.PING]
+        if pings:
+            return now, pings[0]
+    raise AssertionError("no probe within two intervals")
+
+
+def _run(core: MemberlistCore, start: float, end: float, step: float = 0.05) -> list[Send]:
+    """Tick from ``start`` to ``end`` as the adapter does (often), so no timer fires late."""
+    out: list[Send] = []
+    now = start
+    while now < end:
+        now = min(end, now + step)
+        out += core.tick(now)
+    return out
 
 
 def test_a_ping_for_us_or_nobody_is_acked_and_one_for_another_name_is_ignored() -> None:
@@ -65,17 +88,20 @@ def test_suspicion_of_ourselves_is_refuted_to_everyone() -> None:
 def test_an_unanswered_probe_suspects_then_kills_and_an_ack_clears_it() -> None:
     core = _core()
     _alive(core, "a")
-    ping = [s for s in core.tick(0.0) if s.kind is MessageType.PING]
-    assert ping == [Send("127.0.0.1", 7001, MessageType.PING, {"SeqNo": 1, "Node": "a"})]
-    core.on_packet(MessageType.ACK, {"SeqNo": 1, "Payload": b""}, 0.2)
-    core.tick(0.6)
+    t0, ping = _first_ping(core)
+    assert ping == Send("127.0.0.1", 7001, MessageType.PING, {"SeqNo": 1, "Node": "a"})
+    core.on_packet(MessageType.ACK, {"SeqNo": 1, "Payload": b""}, t0 + 0.2)
+    core.tick(t0 + 0.55)  # (ticks run on time: a late one would read as a stall of our own, Lifeguard)
     assert _status(core, "a") == "alive"
-    core.tick(1.0)  # next probe, never answered
-    core.tick(1.6)
+    core.tick(t0 + 1.0)  # next probe, never answered (no other member to ask)
+    core.tick(t0 + 1.55)
+    assert _status(core, "a") == "alive"  # suspected only at the end of its probe interval
+    core.tick(t0 + 2.0)
     assert _status(core, "a") == "suspect"
-    core.tick(1.6 + CFG.suspicion_timeout - 0.1)
+    # two members: too few for Lifeguard's confirmations, so the suspicion runs the min timeout
+    _run(core, t0 + 2.0, t0 + 2.0 + CFG.suspicion_timeout - 0.1)
     assert _status(core, "a") == "suspect"
-    core.tick(1.6 + CFG.suspicion_timeout + 0.01)
+    _run(core, t0 + 2.0 + CFG.suspicion_timeout - 0.1, t0 + 2.0 + CFG.suspicion_timeout + 0.01)
     assert _status(core, "a") == "failed"
 
 
@@ -85,10 +111,15 @@ def test_push_pull_merges_and_answers_with_our_list() -> None:
                        PushNodeState("serf2", LOCAL, 7947, b"", 1, NodeState.DEAD),
                        PushNodeState("rr", LOCAL, 7000, b"", 1, NodeState.ALIVE)], b"", True)
     core.merge(remote, 0)
-    assert {m["name"]: m["status"] for m in core.view()} == {"rr": "alive", "serf1": "alive", "serf2": "failed"}
+    # as memberlist's mergeState: a remote dead is only grounds for suspicion, and news of a stranger that
+    # is not alive is ignored
+    assert {m["name"]: m["status"] for m in core.view()} == {"rr": "alive", "serf1": "alive"}
     assert next(m for m in core.view() if m["name"] == "serf1")["tags"] == {"role": "db"}
+    core.merge(PushPull([PushNodeState("serf1", LOCAL, 7946, b"", 2, NodeState.DEAD)], b""), 0)
+    assert _status(core, "serf1") == "suspect"
     ours = core.local_state()
-    assert [n.name for n in ours.nodes] == ["rr", "serf1", "serf2"] and ours.nodes[0].state is NodeState.ALIVE
+    assert [n.name for n in ours.nodes] == ["rr", "serf1"] and ours.nodes[0].state is NodeState.ALIVE
+    assert ours.nodes[1].state is NodeState.SUSPECT and ours.nodes[1].meta == b"\xff\x81\xa4role\xa2db"
 
 
 def test_leave_sends_the_serf_intent_before_our_dead() -> None:
@@ -137,23 +168,24 @@ def test_an_unanswered_direct_probe_asks_others_before_suspecting() -> None:
     core = _core()
     _alive(core, "a", port=7001)
     _alive(core, "b", port=7002)
-    (ping,) = [s for s in core.tick(0.0) if s.kind is MessageType.PING]
+    t0, ping = _first_ping(core)
     target, helper = ping.body["Node"], ("b" if ping.body["Node"] == "a" else "a")
-    asks = [s for s in core.tick(CFG.probe_timeout) if s.kind is MessageType.INDIRECT_PING]
+    asks = [s for s in core.tick(t0 + CFG.probe_timeout) if s.kind is MessageType.INDIRECT_PING]
     assert [(s.body["Node"], s.body["SeqNo"]) for s in asks] == [(target, ping.body["SeqNo"])]
     assert asks[0].port == (7002 if helper == "b" else 7001)
+    assert asks[0].body["Nack"] is True  # Lifeguard: the helper says so if the target stays silent
     assert _status(core, target) == "alive"  # not suspected while the indirect probe runs
-    core.on_packet(MessageType.ACK, {"SeqNo": ping.body["SeqNo"], "Payload": b""}, 0.8)  # relayed by the helper
+    core.on_packet(MessageType.ACK, {"SeqNo": ping.body["SeqNo"], "Payload": b""}, t0 + 0.8)  # relayed by the helper
     # the next probe (due at the interval) goes unanswered directly and indirectly: suspect at its end
-    (ping2,) = [s for s in core.tick(CFG.probe_interval) if s.kind is MessageType.PING]
+    (ping2,) = [s for s in core.tick(t0 + CFG.probe_interval) if s.kind is MessageType.PING]
     assert _status(core, target) == "alive"
-    core.tick(CFG.probe_interval + CFG.probe_timeout)
+    core.tick(t0 + CFG.probe_interval + CFG.probe_timeout)
     assert _status(core, ping2.body["Node"]) == "alive"
-    core.tick(2 * CFG.probe_interval)
+    core.tick(t0 + 2 * CFG.probe_interval)
     assert _status(core, ping2.body["Node"]) == "suspect"
 
 
-QUIET = MemberlistConfig(probe_interval=1000.0, probe_timeout=500.0, suspicion_timeout=4.0)
+QUIET = MemberlistConfig(probe_interval=1000.0, probe_timeout=500.0, suspicion_timeout=4000.0)
 """Probes too rare to suspect anyone within a test: gossip alone."""
 
 
@@ -177,19 +209,20 @@ def test_news_is_relayed_to_a_few_random_members_a_bounded_number_of_times() -> 
     limit = QUIET.retransmit_mult * 1  # ceil(log10(6 members + 1 + 1)) == 1
     assert len(relayed) == limit and all(s.kind is MessageType.ALIVE and s.body["Port"] == 7001 for s in relayed)
     ports = {s.port for s in relayed}
-    assert 7001 not in ports and len(ports) >= 2  # to random others, never back to "a" itself
+    assert len(ports) >= 2  # to random members (as memberlist, "a" itself may be one of them)
     _alive(core, "a", inc=1, port=7001, now=20.0)  # the same news again is no news
     assert _gossip_rounds(core, 20.0, 5) == []
     core.on_packet(MessageType.DEAD, {"Node": b"a", "Incarnation": 1, "From": b"a"}, 21.0)  # a leave
-    dead = _gossip_rounds(core, 21.0, 1)
+    dead = _gossip_rounds(core, 21.0, 2)  # (rounds keep their phase: the next one is within an interval)
     assert dead and all((s.kind, s.body["From"]) == (MessageType.DEAD, "a") for s in dead)
 
 
 def test_our_own_alive_is_gossiped_once_our_port_is_known() -> None:
     core = MemberlistCore("rr", LOCAL, 7000, {}, QUIET, random.Random(1))
     _alive(core, "b", port=7002)
-    first = _gossip_rounds(core, 0.0, 1)
-    assert [(s.kind, s.body["Node"], s.body["Port"]) for s in first] == [(MessageType.ALIVE, "rr", 7000)]
+    first = _gossip_rounds(core, 0.0, 2)  # the first round, within one interval
+    assert (MessageType.ALIVE, "rr", 7000) in [(s.kind, s.body["Node"], s.body["Port"]) for s in first]
+    assert core.incarnation == 1
 
 
 def test_a_periodic_push_pull_goes_to_one_live_member_every_interval() -> None:
@@ -197,13 +230,17 @@ def test_a_periodic_push_pull_goes_to_one_live_member_every_interval() -> None:
 
     core = _core()
     _alive(core, "b", port=7002)
-    first = core.tick(0.0)
-    assert [a for a in first if isinstance(a, PushPullWith)] == []
-    (ping,) = [a for a in first if isinstance(a, Send) and a.kind is MessageType.PING]
-    core.on_packet(MessageType.ACK, {"SeqNo": ping.body["SeqNo"], "Payload": b""}, 0.1)  # b stays alive
-    assert [a for a in core.tick(CFG.push_pull_interval) if isinstance(a, PushPullWith)] == [
-        PushPullWith("127.0.0.1", 7002)]
-    assert [a for a in core.tick(CFG.push_pull_interval + 1) if isinstance(a, PushPullWith)] == []
+    syncs = []
+    now = 0.0
+    while now < 2 * CFG.push_pull_interval:  # b answers every probe, so it stays alive
+        now += 0.05
+        for a in core.tick(now):
+            if isinstance(a, PushPullWith):
+                syncs.append((now, a))
+            elif a.kind is MessageType.PING:
+                core.on_packet(MessageType.ACK, {"SeqNo": a.body["SeqNo"], "Payload": b""}, now)
+    assert [a for _, a in syncs] == [PushPullWith("127.0.0.1", 7002)] * 2
+    assert syncs[1][0] - syncs[0][0] == pytest.approx(CFG.push_pull_interval, abs=0.06)
 
 
 def test_a_join_intent_goes_to_everyone_after_the_clocks_we_have_seen() -> None:

@@ -279,3 +279,21 @@ def test_full_state_push_pull_is_what_grows_with_n() -> None:
     large, by_large = _bytes_per_member_per_s(1000, cfg, crashes=0)
     assert large / small > 1.5
     assert by_large["SwimPushPull"] > 0.3 * large
+
+
+@pytest.mark.parametrize("rebroadcast", [False, True])
+def test_merge_rebroadcast_regossips_third_parties_a_push_pull_taught_only_when_asked(rebroadcast: bool) -> None:
+    """Off (the default): only the sender of a push-pull is re-gossiped; on (memberlist's mergeState, the
+    memberlist member's setting): every member it taught us."""
+    cfg = replace(CFG, merge_rebroadcast=rebroadcast, push_pull_interval=0, reconnect_interval=0)
+    node = SwimNode("me", cfg, rng=random.Random(1), tcp_address="me:1")
+    node.receive("peer", SwimAlive(node_id="other", incarnation=0, tcp_address="other:1"), 0.0)  # someone to gossip to
+    node.tick(1.0)
+    node.outbox()
+    states = tuple(SwimMemberState(node_id=i, incarnation=0, state="Alive", tcp_address=f"{i}:1")
+                   for i in ("peer", "x"))
+    node.receive("peer", SwimPushPull(states=states, reply=True), 2.0)
+    node.tick(3.0)
+    gossiped = {u.node_id for _, m in node.outbox() for u in getattr(m, "updates", ())}
+    assert "peer" in gossiped and ("x" in gossiped) is rebroadcast
+    assert {m.node_id for m in node.members()} == {"me", "other", "peer", "x"}
