@@ -55,21 +55,72 @@ def build_app(gateway: Any, auth: ApiAuth) -> FastAPI:
     return app
 
 
-def deployment(max_ongoing_requests: int = 256) -> Any:
-    """The Serve deployment class bound to its options (imports ray lazily)."""
+def deployment(max_ongoing_requests: int = 256, gateway: str = "wire", name: str = "NetworkAPI") -> Any:
+    """The Serve deployment class bound to its options (imports ray lazily).
+
+    ``gateway``: ``"wire"`` (default) reaches nodes on their mTLS API channel and falls back to Ray actor
+    calls (``serve_apps.wire_gateway``); ``"ray"`` uses actor calls only (the benchmark's baseline).
+    ``max_ongoing_requests`` stays 256 per replica: every request awaits I/O (a node round trip), so the
+    replica's event loop, not this cap, is the limit well past 32 concurrent clients; one replica, because
+    a second one on a 2-core host competes with the proxy and the nodes for the same cores.
+    """
     from ray import serve
 
     from serve_apps.gateway import RayGateway
+    from serve_apps.wire_gateway import WireGateway
 
-    @serve.deployment(name="NetworkAPI", num_replicas=1, max_ongoing_requests=max_ongoing_requests,
+    if gateway not in ("wire", "ray"):
+        raise ValueError(f"gateway: 'wire' or 'ray', got {gateway!r}")
+    factory = WireGateway if gateway == "wire" else RayGateway
+
+    @serve.deployment(name=name, num_replicas=1, max_ongoing_requests=max_ongoing_requests,
                       ray_actor_options={"num_cpus": 0.1})
     @serve.ingress()
     class NetworkAPI:
         def __init__(self, auth: ApiAuth) -> None:
-            self.gateway = RayGateway()
+            self.gateway = factory()
             self.auth = auth  # token digests only (see serve_apps.auth)
 
         def __serve_build_asgi_app__(self) -> FastAPI:
             return build_app(self.gateway, self.auth)
+
+        def gateway_stats(self) -> dict[str, int]:
+            """Which path answered node calls (``WireGateway.stats``; empty for the Ray gateway)."""
+            return dict(getattr(self.gateway, "stats", {}))
+
+        async def probe_stages(self, n: int = 200) -> dict[str, float]:
+            """p50 ms, inside this replica, of one node hop and of the whole app (ASGI, no proxy) for
+            ``GET /stats``: the stage timing ``bench/api.py`` subtracts from what a client sees. Ray handle only."""
+            import statistics
+            import time
+
+            import httpx
+
+            gw = self.gateway
+            front = await gw.fronted(None)
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(gw, self.auth)),
+                                       base_url="http://replica")
+
+            async def hop() -> None:
+                await gw.call(front, "manager", "stats")
+
+            async def app() -> None:
+                assert (await client.get(PREFIX + "/stats")).status_code == 200
+
+            out = {}
+            saved = getattr(gw, "read_max_age_s", None)
+            if saved is not None:
+                gw.read_max_age_s = 0  # time the hop itself, not the read snapshot
+            for name, fn in (("node hop", hop), ("app incl. hop", app)):
+                samples = []
+                for _ in range(n):
+                    t = time.perf_counter()
+                    await fn()
+                    samples.append((time.perf_counter() - t) * 1000)
+                out[name] = round(statistics.median(samples), 3)
+            if saved is not None:
+                gw.read_max_age_s = saved
+            await client.aclose()
+            return out
 
     return NetworkAPI

@@ -27,6 +27,9 @@ PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 COMPRESSION_CAPS = ("lz4", "zstd")
 KNOWN_CAPABILITIES = frozenset({"lz4", "zstd", "tls13", "encryption", "multiplexing", "mux-streams"})
+API_CLIENT_PREFIX = "api-"
+"""Certificate names the CA gives management API replicas (their node channel client): such a
+certificate is signed by the cluster CA, but it is a client's, never a mesh peer's."""
 
 
 class Hello(Message):
@@ -216,6 +219,8 @@ class ClientHandshake:
             return f"expected node {self.expect_node!r}, found {ack.node_id!r}"
         if tls and peer_cn is not None and peer_cn != ack.node_id:
             return f"peer certificate CN {peer_cn!r} does not match its node id {ack.node_id!r}"
+        if ack.node_id.startswith(API_CLIENT_PREFIX):
+            return f"{ack.node_id!r} is an API client's name, not a node's"
         if (problem := address_problem(ack.tcp_address, ack.quic_address)) is not None:
             return f"peer advertises a bad address: {problem}"
         return None
@@ -257,6 +262,8 @@ class ServerHandshake:
             return "no verified client certificate"
         if cn != hello.node_id:
             return f"certificate CN {cn!r} does not match claimed node id {hello.node_id!r}"
+        if cn.startswith(API_CLIENT_PREFIX):
+            return f"certificate CN {cn!r} is an API client's, not a node's"
         return None
 
     def decide(self, refusal: str | None = None) -> tuple[HelloAck, Established | None]:

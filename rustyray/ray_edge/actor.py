@@ -20,7 +20,6 @@ from typing import Any
 import ray
 
 from rustyray.config import NodeConfig
-from rustyray.errors import DomainError, ErrorKind
 from rustyray.node import Node
 
 NAMESPACE = "rustyray"
@@ -51,6 +50,7 @@ class NodeActor:
             config = dataclasses.replace(config, seeds=config.seeds or peer_seeds(config.node_id),
                                          min_incarnation=max(config.min_incarnation, int(time.time())))
         self.node = Node(config)
+        self._channel: Any = None  # the management-API channel (rustyray.transport.api_channel_adapter)
         self._boot = asyncio.get_running_loop().create_task(self._start(config))
 
     async def _start(self, config: NodeConfig) -> None:
@@ -59,6 +59,7 @@ class NodeActor:
 
         await enrol_node(config)
         await self.node.start()
+        await self._open_api_channel()
         if self._restarted:
             from rustyray.ray_edge.cluster import get_registry
 
@@ -66,6 +67,34 @@ class NodeActor:
                 await get_registry().moved_node.remote(config.node_id, self.node.info()["address"])
         from rustyray.ray_edge.metrics import start_ray_metrics  # Ray dashboard / Prometheus export
         start_ray_metrics(self.node)
+
+    async def _open_api_channel(self) -> None:
+        """Listen for the API replica's mTLS channel on the node's host (any free port; see ``api_channel``).
+
+        Uses the node's own server context (client certificate from the cluster CA required; a rotation
+        updates it in place). Without TLS there is no channel: the replica then uses Ray calls.
+        """
+        from rustyray.transport.api_channel_adapter import ApiChannelServer, node_dispatch
+
+        if self.node.server_ssl is None:
+            return
+        try:
+            channel = ApiChannelServer(node_dispatch(self.node), self.node.server_ssl)
+            await channel.start(self.node.config.transport.host, 0)
+        except Exception:  # the Ray path still works: never fail the node for its API channel
+            logging.getLogger(__name__).exception("%s: API channel not started", self.node.node_id)
+            return
+        self._channel = channel
+
+    async def api_channel(self) -> dict[str, Any] | None:
+        """Where the API channel listens: ``{"host", "port", "node_id"}``, None when there is none."""
+        if not self._boot.done():
+            await asyncio.wait_for(asyncio.shield(self._boot), 60)
+        if self._channel is None:
+            return None
+        address = self.node.tcp_address or f"{self.node.config.transport.host}:0"  # what peers dial
+        host = address.rsplit(":", 1)[0].strip("[]")
+        return {"host": host, "port": self._channel.port, "node_id": self.node.node_id}
 
     async def ready(self, timeout: float = 60.0) -> dict[str, Any]:
         """Wait until the node is listening; returns its info (raises if start failed)."""
@@ -82,16 +111,15 @@ class NodeActor:
         (``rustyray.api_binding.bind_call``); any other exception, a ``TypeError`` included, is a bug
         or an unexpected failure: logged with its traceback and answered as ``INTERNAL`` (HTTP 500).
         """
+        from rustyray.transport.api_channel_adapter import api_reply
+
         if not self._boot.done():
             await asyncio.wait_for(asyncio.shield(self._boot), 60)
-        try:
-            return ("ok", await self.node.call_api(service, method, kwargs))
-        except DomainError as exc:
-            return ("error", exc.kind.name, exc.message, exc.field)
-        except Exception as exc:  # a bug or an unexpected failure: report it, keep the node alive
-            logging.getLogger(__name__).exception("%s.%s failed", service, method)
-            return ("error", ErrorKind.INTERNAL.name, f"{service}.{method} failed: {type(exc).__name__}: {exc}", None)
+        return await api_reply(self.node, service, method, kwargs)  # the same tuple as the API channel's
 
     async def stop(self, graceful: bool = True) -> bool:
+        if self._channel is not None:
+            await self._channel.stop()
+            self._channel = None
         await self.node.stop(graceful=graceful)
         return True

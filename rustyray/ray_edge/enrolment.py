@@ -36,6 +36,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rustyray.config import NodeConfig
 from rustyray.security.certificates import (
+    NodeCredentials,
     ensure_cluster_ca,
     install_enrolled_certificate,
     load_ca,
@@ -45,7 +46,7 @@ from rustyray.security.enrolment import LOOPBACK_NAMES, Enrolment, EnrolmentPoli
 from rustyray.security.errors import CertificateError
 from rustyray.security.keystore import ClusterKeyStore
 
-__all__ = ["CA_NAME", "CertificateAuthority", "enrol_node", "get_ca", "start_ca", "with_host"]
+__all__ = ["CA_NAME", "CertificateAuthority", "enrol_api_client", "enrol_node", "get_ca", "start_ca", "with_host"]
 
 CA_NAME = "rustyray-ca"
 NAMESPACE = "rustyray"
@@ -144,3 +145,42 @@ async def enrol_node(config: NodeConfig, timeout: float = 60.0) -> bool:
     ClusterKeyStore(Path(config.state_dir), config.cluster.security.key_ring_file).adopt(answer["key_ring"])
     log.info("%s enrolled with the cluster CA (serial %s, hosts %s)", config.node_id, answer["serial"], hosts)
     return True
+
+
+async def enrol_api_client(prefix: str = "api", timeout: float = 30.0) -> NodeCredentials | None:
+    """A client certificate from the cluster CA for the management API replica (its node channel).
+
+    The Serve replica may run on a host without the state directory, so it enrols like a node does: the
+    key is made here (in memory, then a private temporary directory, since ``ssl`` loads files only) and
+    only the CSR travels. The identity is ``<prefix>-<random>`` with loopback SANs only and no listen
+    address: it is a client, and a fresh name per replica keeps two replicas' keys apart. None when there
+    is no CA holder (a cluster not started by ``launch``) or it refuses; the caller then uses Ray calls.
+    """
+    import os
+    import secrets
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from rustyray.security.enrolment import build_csr
+
+    ca = get_ca()
+    if ca is None:
+        return None
+    name = f"{prefix}-{secrets.token_hex(6)}"
+    key = ec.generate_private_key(ec.SECP256R1())
+    answer = await asyncio.wait_for(ca.enrol.remote(name, build_csr(key, name), []), timeout)
+    if not answer["ok"]:
+        log.warning("enrolment of the API client %s refused (%s): %s", name, answer["reason"], answer["detail"])
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="rustyray-api-tls-"))  # mode 0700
+    key_path, cert_path, ca_path = folder / f"{name}.key", folder / f"{name}.pem", folder / "ca.pem"
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    cert_path.write_bytes(answer["cert_pem"])
+    ca_path.write_bytes(answer["ca_pem"])
+    log.info("API client %s enrolled with the cluster CA (serial %s)", name, answer["serial"])
+    return NodeCredentials(node_id=name, cert_path=cert_path, key_path=key_path, ca_path=ca_path)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from serve_apps.common import NodeParam, call, gateway
+from serve_apps.gateway import NodeUnavailable
 
 router = APIRouter()
 
@@ -36,16 +37,25 @@ async def list_nodes(request: Request, node: str | None = NodeParam) -> dict[str
     """Every node the cluster knows, with its addresses and its state as seen by the fronted node."""
     gw = gateway(request)
     ids = await gw.node_ids()
-    infos = await asyncio.gather(*(gw.info(i, 2.0) for i in ids))
-    states: dict[str, str] = {}
     if node is not None:
         await gw.fronted(node)  # an unknown ?node= is a 404 here as everywhere, not silently ignored
-    try:
-        front = await gw.fronted(node)
-        view = await gw.call(front, "membership", "members")
-        states = {m["node"]: m["state"] for m in view.get("members", [])}
-    except Exception:
-        front = None
+
+    async def view() -> tuple[str | None, dict[str, str]]:
+        try:  # as common.call does: a recently answering front is trusted, a dead one re-picked (checked)
+            front = await gw.fronted(node, trust=node is None)
+            try:
+                members = await gw.call(front, "membership", "members")
+            except NodeUnavailable:
+                if node is not None:
+                    raise
+                front = await gw.fronted(None)
+                members = await gw.call(front, "membership", "members")
+        except Exception:
+            return None, {}
+        return front, {m["node"]: m["state"] for m in members.get("members", [])}
+
+    # the infos and the fronted node's view at once: one node round trip of latency, not three in a row
+    *infos, (front, states) = await asyncio.gather(*(gw.info(i, 2.0) for i in ids), view())
     nodes = []
     for node_id, info in zip(ids, infos, strict=True):
         state = states.get(node_id) or ("Alive" if info else "Unreachable")

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from rustyray.errors import not_found, unavailable, unprocessable
+from rustyray.protocol.handshake import API_CLIENT_PREFIX
 from serve_apps import ops
 from serve_apps.common import NodeParam, call, gateway
 
@@ -60,6 +61,8 @@ async def events(request: Request, cursor: int = 0, node: str | None = NodeParam
 
 @router.post("/membership/join")
 async def join(body: JoinRequest, request: Request) -> Any:
+    if body.node_id is not None and body.node_id.startswith(API_CLIENT_PREFIX):
+        raise unprocessable(f"node_id: {API_CLIENT_PREFIX!r} names API clients, not nodes", "node_id")
     host, port = None, 0
     if body.address:
         try:

@@ -106,6 +106,8 @@ async def test_bad_membership_requests(cluster):
     assert (await c.client.post("/membership/join", json={"node_id": "node1"})).status_code == 409
     r = await c.client.post("/membership/join", json={"node_id": "x y"})
     assert r.status_code == 422 and r.json()["field"] == "node_id"
+    r = await c.client.post("/membership/join", json={"node_id": "api-7"})  # API clients' certificate names
+    assert r.status_code == 422 and r.json()["field"] == "node_id"
     r = await c.client.post("/membership/join", json={"node_id": "node9", "seed_nodes": ["nonsense"]})
     assert r.status_code == 422 and r.json()["field"] == "seed_nodes"
     r = await c.client.post("/membership/leave", json={"node_id": "node42"})

@@ -75,6 +75,18 @@ def test_the_dialler_checks_who_answered() -> None:
         c.receive(HelloAck(accepted=True, node_id="node2", negotiated_protocol=1), peer_cn="node3", tls=True)
 
 
+def test_an_api_client_certificate_is_never_a_mesh_peer() -> None:
+    """The API replica's certificate is CA-signed; it opens the node channel, never a peer session."""
+    api = LocalEnd("api-1f2e3d", ("lz4", "tls13"), tcp_address="127.0.0.1:7009", cluster="c")
+    _, _, ack, terms = run(api, B, client_cn="api-1f2e3d", server_cn="node2")
+    assert terms is None and not ack.accepted and "API client" in ack.reason
+    c = ClientHandshake(A)
+    c.start()
+    with pytest.raises(HandshakeRefused, match="API client"):
+        c.receive(HelloAck(accepted=True, node_id="api-1f2e3d", negotiated_protocol=1), peer_cn="api-1f2e3d",
+                  tls=True)
+
+
 def test_frames_out_of_order_are_refused() -> None:
     s = ServerHandshake(B)
     with pytest.raises(HandshakeRefused, match="expected Hello"):
