@@ -1,16 +1,19 @@
-"""Raft commits on real nodes: throughput, commit latency and leader failover.
+"""Raft commits on real nodes against PySyncObj: throughput by in-flight depth, and leader failover.
 
 Three in-process ``Node``s with the full service list (``rustyray.node.SERVICE_NAMES``), TLS 1.3
 mTLS between them, bootstrapped like ``launch`` does; Raft persists through
 ``FileStorage`` with fsync (log append and hard state) on this machine's disk.
-``MembershipService.raft`` (a ``RaftDriver``) is driven directly on the leader:
+``MembershipService.raft`` (a ``RaftDriver``) is driven directly on the leader: for each
+depth N in ``--concurrency`` (1, 16, 128, 1,000, 2,000), N proposers call ``propose(data)``
+back to back for ``--seconds``, each waiting until its entry is applied on the leader (so
+N proposals are in flight; the driver group-commits whatever is pending: one fsync and one
+append stream per follower per Ready). Commit latency is the time of one ``propose`` call
+(append + fsync on the leader and a majority, commit, apply on the leader).
 
-- sequential: ``propose(data)`` and wait until it is applied on the leader, one at a time;
-- pipelined: ``--concurrency`` proposers at once (the driver batches whatever is pending
-  into one Ready: one fsync, one AppendEntries per follower).
-
-Commit latency is the time of one ``propose`` call (append + fsync on the leader and a
-majority, commit, apply on the leader).
+Baseline, in the same run: PySyncObj 0.3.17 (``bench/pysyncobj_counter.py``), a replicated
+counter on 3 local processes, the client in the leader's process keeping N ``incr`` calls in
+flight through its callback API; without and with its journal file (which PySyncObj never
+fsyncs). The table's last column is ours / PySyncObj's best figure at any depth.
 
 Failover: stop the leader node (``Node.stop(graceful=False)``: no Goodbye; its Raft stops
 ticking and its connections close) and measure until one of the two survivors is leader of
@@ -21,10 +24,12 @@ with ``[raft] preset = "fast"`` (15 ms ticks, 150-300 ms: the timing ``bench/raf
 simulates with 5 nodes), next to the simulated figures read from
 ``bench/results/raft_failover.json``.
 
-Everything runs in this process's event loop (uvloop), all three nodes on the same cores.
+Our three nodes run in this process's event loop (uvloop), all on the same cores; PySyncObj
+gets three processes.
 
-    python bench/raft_commits.py            # about a minute
+    python bench/raft_commits.py            # about two minutes
     python bench/raft_commits.py --quick
+    python bench/raft_commits.py --trials 0 --profile /tmp/raft.pstats   # throughput only, profiled
 """
 
 from __future__ import annotations
@@ -108,18 +113,6 @@ async def stop_all(nodes: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- throughput
-async def sequential(leader: Any, count: int) -> dict[str, Any]:
-    r = raft(leader)
-    samples = []
-    start = time.perf_counter()
-    for i in range(count):
-        s = time.perf_counter()
-        await r.propose(b"seq-%d" % i, timeout=10)
-        samples.append(time.perf_counter() - s)
-    elapsed = time.perf_counter() - start
-    return {"commits": count, "commits_per_s": round(count / elapsed, 1), **_lat(samples)}
-
-
 async def pipelined(leader: Any, concurrency: int, seconds: float) -> dict[str, Any]:
     r = raft(leader)
     samples: list[float] = []
@@ -138,6 +131,39 @@ async def pipelined(leader: Any, concurrency: int, seconds: float) -> dict[str, 
     elapsed = time.perf_counter() - start
     return {"concurrency": concurrency, "commits": len(samples),
             "commits_per_s": round(len(samples) / elapsed, 1), **_lat(samples)}
+
+
+def pysyncobj_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """PySyncObj 0.3.17 on 3 processes, without and with its journal, at the same depths."""
+    from pysyncobj_counter import measure
+
+    rows = []
+    for journal in (False, True):
+        log(f"pysyncobj (journal={journal}): depths {args.concurrency}, {args.seconds:.0f}s each ...")
+        for r in measure(args.concurrency, args.seconds, journal):
+            rows.append({"journal": journal, "concurrency": r["concurrency"], "commits": r["commits"],
+                         "failed": r["failed"], "commits_per_s": r["commits_per_s"], **_lat(r["latencies"])})
+    return rows
+
+
+def _profiler(path: str | None) -> Any:
+    if path is None:
+        return None
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    return prof
+
+
+def _profile_report(prof: Any, path: str | None) -> None:
+    if prof is None or path is None:
+        return
+    import pstats
+
+    prof.disable()
+    prof.dump_stats(path)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
 def _lat(samples: list[float]) -> dict[str, float]:
@@ -212,14 +238,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     nodes = await start_cluster(state, "lan")
     try:
         leader = leader_of(nodes)
-        log(f"leader {leader.node_id}: sequential propose-and-wait x{args.sequential} ...")
-        out["throughput"].append({"mode": "sequential", "concurrency": 1, **await sequential(leader, args.sequential)})
         for c in args.concurrency:
-            log(f"pipelined, {c} concurrent proposers for {args.seconds:.0f}s ...")
-            out["throughput"].append({"mode": "pipelined", **await pipelined(leader, c, args.seconds)})
+            log(f"rustyray: {c} in flight for {args.seconds:.0f}s ...")
+            prof = _profiler(args.profile if c == max(args.concurrency) else None)
+            row = await pipelined(leader, c, args.seconds)
+            _profile_report(prof, args.profile)
+            out["throughput"].append({"mode": "pipelined", **row})
     finally:
         await stop_all(nodes)
-    for preset in args.presets:
+    for preset in (args.presets if args.trials else []):
         state = tempfile.mkdtemp(prefix=f"rr-bench-raft-{preset}-")
         nodes = await start_cluster(state, preset)
         trials = []
@@ -246,22 +273,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sequential", type=int, default=1000, help="sequential proposals")
-    p.add_argument("--concurrency", type=int, nargs="+", default=[16, 128], help="pipelined proposers")
-    p.add_argument("--seconds", type=float, default=8.0, help="seconds per pipelined run")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 128, 1000, 2000],
+                   help="in-flight depths (concurrent proposers), for both systems")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds per depth")
+    p.add_argument("--no-pysyncobj", action="store_true", help="skip the PySyncObj baseline")
+    p.add_argument("--profile", metavar="FILE", help="cProfile ours at the highest depth into FILE (.pstats)")
     p.add_argument("--trials", type=int, default=10, help="failover trials per Raft preset")
     p.add_argument("--presets", nargs="+", default=["lan", "fast"], choices=["lan", "fast"])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "raft_commits.json"))
     args = p.parse_args()
     if args.quick:
-        args.sequential, args.seconds, args.trials = 200, 3.0, 3
+        args.seconds, args.trials = 2.0, 3
     import uvloop
 
     load = os.getloadavg()
 
     t0 = time.monotonic()
+    baseline = [] if args.no_pysyncobj else pysyncobj_sweep(args)
     results = uvloop.run(run(args))
+    results["pysyncobj"] = baseline
     sim_path = RESULTS / "raft_failover.json"
     sim = json.loads(sim_path.read_text()) if sim_path.exists() else None
     print_tables(results, sim)
@@ -280,12 +311,26 @@ def main() -> int:
 def print_tables(results: dict[str, Any], sim: dict[str, Any] | None) -> None:
     f = results["fsync_100_bytes"]
     print(f"fsync of a 100-byte append on this disk: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms")
-    head = f"{'mode':<11} {'proposers':>9} {'commits':>8} {'commits/s':>10} {'p50 ms':>8} {'p99 ms':>8}"
+    ours = {r["concurrency"]: r for r in results["throughput"]}
+    theirs: dict[bool, dict[int, Any]] = {False: {}, True: {}}
+    for r in results.get("pysyncobj", []):
+        theirs[r["journal"]][r["concurrency"]] = r
+    best = max((r["commits_per_s"] for r in results.get("pysyncobj", [])), default=None)
+    print("commits/s with N in flight (ours: 3 nodes, TLS, fsync; PySyncObj: 3 processes, no fsync)")
+    head = (f"{'in flight':>9} {'ours':>9} {'p50 ms':>7} {'p99 ms':>7} {'pso':>9} {'p50 ms':>7} "
+            f"{'pso+jrnl':>9} {'p50 ms':>7} {'ours/pso-best':>13}")
     print(head)
     print("-" * len(head))
-    for r in results["throughput"]:
-        print(f"{r['mode']:<11} {r['concurrency']:>9} {r['commits']:>8} {r['commits_per_s']:>10,.1f} "
-              f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f}")
+    for c, r in ours.items():
+        cells = []
+        for j in (False, True):
+            t = theirs[j].get(c)
+            cells.append(f"{t['commits_per_s']:>9,.0f} {t['p50_ms']:>7.1f}" if t else f"{'-':>9} {'-':>7}")
+        ratio = f"{r['commits_per_s'] / best:>13.2f}" if best else f"{'-':>13}"
+        print(f"{c:>9} {r['commits_per_s']:>9,.0f} {r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} "
+              f"{cells[0]} {cells[1]} {ratio}")
+    if best:
+        print(f"PySyncObj best: {best:,.0f}/s; ours best: {max(r['commits_per_s'] for r in ours.values()):,.0f}/s")
     print()
     head = (f"{'failover':<34} {'timeouts ms':>11} {'n':>5} {'elect p50':>9} {'elect max':>9} "
             f"{'commit p50':>10} {'commit p90':>10} {'commit max':>10}")

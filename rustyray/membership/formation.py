@@ -334,8 +334,8 @@ class ClusterRecord:
             self.log.append({"index": entry.index, "term": entry.term, "op": cc.op, "node_id": cc.node_id,
                              "members": sorted(cc.members)})
             return False
-        if entry.kind is not EntryKind.NORMAL or not entry.data:
-            return False
+        if entry.kind is not EntryKind.NORMAL or not entry.data.startswith(b"{"):
+            return False  # membership entries are JSON objects; anything else is opaque to us
         try:
             data = json.loads(entry.data)
         except ValueError:

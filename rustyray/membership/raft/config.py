@@ -42,8 +42,11 @@ class RaftConfig:
     """Append messages a leader may have unacknowledged per follower while replicating
     optimistically (flow control); reaching it pauses that follower until acks arrive."""
 
-    max_entries_per_append: int = 64
-    """Entries at most in one append message (bounds message size and catch-up bursts)."""
+    max_entries_per_append: int = 256
+    """Entries at most in one append message (bounds message size and catch-up bursts). With
+    group commit a leader sends everything proposed since its last Ready in as few appends as
+    this allows (256 rather than 64 gave about a third more commits/s at 1,000-2,000 in
+    flight in bench/raft_commits.py)."""
 
     tick_interval: float = 0.05
     """Seconds per tick. Only the adapter uses it (to schedule ``tick()``); the core counts

@@ -101,6 +101,8 @@ class RaftNode:
         self._progress: dict[str, Progress] = {}
         self._lead_transferee: str | None = None
         self._outbox: list[RaftMessage] = []
+        self._bcast_pending = False  # appends owed to every follower, sent when the Ready is taken
+        self._commit_sent: dict[str, int] = {}  # follower -> commit index of the last append sent
         self._members_cache: tuple[int, frozenset[str]] = (-1, frozenset())
         self._prev_hard = hs if stable else HardState()
         self._prev_soft = SoftState(Role.FOLLOWER, None)
@@ -399,12 +401,27 @@ class RaftNode:
         self._send(RaftAppendEntries(term=self.term, from_id=self.id, to_id=to, prev_log_index=prev,
                                      prev_log_term=self.log.term(prev), entries=entries,
                                      commit=self.log.commit))
+        self._commit_sent[to] = self.log.commit
         pr.sent(entries[-1].index if entries else None)
         return True
 
     def _bcast_append(self) -> None:
         for to in self._progress:
             self._send_append(to)
+
+    def _flush_bcast(self) -> None:
+        """Group commit: new entries and commit advances since the last Ready go out as one
+        stream of appends per follower (at most ``max_entries_per_append`` entries each, within
+        its inflight window) instead of one append per proposal. A follower that already got
+        everything, with the current commit index, gets nothing."""
+        self._bcast_pending = False
+        if self.role is not Role.LEADER:
+            return
+        commit = self.log.commit
+        for to in self._progress:
+            stale = self._commit_sent.get(to, -1) < commit
+            while self._send_append(to, send_if_empty=stale):
+                stale = False
 
     def _bcast_heartbeat(self) -> None:
         for to, pr in self._progress.items():
@@ -425,7 +442,7 @@ class RaftNode:
         return False
 
     def _on_commit_advanced(self) -> None:
-        self._bcast_append()
+        self._bcast_pending = True  # tell followers the new commit index with the next Ready
         if self.id not in self.members and self.log.commit >= self.log.last_conf_index():
             # Thesis §4.2.2: our removal is committed; stop leading and hand off.
             successor = next((id_ for id_, pr in sorted(self._progress.items())
@@ -451,7 +468,7 @@ class RaftNode:
                 self._on_commit_advanced()
                 if self.role is not Role.LEADER:
                     return index
-        self._bcast_append()
+        self._bcast_pending = True  # batched with every other proposal until the next Ready
         return index
 
     def _sync_progress(self) -> None:
@@ -479,6 +496,8 @@ class RaftNode:
         self._votes = {}
         self._progress = {}
         self._lead_transferee = None
+        self._bcast_pending = False
+        self._commit_sent = {}
 
     def _become_follower(self, term: int, leader: str | None) -> None:
         self._reset(term)
@@ -553,7 +572,7 @@ class RaftNode:
         """True if ``ready()`` would return work (and none is outstanding)."""
         if self._ready_outstanding:
             return False
-        return bool(self._outbox or self.log.stable < self.log.last_index()
+        return bool(self._outbox or self._bcast_pending or self.log.stable < self.log.last_index()
                     or self.log.commit > self._applying
                     or self._hard_state() != self._prev_hard
                     or self._soft_state() != self._prev_soft)
@@ -562,13 +581,24 @@ class RaftNode:
         """Take the pending work. Call ``advance`` with it before the next ``ready``."""
         if self._ready_outstanding:
             raise RaftUsageError("ready() called again before advance()")
+        if self._bcast_pending:
+            self._flush_bcast()
         hs, ss = self._hard_state(), self._soft_state()
+        messages, early = self._outbox, 0
+        # Only with term and vote already on disk (always, in practice: a leader's votes answered
+        # requests sent after its term was persisted).
+        if self.role is Role.LEADER and (hs.term, hs.vote) == (self._prev_hard.term, self._prev_hard.vote):
+            lead = [m for m in messages if isinstance(m, (RaftAppendEntries, RaftHeartbeat))]
+            if len(lead) < len(messages):  # keep the rest (votes, rejections, TimeoutNow) after them
+                messages = lead + [m for m in messages if not isinstance(m, (RaftAppendEntries, RaftHeartbeat))]
+            early = len(lead)
         rd = Ready(
             hard_state=hs if hs != self._prev_hard else None,
             soft_state=ss if ss != self._prev_soft else None,
             entries=self.log.unstable_entries(),
-            messages=tuple(self._outbox),
+            messages=tuple(messages),
             committed_entries=self.log.slice(self._applying + 1, self.log.commit),
+            early=early,
         )
         self._outbox = []
         self._prev_hard, self._prev_soft = hs, ss

@@ -71,12 +71,20 @@ class RaftLog:
 
     # -- writing -------------------------------------------------------------
     def append(self, entries: list[RaftEntry] | tuple[RaftEntry, ...]) -> None:
-        """Append entries that follow the last one directly."""
+        """Append entries that follow the last one directly (indexes consecutive, terms not
+        decreasing). Checked at the batch's ends only: this runs once per proposal and per
+        received append, and a batch comes from one leader's log, which is consecutive."""
+        if not entries:
+            return
+        first, last = entries[0], entries[-1]
+        start = len(self._entries) + 1
+        assert first.index == start, f"gap or overlap appending index {first.index}"
+        assert last.index == start + len(entries) - 1, "entries to append are not consecutive"
+        assert first.term >= self.last_term() and last.term >= first.term, "terms in the log must not decrease"
+        self._entries.extend(entries)
+        conf = EntryKind.CONF_CHANGE
         for e in entries:
-            assert e.index == len(self._entries) + 1, f"gap or overlap appending index {e.index}"
-            assert e.term >= self.last_term(), "terms in the log must not decrease"
-            self._entries.append(e)
-            if e.kind is EntryKind.CONF_CHANGE:
+            if e.kind is conf:
                 self._conf_indexes.append(e.index)
 
     def truncate_from(self, index: int) -> None:

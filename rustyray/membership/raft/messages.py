@@ -23,8 +23,12 @@ class EntryKind(enum.Enum):
     NOOP = "noop"
 
 
-class RaftEntry(msgspec.Struct, frozen=True, kw_only=True):
-    """One log entry; ``index`` starts at 1, ``data`` is opaque to Raft (except conf changes)."""
+class RaftEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One log entry; ``index`` starts at 1, ``data`` is opaque to Raft (except conf changes).
+
+    ``gc=False``: an entry holds only ints, an enum and bytes (it can be in no reference
+    cycle), and the whole log stays in memory, so the cyclic GC should not walk it.
+    """
 
     term: int
     index: int

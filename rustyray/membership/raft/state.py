@@ -55,6 +55,11 @@ class Ready:
     4. Call ``RaftNode.advance(ready)``.
 
     ``soft_state`` (role, leader) is informational and is set only when it changed.
+
+    ``messages[:early]`` may instead be sent *before* step 1 (Raft thesis §10.2.1, etcd's
+    leader messages): they are a leader's AppendEntries and heartbeats, which promise
+    nothing about its own disk (its copy counts toward commit only after ``advance``), so
+    the followers' fsync overlaps the leader's. Sending everything after step 1 is correct too.
     """
 
     hard_state: HardState | None
@@ -62,6 +67,7 @@ class Ready:
     entries: tuple[RaftEntry, ...]
     messages: tuple[RaftMessage, ...]
     committed_entries: tuple[RaftEntry, ...]
+    early: int = 0
 
 
 @dataclass(frozen=True)
