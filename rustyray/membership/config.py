@@ -16,7 +16,8 @@ from rustyray.membership.raft.config import RaftConfig
 __all__ = ["RAFT_PRESETS", "MembershipConfig", "RaftSettings"]
 
 RAFT_PRESETS = ("lan", "fast")
-"""``RaftConfig.lan`` (50 ms ticks, 500-1000 ms elections) and ``RaftConfig.fast`` (15 ms, 150-300 ms)."""
+"""``RaftConfig.lan`` (50 ms ticks, 500-1000 ms elections, 100 ms heartbeats) and ``RaftConfig.fast`` (15 ms
+ticks, 150-300 ms elections)."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Time inside the core is counted in *ticks*: the adapter calls ``RaftNode.tick()``
 once every ``tick_interval`` seconds, so every timeout below is a number of ticks
 and the core never reads a clock. With the default 50 ms tick, ``election_tick=10``
-gives randomized election timeouts of 500-1000 ms and a heartbeat every 50 ms;
+gives randomized election timeouts of 500-1000 ms (``lan()`` heartbeats every 100 ms);
 ``RaftConfig.fast()`` (15 ms tick) gives the Raft paper's 150-300 ms timeouts.
 """
 
@@ -59,8 +59,13 @@ class RaftConfig:
 
     @classmethod
     def lan(cls, id: str) -> RaftConfig:
-        """The defaults: 50 ms ticks, 500-1000 ms elections, 50 ms heartbeats."""
-        return cls(id=id)
+        """What a node runs (``[raft] preset = "lan"``): 50 ms ticks, 500-1000 ms elections, 100 ms heartbeats.
+
+        100 ms is etcd's heartbeat interval: five heartbeats per shortest election timeout, so one lost
+        heartbeat never starts an election, at half the idle traffic of one per tick (Raft's heartbeats
+        were the largest share of an idle node actor's CPU in bench/scale_out.py's idle phase).
+        """
+        return cls(id=id, heartbeat_tick=2)
 
     def validate(self) -> RaftConfig:
         """Raise ValueError naming the first bad field; return self for chaining."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -50,7 +51,9 @@ def test_config_presets() -> None:
     assert d.election_tick * d.tick_interval == pytest.approx(0.5)  # 500-1000 ms elections
     f = RaftConfig.fast("a").validate()
     assert f.election_tick * f.tick_interval == pytest.approx(0.15)  # 150-300 ms
-    assert RaftConfig.lan("a") == d
+    lan = RaftConfig.lan("a").validate()
+    assert lan == replace(d, heartbeat_tick=2)  # etcd's 100 ms heartbeat, five per shortest election timeout
+    assert lan.heartbeat_tick * lan.tick_interval == pytest.approx(0.1)
     with pytest.raises(ValueError):
         RaftNode.bootstrap(RaftConfig(id="a", election_tick=1), ["a"], random.Random())
 
