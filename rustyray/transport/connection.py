@@ -65,6 +65,7 @@ class Connection:
         self._closed = self._loop.create_future()
         self._wbuf: list[bytes] = []
         self._flush_scheduled = False
+        self._receiving = False  # inside _data: writes queue until the received burst is handled
         self._seal: Callable[[bytes, bytes], bytes] | None = None
         self.peer_capabilities: frozenset[str] = frozenset()
         self._pending: list[Frame] = []
@@ -72,18 +73,44 @@ class Connection:
 
     # --- receiving -----------------------------------------------------------------
     def _data(self, data: bytes) -> None:
+        """Decode what arrived, hand every frame on, then write what the handlers queued.
+
+        Why flush here instead of on the next loop turn: replies to a burst go out in one
+        write right after it (a round trip does not wait a loop iteration per hop), and
+        over QUIC they go into the packet aioquic sends when its receive handling ends.
+        """
         self.bytes_received += len(data)
         self.last_used = time.monotonic()
-        decoder = self._decoder
         try:
-            decoder.feed(data)
-            while (frame := decoder.next_frame()) is not None:  # good frames before a bad one still count
-                self.frames_received += 1
-                self._deliver(frame)
-        except ProtocolError as exc:
-            self.error = exc
-            log.warning("closing %s from %s: %s (%s)", self.conn_id, self.peer_address, exc, exc.code)
-            self.abort(f"protocol error: {exc.code}")
+            frames, error = self._decoder.receive(data)
+        except ProtocolError as exc:  # already poisoned: the connection is closing
+            frames, error = [], exc
+        if frames:  # good frames before a bad one still count
+            self.frames_received += len(frames)
+            waiter, handler = self._handshake_waiter, self.handler
+            self._receiving = True
+            try:
+                if handler is not None and (waiter is None or waiter.done()):
+                    deliver = handler.frame_received
+                    for frame in frames:
+                        deliver(self, frame)
+                else:
+                    for frame in frames:
+                        self._deliver(frame)
+            except ProtocolError as exc:  # a handler's own protocol error closes this connection too
+                error = exc
+            except BaseException:  # a handler bug: still write the replies queued so far
+                self._receiving = False
+                if self._wbuf:
+                    self.flush()
+                raise
+            self._receiving = False
+        if error is not None:
+            self.error = error
+            log.warning("closing %s from %s: %s (%s)", self.conn_id, self.peer_address, error, error.code)
+            self.abort(f"protocol error: {error.code}")
+        elif self._wbuf:
+            self.flush()
 
     def _deliver(self, frame: Frame) -> None:
         if self._handshake_waiter is not None and not self._handshake_waiter.done():
@@ -138,23 +165,37 @@ class Connection:
         """
         data = encode_frame(message, msg_id, flags=flags, compression=self.compression, seal=self._seal,
                             stream_id=stream_id)
-        self.write(data)
         self.frames_sent += 1
+        if self._flush_scheduled and not self._closed.done():  # ``write``'s queueing, inlined: the per-frame path
+            self.bytes_sent += len(data)
+            self._wbuf.append(data)
+        else:
+            self.write(data)
         return len(data)
 
     def write(self, data: bytes) -> None:
-        """Queue bytes; everything written in one event-loop iteration goes out in one write.
+        """Write bytes: the first write of an event-loop iteration goes out now, later ones together.
 
-        Why: a transport write per frame is a syscall per frame; coalescing keeps
-        pipelined senders near the bare-socket floor at the cost of one loop turn.
+        Why: a transport write per frame is a syscall (over QUIC a packet) per frame, so
+        frames written after the first in one iteration are queued and handed over in one
+        write on the next turn, which keeps pipelined senders near the bare-socket floor.
+        The first goes straight out, so a lone request or reply does not wait a loop
+        turn. Replies written while a received burst is handled are queued and written
+        once the burst is done (``_data``).
         """
         if self._closed.done():
             raise ConnectionError(f"{self.conn_id} is closed ({self.close_reason})")
         self.bytes_sent += len(data)
-        self._wbuf.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self.flush)
+        if self._flush_scheduled or self._receiving:
+            self._wbuf.append(data)
+            return
+        self._flush_scheduled = True  # later writes of this iteration queue; the flush resets it
+        self._loop.call_soon(self.flush)
+        self.last_used = time.monotonic()
+        try:
+            self._write(data)
+        except Exception as exc:  # the transport is going away under us: report it as the closed connection
+            raise ConnectionError(f"{self.conn_id}: write failed ({exc})") from exc
 
     def flush(self) -> None:
         """Hand the queued bytes to the transport now."""

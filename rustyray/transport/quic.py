@@ -34,11 +34,13 @@ class QuicConnectionAdapter(Connection):
         self.stream_id: int | None = None
 
     def _write(self, data: bytes) -> None:
-        quic = self.proto._quic
+        proto = self.proto
+        quic = proto._quic
         if self.stream_id is None:
             self.stream_id = quic.get_next_available_stream_id(is_unidirectional=False)
         quic.send_stream_data(self.stream_id, data, end_stream=False)
-        self.proto.transmit()
+        if not proto.receiving:  # else the transmit that ends the receive sends it (with its ACK)
+            proto.transmit()
 
     def _close(self, *, abort: bool) -> None:
         self.proto.close(error_code=0 if not abort else 0x1, reason_phrase=self.close_reason or "")
@@ -58,19 +60,37 @@ class QuicFrameProtocol(QuicConnectionProtocol):
         self.conn = QuicConnectionAdapter(self, outbound=outbound)
         self.conn.tls_version = "TLSv1.3"
 
+    receiving = False
+    """True while a datagram's events are handled; a transmit follows them."""
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        """aioquic's own (receive, handle the events, transmit), marked so writes skip their own transmit.
+
+        Why: a reply written while the request's datagram is handled then leaves in the
+        packet that acknowledges the request, one transmit per received datagram instead
+        of two.
+        """
+        self.receiving = True
+        try:
+            self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+            self._process_events()
+        finally:
+            self.receiving = False
+        self.transmit()
+
     def quic_event_received(self, event: QuicEvent) -> None:
         conn = self.conn
-        if isinstance(event, HandshakeCompleted):
+        if type(event) is StreamDataReceived:  # the common event first
+            if conn.stream_id is None:
+                conn.stream_id = event.stream_id
+            if event.stream_id == conn.stream_id:
+                conn._data(event.data)
+        elif isinstance(event, HandshakeCompleted):
             peer = self._transport.get_extra_info("peername") if self._transport else None
             if not conn.outbound and self.on_new is not None:
                 self.on_new(conn)
             if peer and not conn.peer_address:
                 conn.peer_address = format_address(peer[0], peer[1])
-        elif isinstance(event, StreamDataReceived):
-            if conn.stream_id is None:
-                conn.stream_id = event.stream_id
-            if event.stream_id == conn.stream_id:
-                conn._data(event.data)
         elif isinstance(event, ConnectionTerminated):
             conn.close_reason = conn.close_reason or (event.reason_phrase or f"quic error {event.error_code}")
             conn._mark_closed(None)
