@@ -86,10 +86,10 @@ def test_connect_encode_handshake_and_stats_live(cluster):
     nodes = {n["node_id"]: n for n in client.get("/nodes").json()["nodes"]}
     host, port = nodes["node2"]["address"].rsplit(":", 1)
     r = client.post("/transport/tcp/connect", json={"host": host, "port": int(port), "node_id": "node2"}).json()
-    assert r["success"] and r["encrypted"]
+    assert r["success"] and r["encrypted"], r
     qhost, qport = nodes["node3"]["quic_address"].rsplit(":", 1)
     r = client.post("/transport/quic/connect", json={"host": qhost, "port": int(qport), "node_id": "node3"}).json()
-    assert r["success"] and r["protocol"] == "QUIC"
+    assert r["success"] and r["protocol"] == "QUIC", r
     assert client.post("/protocol/encode", json={"message_type": "Heartbeat", "compression": "lz4",
                                                  "data": {"node_id": "node1", "timestamp": 1}}).status_code == 200
     assert client.post("/protocol/handshake", json={"node_id": "x", "protocol_version": 1,

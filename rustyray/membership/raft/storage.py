@@ -12,7 +12,8 @@ On-disk layout of ``FileStorage(dir)``:
   alone is written at most every ``commit_sync_interval`` seconds and on ``close``: the
   commit index is not needed for safety (a restarted node re-learns it from the leader and
   re-applies from a lower one), and skipping two of the three fsyncs of a busy Ready is
-  most of the disk time of a group commit. A crash loses at most that interval of it.
+  most of the disk time of a group commit. A crash can lose the commit-index advances made since
+  the last write (those of the last interval of a burst, however long ago the burst ended).
 * ``dir/log``: append-only records ``[u32 length][u32 crc32][msgpack RaftEntry]``
   (big-endian). Appending an entry whose index is already stored first truncates the
   file at that entry (a follower resolving a conflict). A torn last record (crash
