@@ -171,7 +171,7 @@ class MemberlistCore(MemberlistSwim):
             self.ltime = max(self.ltime, int(body["LTime"]))
             return []
         if serf_type != SERF_USER_EVENT:
-            return []  # key requests come as queries; relays and conflict answers: not handled yet
+            return []  # key requests come as queries, relays are unwrapped before here; conflict answers: not handled
         ltime = int(body["LTime"])
         self.event_ltime = max(self.event_ltime, ltime)
         return [Deliver(ltime, text(body["Name"]), bytes(body.get("Payload") or b""), bool(body.get("CC", False)))]

@@ -75,8 +75,9 @@ class QuicFrameProtocol(QuicConnectionProtocol):
             self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
             self._process_events()
         finally:
+            # transmit even when handling raised: what the handled part queued (acks, replies) still leaves
             self.receiving = False
-        self.transmit()
+            self.transmit()
 
     def quic_event_received(self, event: QuicEvent) -> None:
         conn = self.conn
